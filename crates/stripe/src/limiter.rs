@@ -1,0 +1,382 @@
+//! The rate budget: one per client, shared by its clones and every concurrent request.
+//!
+//! Stripe limits each account globally (25 req/s in test mode, 100 in live mode) and per
+//! endpoint (25 req/s; 20 for search and files). The budget is *proactive*: every attempt takes
+//! a cell from its endpoint's limiter and from the global one (GCRA, via `governor`) before it is
+//! sent, so the normal case never sees a 429. It is *adaptive* when 429s still come (another
+//! integration shares the account, or Stripe lowered a limit): the endpoint that got one pauses
+//! (for `Retry-After`, or a second so Stripe's per-second buckets refill) and then runs at half
+//! rate for a while; when 429s arrive from several endpoints at once the global rate halves too.
+//!
+//! Words used here:
+//! - *endpoint*: a request path with its id segments replaced by `{id}`
+//!   (`/v1/invoices/in_123/lines` → `/v1/invoices/{id}/lines`), as Stripe counts them.
+//! - *gate*: one limiter plus its adaptive state and a FIFO queue.
+//!
+//! Waiting is fair and not busy: each gate has a `tokio::sync::Mutex` (first come, first
+//! served), so among dozens of tasks only the head of each queue sleeps on the limiter; the rest
+//! wait on the mutex without polling.
+//!
+//! Order of waiting: endpoint queue → endpoint pause → global queue, pause and cell → endpoint
+//! cell → send. Taking the endpoint cell last, with the endpoint queue still held, means sends
+//! on one endpoint happen exactly at its cell times, so the per-endpoint bound is exact. The
+//! global bound can be exceeded by at most one request per endpoint whose endpoint cell was not
+//! yet due (its send trails its global cell by less than one endpoint interval).
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex as StdMutex, PoisonError};
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::Mutex as FairMutex;
+use tokio::time::Instant;
+
+/// Stripe's documented limit for the Search and Files APIs (read requests per second).
+const SEARCH_AND_FILES_RPS: u32 = 20;
+
+/// The endpoint of a request path: id segments become `{id}`; the query is not part of it.
+///
+/// A segment is an id when it contains a digit or an uppercase letter (Stripe's path words are
+/// lowercase letters and `_`; ids are `prefix_` + base62, which almost always has one of the
+/// two), except the API version segment (`v1`, `v2`).
+pub fn normalize_endpoint(path: &str) -> String {
+    let path = path.split(['?', '#']).next().unwrap_or(path);
+    let mut out = String::with_capacity(path.len());
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        let is_version = i == 1 && is_version_segment(segment);
+        let is_id = segment
+            .chars()
+            .any(|c| c.is_ascii_digit() || c.is_ascii_uppercase());
+        if is_id && !is_version {
+            out.push_str("{id}");
+        } else {
+            out.push_str(segment);
+        }
+    }
+    out
+}
+
+fn is_version_segment(segment: &str) -> bool {
+    segment
+        .strip_prefix('v')
+        .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// The per-endpoint rate for an endpoint, given the configured default.
+pub fn endpoint_rps(endpoint: &str, configured: u32) -> u32 {
+    let limited = endpoint.ends_with("/search")
+        || endpoint.starts_with("/v1/files")
+        || endpoint.starts_with("/v1/file_links");
+    if limited {
+        configured.min(SEARCH_AND_FILES_RPS)
+    } else {
+        configured
+    }
+}
+
+/// Burst allowed on top of a steady rate: a fifth of a second's worth (at least one).
+///
+/// Small on purpose: Stripe counts requests in short windows, and a full second's burst on top
+/// of the steady rate could double the count in the first second of a sync.
+pub fn burst_for(rps: u32) -> u32 {
+    (rps / 5).max(1)
+}
+
+/// Tuning of the adaptive part (fixed in production, shortened in tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Adaptation {
+    /// How long an endpoint pauses after a 429 without a usable `Retry-After`.
+    pub pause: Duration,
+    /// How long an endpoint (or the global budget) runs at half rate after a 429.
+    pub slow_for: Duration,
+    /// 429s on two different endpoints within this time slow the global budget too.
+    pub spread_window: Duration,
+}
+
+impl Default for Adaptation {
+    fn default() -> Self {
+        Adaptation {
+            pause: Duration::from_secs(1),
+            slow_for: Duration::from_secs(10),
+            spread_window: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct AdaptiveState {
+    paused_until: Option<Instant>,
+    slow_until: Option<Instant>,
+}
+
+/// A limiter with its FIFO queue and adaptive state.
+struct Gate {
+    limiter: DefaultDirectRateLimiter,
+    queue: FairMutex<()>,
+    state: StdMutex<AdaptiveState>,
+}
+
+impl Gate {
+    fn new(rps: u32) -> Gate {
+        let rps = NonZeroU32::new(rps).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(burst_for(rps.get())).unwrap_or(NonZeroU32::MIN);
+        Gate {
+            limiter: RateLimiter::direct(Quota::per_second(rps).allow_burst(burst)),
+            queue: FairMutex::new(()),
+            state: StdMutex::new(AdaptiveState::default()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, AdaptiveState> {
+        // The state is two timestamps, valid whatever a panicking holder left behind.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sleeps while the gate is paused (the pause may be extended while sleeping).
+    async fn wait_pause(&self) {
+        loop {
+            let until = self.state().paused_until;
+            match until {
+                Some(until) if until > Instant::now() => tokio::time::sleep_until(until).await,
+                _ => return,
+            }
+        }
+    }
+
+    /// Takes one cell, or two while slowed down (which halves the rate).
+    async fn take(&self) {
+        let slow = self
+            .state()
+            .slow_until
+            .is_some_and(|until| until > Instant::now());
+        let cells = if slow { 2 } else { 1 };
+        for _ in 0..cells {
+            self.limiter.until_ready().await;
+        }
+    }
+
+    fn pause(&self, until: Instant) {
+        let mut state = self.state();
+        state.paused_until = Some(state.paused_until.map_or(until, |p| p.max(until)));
+    }
+
+    fn slow(&self, until: Instant) {
+        let mut state = self.state();
+        state.slow_until = Some(state.slow_until.map_or(until, |s| s.max(until)));
+    }
+}
+
+/// One rate budget: a global gate and one gate per endpoint.
+pub(crate) struct RateBudget {
+    global: Gate,
+    per_endpoint_rps: u32,
+    endpoints: StdMutex<HashMap<String, Arc<Gate>>>,
+    adaptation: Adaptation,
+    last_429: StdMutex<Option<(Instant, String)>>,
+}
+
+impl RateBudget {
+    pub(crate) fn new(global_rps: u32, per_endpoint_rps: u32, adaptation: Adaptation) -> Self {
+        RateBudget {
+            global: Gate::new(global_rps),
+            per_endpoint_rps,
+            endpoints: StdMutex::new(HashMap::new()),
+            adaptation,
+            last_429: StdMutex::new(None),
+        }
+    }
+
+    fn gate(&self, endpoint: &str) -> Arc<Gate> {
+        let mut endpoints = self
+            .endpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        endpoints
+            .entry(endpoint.to_string())
+            .or_insert_with(|| Arc::new(Gate::new(endpoint_rps(endpoint, self.per_endpoint_rps))))
+            .clone()
+    }
+
+    /// Waits until one request to `endpoint` may be sent now.
+    pub(crate) async fn acquire(&self, endpoint: &str) {
+        let gate = self.gate(endpoint);
+        let _endpoint_turn = gate.queue.lock().await;
+        gate.wait_pause().await;
+        {
+            let _global_turn = self.global.queue.lock().await;
+            self.global.wait_pause().await;
+            self.global.take().await;
+        }
+        gate.take().await;
+    }
+
+    /// Records a 429 on `endpoint`. `code` is Stripe's error code: `lock_timeout` means
+    /// contention on one object, not a rate, and changes nothing here.
+    pub(crate) fn on_rate_limited(
+        &self,
+        endpoint: &str,
+        retry_after: Option<Duration>,
+        code: Option<&str>,
+    ) {
+        if code == Some("lock_timeout") {
+            return;
+        }
+        let now = Instant::now();
+        let gate = self.gate(endpoint);
+        gate.pause(now + retry_after.unwrap_or(self.adaptation.pause));
+        gate.slow(now + self.adaptation.slow_for);
+
+        let mut last = self.last_429.lock().unwrap_or_else(PoisonError::into_inner);
+        let spread = last.as_ref().is_some_and(|(at, other)| {
+            other != endpoint && now.duration_since(*at) <= self.adaptation.spread_window
+        });
+        if spread {
+            // Several endpoints limited at once points at the account-wide limit.
+            self.global.slow(now + self.adaptation.slow_for);
+        }
+        *last = Some((now, endpoint.to_string()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_id_segments() {
+        let cases = [
+            ("/v1/customers", "/v1/customers"),
+            ("/v1/invoices/in_123/lines", "/v1/invoices/{id}/lines"),
+            ("/v1/customers/cus_9s6XKzkNRiz8i3", "/v1/customers/{id}"),
+            (
+                "/v1/customers/cus_ABCDEFGHIJKLmn/payment_methods",
+                "/v1/customers/{id}/payment_methods",
+            ),
+            (
+                "/v1/checkout/sessions/cs_test_a1/line_items",
+                "/v1/checkout/sessions/{id}/line_items",
+            ),
+            (
+                "/v1/radar/early_fraud_warnings",
+                "/v1/radar/early_fraud_warnings",
+            ),
+            ("/v1/customers?limit=100", "/v1/customers"),
+            ("/v2/core/events", "/v2/core/events"),
+            ("/v1/customers/search", "/v1/customers/search"),
+            ("/v1/account", "/v1/account"),
+        ];
+        for (path, endpoint) in cases {
+            assert_eq!(normalize_endpoint(path), endpoint, "{path}");
+        }
+    }
+
+    #[test]
+    fn search_and_files_have_their_own_lower_limit() {
+        assert_eq!(endpoint_rps("/v1/customers/search", 25), 20);
+        assert_eq!(endpoint_rps("/v1/files", 25), 20);
+        assert_eq!(endpoint_rps("/v1/customers", 25), 25);
+        assert_eq!(endpoint_rps("/v1/customers/search", 5), 5);
+    }
+
+    #[test]
+    fn burst_is_a_fifth_of_the_rate() {
+        assert_eq!(burst_for(25), 5);
+        assert_eq!(burst_for(100), 20);
+        assert_eq!(burst_for(1), 1);
+        assert_eq!(burst_for(0), 1);
+    }
+
+    fn quick() -> Adaptation {
+        Adaptation {
+            pause: Duration::from_millis(300),
+            slow_for: Duration::from_secs(5),
+            spread_window: Duration::from_secs(2),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_429_pauses_only_its_endpoint() {
+        let budget = RateBudget::new(1000, 1000, quick());
+        budget.acquire("/v1/customers").await;
+        budget.on_rate_limited("/v1/customers", None, Some("rate_limit"));
+
+        let started = std::time::Instant::now();
+        budget.acquire("/v1/products").await;
+        assert!(started.elapsed() < Duration::from_millis(200));
+
+        budget.acquire("/v1/customers").await;
+        assert!(
+            started.elapsed() >= Duration::from_millis(280),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn retry_after_sets_the_pause_and_lock_timeouts_change_nothing() {
+        let budget = RateBudget::new(1000, 1000, quick());
+        budget.on_rate_limited("/v1/charges", Some(Duration::from_millis(50)), None);
+        budget.on_rate_limited("/v1/refunds", None, Some("lock_timeout"));
+        let started = std::time::Instant::now();
+        budget.acquire("/v1/refunds").await;
+        assert!(started.elapsed() < Duration::from_millis(40));
+        budget.acquire("/v1/charges").await;
+        assert!(started.elapsed() >= Duration::from_millis(40));
+        assert!(started.elapsed() < Duration::from_millis(280));
+    }
+
+    #[tokio::test]
+    async fn after_a_429_the_endpoint_runs_at_half_rate() {
+        // 10 req/s, burst 2: after the burst, 6 requests take ~0.6 s normally and ~1.2 s slowed.
+        let budget = RateBudget::new(
+            1000,
+            10,
+            Adaptation {
+                pause: Duration::ZERO,
+                ..quick()
+            },
+        );
+        for _ in 0..2 {
+            budget.acquire("/v1/prices").await;
+        }
+        budget.on_rate_limited("/v1/prices", Some(Duration::ZERO), Some("rate_limit"));
+        let started = std::time::Instant::now();
+        for _ in 0..6 {
+            budget.acquire("/v1/prices").await;
+        }
+        assert!(
+            started.elapsed() >= Duration::from_millis(1000),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn limits_hit_on_several_endpoints_slow_the_global_budget() {
+        let budget = RateBudget::new(
+            10,
+            1000,
+            Adaptation {
+                pause: Duration::ZERO,
+                ..quick()
+            },
+        );
+        budget.on_rate_limited("/v1/a", Some(Duration::ZERO), None);
+        budget.on_rate_limited("/v1/b", Some(Duration::ZERO), None);
+        let slowed = budget
+            .global
+            .state()
+            .slow_until
+            .is_some_and(|until| until > Instant::now());
+        assert!(slowed);
+
+        let single = RateBudget::new(10, 1000, quick());
+        single.on_rate_limited("/v1/a", None, None);
+        single.on_rate_limited("/v1/a", None, None);
+        assert!(single.global.state().slow_until.is_none());
+    }
+}
