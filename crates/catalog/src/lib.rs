@@ -880,7 +880,7 @@ pub fn by_object(object: &str) -> Option<&'static DataType> {
 }
 
 /// Parses a comma-separated list of data type names (`customers,invoices`), in catalog order,
-/// without duplicates. A child type pulls in its parent, because children are read through it.
+/// without duplicates.
 pub fn parse_list(list: &str) -> Result<Vec<&'static DataType>, UnknownDataType> {
     let mut wanted = Vec::new();
     for raw in list.split(',') {
