@@ -1,1 +1,229 @@
-//! placeholder
+//! Destinations: where copied Stripe objects are written — PostgreSQL or SQLite — behind one
+//! trait, [`Destination`].
+//!
+//! Layout:
+//! - [`url`]: [`DatabaseUrl`], the parsed, password-masking database URL.
+//! - [`error`]: [`DestinationError`], variants a caller acts on, messages that say the fix.
+//! - [`ident`]: identifier quoting and schema-name rules.
+//! - [`layout`]: what every table holds (common columns, indexes, batch de-duplication),
+//!   shared by both backends.
+//! - [`postgres`] and [`sqlite`]: one implementation each, owning its SQL.
+//! - `copy_text`: the PostgreSQL `COPY … FROM STDIN` text-format encoder.
+//!
+//! Words used here:
+//! - *row*: one Stripe object as stored: its `id`, the whole object (`data`), its *version* and
+//!   whether it is deleted.
+//! - *version*: the ordering key of a row (event time or fetch time, chosen by the engine). A
+//!   write never replaces a row with an older or equal version: older snapshots arriving late
+//!   (webhooks out of order, a backfill page fetched before an event) change nothing.
+//! - *checkpoint*: how far a data type's backfill got in one `created` window (the list cursor,
+//!   or done), committed in the same transaction as the rows it covers.
+//! - *state*: small per-account key/value pairs (the events cursor).
+
+pub mod error;
+pub mod ident;
+pub mod layout;
+pub mod postgres;
+pub mod sqlite;
+pub mod url;
+
+mod copy_text;
+
+pub use error::DestinationError;
+pub use url::{DatabaseKind, DatabaseUrl};
+
+use cls_catalog::DataType;
+
+/// One object to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// Stripe id (`cus_…`), the table's primary key.
+    pub id: String,
+    /// The whole object exactly as Stripe returned it; stored in `data`, typed columns are
+    /// extracted from it.
+    pub object: serde_json::Value,
+    /// Ordering key: a row already stored with a version greater than or equal to this one is
+    /// left alone.
+    pub version: i64,
+    /// Whether the object is deleted in Stripe (a `*.deleted` event's snapshot); sets
+    /// `deleted_at` the first time.
+    pub deleted: bool,
+}
+
+/// Progress of one data type's backfill in one `created` window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The data type the window belongs to (`customers`).
+    pub data_type: String,
+    /// The window, as the engine names it (`1600000000..1600864000`).
+    pub window: String,
+    /// The list cursor (`starting_after`) to continue from, if any.
+    pub cursor: Option<String>,
+    /// Whether the window is complete.
+    pub done: bool,
+}
+
+/// Rows of one data type and one account, written in one transaction together with an
+/// optional checkpoint.
+#[derive(Debug, Clone)]
+pub struct Batch<'a> {
+    /// The data type (and so the table) of every row.
+    pub data_type: &'static DataType,
+    /// The Stripe account the rows belong to.
+    pub account_id: &'a str,
+    /// The rows; the same id may appear more than once (the highest version wins).
+    pub rows: Vec<Row>,
+    /// Saved in the same transaction as the rows, so a crash never records progress for rows
+    /// that were not stored (nor stores rows whose progress is lost, beyond re-fetching them).
+    pub checkpoint: Option<Checkpoint>,
+}
+
+/// What one write did.
+#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Rows that were new.
+    pub inserted: u64,
+    /// Rows that replaced an older version.
+    pub updated: u64,
+    /// Rows left alone because an equal or newer version was already stored (or a newer one
+    /// came in the same batch).
+    pub skipped: u64,
+}
+
+impl std::ops::AddAssign for WriteStats {
+    fn add_assign(&mut self, other: WriteStats) {
+        self.inserted += other.inserted;
+        self.updated += other.updated;
+        self.skipped += other.skipped;
+    }
+}
+
+/// What `check` found out about the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatabaseInfo {
+    /// Engine.
+    pub kind: DatabaseKind,
+    /// Server version (`15.4 (Debian …)`, or SQLite's library version).
+    pub server_version: String,
+    /// Whether this connection is encrypted (always false for SQLite, a local file).
+    pub tls: bool,
+    /// Whether the user may create the schema (when missing) and tables in it.
+    pub can_create: bool,
+    /// The schema tables go to (`main` for SQLite, which has no schemas).
+    pub schema: String,
+}
+
+/// A row as stored, for reconciliation and tests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRow {
+    /// Stripe id.
+    pub id: String,
+    /// The stored object (`data`).
+    pub object: serde_json::Value,
+    /// The stored version.
+    pub version: i64,
+    /// Soft-delete flag.
+    pub deleted: bool,
+    /// When the row was first marked deleted.
+    pub deleted_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the row was last written.
+    pub synced_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A database Codeless Sync writes to.
+#[async_trait::async_trait]
+pub trait Destination: Send + Sync {
+    /// Engine.
+    fn kind(&self) -> DatabaseKind;
+
+    /// The schema tables go to (`main` for SQLite).
+    fn schema(&self) -> &str;
+
+    /// The exact DDL `prepare` would run on an empty database (what a user can run by hand).
+    fn create_tables_sql(&self, types: &[&'static DataType]) -> String;
+
+    /// Reachable, version, TLS in use, and whether the schema and tables can be created
+    /// (tried inside a transaction that is rolled back).
+    async fn check(&self) -> Result<DatabaseInfo, DestinationError>;
+
+    /// Creates the schema, the tables of `types` and the internal tables when missing, and
+    /// adds catalog columns missing from existing tables. Never drops or retypes anything.
+    async fn prepare(&self, types: &[&'static DataType]) -> Result<(), DestinationError>;
+
+    /// Upserts the batch's rows and saves its checkpoint, in one transaction. A row whose
+    /// stored version is greater than or equal to the new one is left alone.
+    async fn write(&self, batch: Batch<'_>) -> Result<WriteStats, DestinationError>;
+
+    /// Saved checkpoints of one data type, ordered by window.
+    async fn checkpoints(
+        &self,
+        account_id: &str,
+        data_type: &str,
+    ) -> Result<Vec<Checkpoint>, DestinationError>;
+
+    /// Forgets the checkpoints of one data type (before a fresh full sync).
+    async fn clear_checkpoints(
+        &self,
+        account_id: &str,
+        data_type: &str,
+    ) -> Result<(), DestinationError>;
+
+    /// Ids of the rows of `account_id` that are not deleted, sorted.
+    async fn live_ids(
+        &self,
+        data_type: &'static DataType,
+        account_id: &str,
+    ) -> Result<Vec<String>, DestinationError>;
+
+    /// Soft-deletes rows (`deleted = true`, `deleted_at = now`, version raised to `version`)
+    /// unless they are already deleted or hold a newer version. Ids not stored are ignored.
+    /// Returns how many rows were marked.
+    async fn mark_deleted(
+        &self,
+        data_type: &'static DataType,
+        account_id: &str,
+        ids: &[String],
+        version: i64,
+    ) -> Result<u64, DestinationError>;
+
+    /// Every stored row of `account_id` in one table, sorted by id. Loads them all: meant for
+    /// tests and small tables.
+    async fn rows(
+        &self,
+        data_type: &'static DataType,
+        account_id: &str,
+    ) -> Result<Vec<StoredRow>, DestinationError>;
+
+    /// A small per-account value (`events_cursor`).
+    async fn get_state(
+        &self,
+        account_id: &str,
+        key: &str,
+    ) -> Result<Option<String>, DestinationError>;
+
+    /// Sets a small per-account value.
+    async fn set_state(
+        &self,
+        account_id: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), DestinationError>;
+}
+
+/// Connects to the database the URL names. PostgreSQL: validates the schema name and opens
+/// one connection first so a wrong host, password or database fails here with a precise
+/// error; SQLite: opens (creating if missing) the file. Nothing is created in the database
+/// until [`Destination::prepare`].
+pub async fn connect(
+    url: &DatabaseUrl,
+    schema: &str,
+) -> Result<Box<dyn Destination>, DestinationError> {
+    match url.kind() {
+        DatabaseKind::Postgres => Ok(Box::new(
+            postgres::PgDestination::connect(url, schema).await?,
+        )),
+        DatabaseKind::Sqlite => Ok(Box::new(
+            sqlite::SqliteDestination::connect(url, schema).await?,
+        )),
+    }
+}

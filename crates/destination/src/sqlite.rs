@@ -1,0 +1,633 @@
+//! The SQLite destination: the same tables as PostgreSQL, with SQLite types, in the `main`
+//! schema (SQLite has no schemas, so `--schema` is ignored and `main` is reported).
+//!
+//! Types: text → TEXT, bigint → INTEGER, boolean → INTEGER 0/1, timestamp → TEXT in RFC 3339
+//! UTC (`2024-05-01T12:00:00Z`, sorts and compares as time), double → REAL, JSON → TEXT
+//! holding JSON (`data` is the object exactly as given, `json_extract` works on it).
+//!
+//! The file is opened in WAL mode (readers never block the writer), created if missing, with a
+//! busy timeout so concurrent writers wait instead of failing. Each batch is one
+//! `BEGIN IMMEDIATE` transaction: taking the write lock up front makes the "what is already
+//! stored" read and the upsert one consistent step, so the inserted/updated/skipped counts are
+//! exact.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use cls_catalog::{ColumnKind, ColumnValue, DataType};
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{Executor as _, Row as _, Sqlite, Transaction};
+
+use crate::error::{classify_sqlite, Action};
+use crate::ident::quote;
+use crate::layout::{
+    dedupe, index_name, indexed_columns, timestamp_in_range, CHECKPOINTS_TABLE, STATE_TABLE,
+};
+use crate::{
+    Batch, Checkpoint, DatabaseInfo, DatabaseKind, DatabaseUrl, Destination, DestinationError,
+    StoredRow, WriteStats,
+};
+
+/// How long a writer waits for another one to finish before giving up.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A SQLite database file (or `:memory:`).
+pub struct SqliteDestination {
+    pool: SqlitePool,
+    /// The URL (SQLite URLs hold no secret), for messages.
+    path: String,
+}
+
+type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
+
+impl SqliteDestination {
+    /// Opens (creating if missing) the database file. `schema` is ignored: SQLite tables go
+    /// to `main`.
+    #[tracing::instrument(skip_all, fields(url = %url))]
+    pub async fn connect(
+        url: &DatabaseUrl,
+        schema: &str,
+    ) -> Result<SqliteDestination, DestinationError> {
+        if schema != "main" && schema != "stripe" {
+            tracing::info!(schema, "SQLite has no schemas; tables go to `main`");
+        }
+        let raw = url.expose();
+        let in_memory = raw.contains(":memory:") || raw.contains("mode=memory");
+        let mut opts = SqliteConnectOptions::from_str(raw)
+            .map_err(|e| DestinationError::InvalidUrl {
+                reason: format!("the SQLite URL {url} is not valid ({e})"),
+                examples: "paste `sqlite://path/to/file.db`, `sqlite:///absolute/path.db` or `sqlite::memory:`",
+            })?
+            .create_if_missing(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool_opts = if in_memory {
+            // One connection that never closes: an in-memory database lives only as long as
+            // its connections, and several connections sharing its cache would hit table
+            // locks that the busy timeout does not cover.
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            opts = opts
+                .journal_mode(SqliteJournalMode::Wal)
+                // NORMAL is durable in WAL mode except for the last commits on power loss,
+                // which a resumed run re-fetches anyway.
+                .synchronous(SqliteSynchronous::Normal);
+            SqlitePoolOptions::new().max_connections(4)
+        };
+        let path = url.to_string();
+        let pool = pool_opts
+            .acquire_timeout(BUSY_TIMEOUT)
+            .connect_with(opts)
+            .await
+            .map_err(|e| classify_sqlite(e, &path, Action::Connect))?;
+        Ok(SqliteDestination { pool, path })
+    }
+
+    /// Classifies a driver error that happened during `action`.
+    fn fail(&self, action: Action, e: sqlx::Error) -> DestinationError {
+        classify_sqlite(e, &self.path, action)
+    }
+
+    async fn begin(
+        &self,
+        action: Action,
+    ) -> Result<Transaction<'static, Sqlite>, DestinationError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| self.fail(action, e))
+    }
+
+    async fn try_create(&self) -> Result<bool, DestinationError> {
+        let mut tx = match self
+            .begin(Action::CreateTable("_cls_check_probe".into()))
+            .await
+        {
+            Ok(tx) => tx,
+            Err(DestinationError::PermissionDenied { .. }) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let outcome = tx
+            .execute(sqlx::raw_sql(
+                "CREATE TABLE \"_cls_check_probe\" (x INTEGER)",
+            ))
+            .await;
+        let _ = tx.rollback().await;
+        match outcome {
+            Ok(_) => Ok(true),
+            Err(e) => match self.fail(Action::CreateTable("_cls_check_probe".into()), e) {
+                DestinationError::PermissionDenied { .. } => Ok(false),
+                other => Err(other),
+            },
+        }
+    }
+}
+
+/// SQLite type of a catalog column kind.
+pub fn sqlite_type(kind: ColumnKind) -> &'static str {
+    match kind {
+        ColumnKind::Text | ColumnKind::Timestamp | ColumnKind::Json => "TEXT",
+        ColumnKind::BigInt | ColumnKind::Boolean => "INTEGER",
+        ColumnKind::Double => "REAL",
+    }
+}
+
+fn create_table_sql(data_type: &DataType) -> String {
+    let mut cols = vec!["    \"id\" TEXT PRIMARY KEY NOT NULL".to_string()];
+    for c in data_type.columns {
+        cols.push(format!("    {} {}", quote(c.name), sqlite_type(c.kind)));
+    }
+    cols.extend([
+        "    \"data\" TEXT NOT NULL".to_string(),
+        "    \"account_id\" TEXT NOT NULL".to_string(),
+        "    \"deleted\" INTEGER NOT NULL DEFAULT 0".to_string(),
+        "    \"deleted_at\" TEXT".to_string(),
+        "    \"synced_at\" TEXT NOT NULL".to_string(),
+        "    \"version\" INTEGER NOT NULL".to_string(),
+    ]);
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (\n{}\n);\n",
+        quote(data_type.table()),
+        cols.join(",\n")
+    )
+}
+
+fn create_index_sql(table: &str, column: &str) -> String {
+    format!(
+        "CREATE INDEX IF NOT EXISTS {} ON {} ({});\n",
+        quote(&index_name(table, column)),
+        quote(table),
+        quote(column)
+    )
+}
+
+fn create_internal_tables_sql() -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {cp} (\n    \"account_id\" TEXT NOT NULL,\n    \
+         \"data_type\" TEXT NOT NULL,\n    \"window\" TEXT NOT NULL,\n    \"cursor\" TEXT,\n    \
+         \"done\" INTEGER NOT NULL DEFAULT 0,\n    \"updated_at\" TEXT NOT NULL,\n    \
+         PRIMARY KEY (\"account_id\", \"data_type\", \"window\")\n);\n\
+         CREATE TABLE IF NOT EXISTS {st} (\n    \"account_id\" TEXT NOT NULL,\n    \
+         \"key\" TEXT NOT NULL,\n    \"value\" TEXT NOT NULL,\n    \"updated_at\" TEXT NOT NULL,\n    \
+         PRIMARY KEY (\"account_id\", \"key\")\n);\n",
+        cp = quote(CHECKPOINTS_TABLE),
+        st = quote(STATE_TABLE),
+    )
+}
+
+/// The full DDL for an empty database file.
+pub fn create_tables_sql(types: &[&'static DataType]) -> String {
+    let mut sql = create_internal_tables_sql();
+    for t in types {
+        sql.push('\n');
+        sql.push_str(&create_table_sql(t));
+        for c in indexed_columns(t) {
+            sql.push_str(&create_index_sql(t.table(), c));
+        }
+    }
+    sql
+}
+
+/// Now, as the RFC 3339 text stored in `synced_at`/`deleted_at` (milliseconds, so rows written
+/// within one second still order).
+fn now_text() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn bind_value(q: SqliteQuery<'_>, value: ColumnValue) -> SqliteQuery<'_> {
+    match value {
+        ColumnValue::Null => q.bind(None::<String>),
+        ColumnValue::Text(s) => q.bind(s),
+        ColumnValue::Int(i) => q.bind(i),
+        ColumnValue::Float(f) if f.is_finite() => q.bind(f),
+        ColumnValue::Float(_) => q.bind(None::<f64>),
+        ColumnValue::Bool(b) => q.bind(i64::from(b)),
+        ColumnValue::Timestamp(t) if timestamp_in_range(t) => q.bind(cls_catalog::rfc3339(t)),
+        ColumnValue::Timestamp(_) => q.bind(None::<String>),
+        ColumnValue::Json(v) => q.bind(v.to_string()),
+    }
+}
+
+fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, sqlx::Error> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+}
+
+#[async_trait::async_trait]
+impl Destination for SqliteDestination {
+    fn kind(&self) -> DatabaseKind {
+        DatabaseKind::Sqlite
+    }
+
+    fn schema(&self) -> &str {
+        "main"
+    }
+
+    fn create_tables_sql(&self, types: &[&'static DataType]) -> String {
+        create_tables_sql(types)
+    }
+
+    async fn check(&self) -> Result<DatabaseInfo, DestinationError> {
+        let server_version: String = sqlx::query_scalar("SELECT sqlite_version()")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.fail(Action::Connect, e))?;
+        Ok(DatabaseInfo {
+            kind: DatabaseKind::Sqlite,
+            server_version,
+            tls: false,
+            can_create: self.try_create().await?,
+            schema: "main".into(),
+        })
+    }
+
+    async fn prepare(&self, types: &[&'static DataType]) -> Result<(), DestinationError> {
+        let mut tx = self
+            .begin(Action::CreateTable(CHECKPOINTS_TABLE.into()))
+            .await?;
+        let columns: Vec<(String, String)> = sqlx::query_as(
+            "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+             WHERE m.type = 'table'",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| self.fail(Action::Read("sqlite_master".into()), e))?;
+        let has_table = |t: &str| columns.iter().any(|(table, _)| table == t);
+        let has_column =
+            |t: &str, c: &str| columns.iter().any(|(table, col)| table == t && col == c);
+
+        let mut steps: Vec<(String, Action)> = Vec::new();
+        if !has_table(CHECKPOINTS_TABLE) || !has_table(STATE_TABLE) {
+            steps.push((
+                create_internal_tables_sql(),
+                Action::CreateTable(CHECKPOINTS_TABLE.into()),
+            ));
+        }
+        for t in types {
+            let table = t.table();
+            let action = Action::CreateTable(table.into());
+            if !has_table(table) {
+                let mut sql = create_table_sql(t);
+                for c in indexed_columns(t) {
+                    sql.push_str(&create_index_sql(table, c));
+                }
+                steps.push((sql, action));
+                continue;
+            }
+            for c in t.columns {
+                if has_column(table, c.name) {
+                    continue;
+                }
+                let mut sql = format!(
+                    "ALTER TABLE {} ADD COLUMN {} {};\n",
+                    quote(table),
+                    quote(c.name),
+                    sqlite_type(c.kind)
+                );
+                if indexed_columns(t).contains(&c.name) {
+                    sql.push_str(&create_index_sql(table, c.name));
+                }
+                tracing::info!(table, column = c.name, "adding a new catalog column");
+                steps.push((sql, action.clone()));
+            }
+        }
+        for (sql, action) in steps {
+            tx.execute(sqlx::raw_sql(&sql))
+                .await
+                .map_err(|e| self.fail(action, e))?;
+        }
+        tx.commit()
+            .await
+            .map_err(|e| self.fail(Action::CreateTable(CHECKPOINTS_TABLE.into()), e))
+    }
+
+    async fn write(&self, batch: Batch<'_>) -> Result<WriteStats, DestinationError> {
+        let data_type = batch.data_type;
+        let table = data_type.table();
+        let action = || Action::Write(table.to_string());
+        if batch.rows.is_empty() && batch.checkpoint.is_none() {
+            return Ok(WriteStats::default());
+        }
+        let received = batch.rows.len() as u64;
+        let (rows, _) = dedupe(batch.rows);
+        let mut stats = WriteStats::default();
+        let now = now_text();
+        let mut tx = self.begin(action()).await?;
+
+        if !rows.is_empty() {
+            let ids =
+                serde_json::Value::from(rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>());
+            let existing: Vec<(String, i64)> = sqlx::query_as(&format!(
+                "SELECT \"id\", \"version\" FROM {} WHERE \"id\" IN (SELECT value FROM json_each(?))",
+                quote(table)
+            ))
+            .bind(ids.to_string())
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(|e| self.fail(action(), e))?;
+            let existing: std::collections::HashMap<String, i64> = existing.into_iter().collect();
+
+            let mut cols = vec![quote("id")];
+            cols.extend(data_type.columns.iter().map(|c| quote(c.name)));
+            cols.extend(
+                [
+                    "data",
+                    "account_id",
+                    "deleted",
+                    "deleted_at",
+                    "synced_at",
+                    "version",
+                ]
+                .map(quote),
+            );
+            let placeholders = vec!["?"; cols.len()].join(", ");
+            let t = quote(table);
+            let mut set: Vec<String> = data_type
+                .columns
+                .iter()
+                .map(|c| format!("{0} = excluded.{0}", quote(c.name)))
+                .collect();
+            set.extend([
+                "\"data\" = excluded.\"data\"".to_string(),
+                "\"account_id\" = excluded.\"account_id\"".to_string(),
+                "\"deleted\" = excluded.\"deleted\"".to_string(),
+                format!(
+                    "\"deleted_at\" = CASE WHEN excluded.\"deleted\" THEN COALESCE({t}.\"deleted_at\", excluded.\"deleted_at\") END"
+                ),
+                "\"synced_at\" = excluded.\"synced_at\"".to_string(),
+                "\"version\" = excluded.\"version\"".to_string(),
+            ]);
+            let sql = format!(
+                "INSERT INTO {t} ({}) VALUES ({placeholders}) ON CONFLICT (\"id\") DO UPDATE SET {} \
+                 WHERE {t}.\"version\" < excluded.\"version\"",
+                cols.join(", "),
+                set.join(", ")
+            );
+            for row in &rows {
+                match existing.get(&row.id) {
+                    None => stats.inserted += 1,
+                    Some(&v) if v < row.version => stats.updated += 1,
+                    Some(_) => continue,
+                }
+                let mut q = sqlx::query(&sql).bind(row.id.as_str());
+                for c in data_type.columns {
+                    q = bind_value(q, c.extract(&row.object));
+                }
+                q.bind(row.object.to_string())
+                    .bind(batch.account_id)
+                    .bind(i64::from(row.deleted))
+                    .bind(row.deleted.then(|| now.clone()))
+                    .bind(now.as_str())
+                    .bind(row.version)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.fail(action(), e))?;
+            }
+        }
+        stats.skipped = received - stats.inserted - stats.updated;
+
+        if let Some(cp) = &batch.checkpoint {
+            sqlx::query(&format!(
+                "INSERT INTO {} (\"account_id\", \"data_type\", \"window\", \"cursor\", \"done\", \"updated_at\") \
+                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (\"account_id\", \"data_type\", \"window\") \
+                 DO UPDATE SET \"cursor\" = excluded.\"cursor\", \"done\" = excluded.\"done\", \
+                 \"updated_at\" = excluded.\"updated_at\"",
+                quote(CHECKPOINTS_TABLE)
+            ))
+            .bind(batch.account_id)
+            .bind(&cp.data_type)
+            .bind(&cp.window)
+            .bind(cp.cursor.as_deref())
+            .bind(cp.done)
+            .bind(now.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.fail(Action::Write(CHECKPOINTS_TABLE.into()), e))?;
+        }
+        tx.commit().await.map_err(|e| self.fail(action(), e))?;
+        Ok(stats)
+    }
+
+    async fn checkpoints(
+        &self,
+        account_id: &str,
+        data_type: &str,
+    ) -> Result<Vec<Checkpoint>, DestinationError> {
+        let rows: Vec<(String, String, Option<String>, bool)> = sqlx::query_as(&format!(
+            "SELECT \"data_type\", \"window\", \"cursor\", \"done\" FROM {} \
+             WHERE \"account_id\" = ? AND \"data_type\" = ?",
+            quote(CHECKPOINTS_TABLE)
+        ))
+        .bind(account_id)
+        .bind(data_type)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.fail(Action::Read(CHECKPOINTS_TABLE.into()), e))?;
+        let mut out: Vec<Checkpoint> = rows
+            .into_iter()
+            .map(|(data_type, window, cursor, done)| Checkpoint {
+                data_type,
+                window,
+                cursor,
+                done,
+            })
+            .collect();
+        out.sort_by(|a, b| a.window.cmp(&b.window));
+        Ok(out)
+    }
+
+    async fn clear_checkpoints(
+        &self,
+        account_id: &str,
+        data_type: &str,
+    ) -> Result<(), DestinationError> {
+        sqlx::query(&format!(
+            "DELETE FROM {} WHERE \"account_id\" = ? AND \"data_type\" = ?",
+            quote(CHECKPOINTS_TABLE)
+        ))
+        .bind(account_id)
+        .bind(data_type)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.fail(Action::Write(CHECKPOINTS_TABLE.into()), e))?;
+        Ok(())
+    }
+
+    async fn live_ids(
+        &self,
+        data_type: &'static DataType,
+        account_id: &str,
+    ) -> Result<Vec<String>, DestinationError> {
+        let mut ids: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT \"id\" FROM {} WHERE \"account_id\" = ? AND NOT \"deleted\"",
+            quote(data_type.table())
+        ))
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.fail(Action::Read(data_type.table().into()), e))?;
+        ids.sort();
+        Ok(ids)
+    }
+
+    async fn mark_deleted(
+        &self,
+        data_type: &'static DataType,
+        account_id: &str,
+        ids: &[String],
+        version: i64,
+    ) -> Result<u64, DestinationError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let now = now_text();
+        // Same rule as PostgreSQL: a deletion at the same version as the stored snapshot wins.
+        let done = sqlx::query(&format!(
+            "UPDATE {} SET \"deleted\" = 1, \"deleted_at\" = ?1, \"synced_at\" = ?1, \"version\" = ?2 \
+             WHERE \"account_id\" = ?3 AND \"id\" IN (SELECT value FROM json_each(?4)) \
+             AND NOT \"deleted\" AND \"version\" <= ?2",
+            quote(data_type.table())
+        ))
+        .bind(now)
+        .bind(version)
+        .bind(account_id)
+        .bind(serde_json::Value::from(ids.to_vec()).to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.fail(Action::Write(data_type.table().into()), e))?;
+        Ok(done.rows_affected())
+    }
+
+    async fn rows(
+        &self,
+        data_type: &'static DataType,
+        account_id: &str,
+    ) -> Result<Vec<StoredRow>, DestinationError> {
+        let action = || Action::Read(data_type.table().into());
+        let raw = sqlx::query(&format!(
+            "SELECT \"id\", \"data\", \"version\", \"deleted\", \"deleted_at\", \"synced_at\" \
+             FROM {} WHERE \"account_id\" = ?",
+            quote(data_type.table())
+        ))
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.fail(action(), e))?;
+        let mut out = Vec::with_capacity(raw.len());
+        for r in raw {
+            let decoded = (|| -> Result<StoredRow, sqlx::Error> {
+                let data: String = r.try_get("data")?;
+                let deleted_at: Option<String> = r.try_get("deleted_at")?;
+                let synced_at: String = r.try_get("synced_at")?;
+                Ok(StoredRow {
+                    id: r.try_get("id")?,
+                    object: serde_json::from_str(&data)
+                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                    version: r.try_get("version")?,
+                    deleted: r.try_get("deleted")?,
+                    deleted_at: deleted_at.as_deref().map(parse_time).transpose()?,
+                    synced_at: parse_time(&synced_at)?,
+                })
+            })();
+            out.push(decoded.map_err(|e| self.fail(action(), e))?);
+        }
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(out)
+    }
+
+    async fn get_state(
+        &self,
+        account_id: &str,
+        key: &str,
+    ) -> Result<Option<String>, DestinationError> {
+        sqlx::query_scalar(&format!(
+            "SELECT \"value\" FROM {} WHERE \"account_id\" = ? AND \"key\" = ?",
+            quote(STATE_TABLE)
+        ))
+        .bind(account_id)
+        .bind(key)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.fail(Action::Read(STATE_TABLE.into()), e))
+    }
+
+    async fn set_state(
+        &self,
+        account_id: &str,
+        key: &str,
+        value: &str,
+    ) -> Result<(), DestinationError> {
+        sqlx::query(&format!(
+            "INSERT INTO {} (\"account_id\", \"key\", \"value\", \"updated_at\") VALUES (?, ?, ?, ?) \
+             ON CONFLICT (\"account_id\", \"key\") DO UPDATE SET \"value\" = excluded.\"value\", \
+             \"updated_at\" = excluded.\"updated_at\"",
+            quote(STATE_TABLE)
+        ))
+        .bind(account_id)
+        .bind(key)
+        .bind(value)
+        .bind(now_text())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.fail(Action::Write(STATE_TABLE.into()), e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::Connection as _;
+
+    #[test]
+    fn ddl_uses_sqlite_types() {
+        let customers = cls_catalog::find("customers").expect("customers");
+        let sql = create_tables_sql(&[customers]);
+        assert!(sql.contains("\"created\" TEXT"), "{sql}");
+        assert!(sql.contains("\"delinquent\" INTEGER"), "{sql}");
+        assert!(sql.contains("\"data\" TEXT NOT NULL"), "{sql}");
+        assert!(!sql.contains("CREATE SCHEMA"), "{sql}");
+    }
+
+    #[tokio::test]
+    async fn a_full_database_is_reported_as_disk_full() {
+        // max_page_count makes SQLite answer SQLITE_FULL exactly as a full disk does.
+        let mut conn = sqlx::SqliteConnection::connect("sqlite::memory:")
+            .await
+            .expect("memory db");
+        sqlx::raw_sql("PRAGMA max_page_count = 3; CREATE TABLE t (x TEXT);")
+            .execute(&mut conn)
+            .await
+            .expect("setup");
+        let big = "x".repeat(100_000);
+        let err = sqlx::query("INSERT INTO t VALUES (?)")
+            .bind(big)
+            .execute(&mut conn)
+            .await
+            .expect_err("full");
+        let err = classify_sqlite(err, "test.db", Action::Write("t".into()));
+        assert!(matches!(err, DestinationError::DiskFull { .. }), "{err:?}");
+        assert!(err.to_string().contains("free space"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_missing_directory_is_reported_with_the_path() {
+        let url = DatabaseUrl::parse("sqlite:///nonexistent_dir_cls/sub/cls.db").expect("url");
+        let err = match SqliteDestination::connect(&url, "main").await {
+            Ok(_) => panic!("should fail"),
+            Err(e) => e,
+        };
+        assert!(
+            matches!(err, DestinationError::SqliteOpen { .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("directory exists"), "{err}");
+    }
+}

@@ -1,0 +1,919 @@
+//! Conformance suite: every scenario runs against PostgreSQL and SQLite through the same
+//! [`Destination`] trait, so both backends promise the same things.
+//!
+//! PostgreSQL scenarios each get a fresh database from `cls_testkit::db::TestDb` (dropped at
+//! the end); PostgreSQL being unreachable fails the test. SQLite scenarios get a fresh file in
+//! a temp directory.
+
+use std::collections::HashMap;
+
+use cls_catalog::DataType;
+use cls_destination::{
+    connect, Batch, Checkpoint, DatabaseKind, DatabaseUrl, Destination, Row, StoredRow, WriteStats,
+};
+use cls_testkit::db::{sqlite_url, temp_dir, TestDb};
+use serde_json::{json, Value};
+
+fn customers() -> &'static DataType {
+    cls_catalog::find("customers").expect("customers in catalog")
+}
+
+fn invoices() -> &'static DataType {
+    cls_catalog::find("invoices").expect("invoices in catalog")
+}
+
+const ACCT: &str = "acct_test_1";
+
+/// Direct SQL access to the same database, to look behind the trait.
+enum Raw {
+    Pg(sqlx::PgPool),
+    Lite(sqlx::SqlitePool),
+}
+
+impl Raw {
+    async fn exec(&self, sql: &str) {
+        let res = match self {
+            Raw::Pg(p) => sqlx::raw_sql(sql).execute(p).await.map(|_| ()),
+            Raw::Lite(p) => sqlx::raw_sql(sql).execute(p).await.map(|_| ()),
+        };
+        if let Err(e) = res {
+            panic!("raw SQL failed: {e}\n{sql}");
+        }
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        let res = match self {
+            Raw::Pg(p) => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await,
+            Raw::Lite(p) => sqlx::query_scalar::<_, i64>(sql).fetch_one(p).await,
+        };
+        res.unwrap_or_else(|e| panic!("raw count failed: {e}\n{sql}"))
+    }
+
+    async fn strings(&self, sql: &str) -> Vec<String> {
+        let res = match self {
+            Raw::Pg(p) => sqlx::query_scalar::<_, String>(sql).fetch_all(p).await,
+            Raw::Lite(p) => sqlx::query_scalar::<_, String>(sql).fetch_all(p).await,
+        };
+        res.unwrap_or_else(|e| panic!("raw query failed: {e}\n{sql}"))
+    }
+
+    /// Every column (with type, nullability, default) and index of the destination's schema.
+    async fn describe(&self, schema: &str) -> Vec<String> {
+        match self {
+            Raw::Pg(_) => {
+                let s = schema.replace('\'', "''");
+                let mut out = self
+                    .strings(&format!(
+                        "SELECT table_name || '.' || column_name || ' ' || data_type || ' ' || \
+                         is_nullable || ' ' || coalesce(column_default, '') \
+                         FROM information_schema.columns WHERE table_schema = '{s}' \
+                         ORDER BY table_name, ordinal_position"
+                    ))
+                    .await;
+                out.extend(
+                    self.strings(&format!(
+                        "SELECT indexname || ' ' || indexdef FROM pg_indexes \
+                         WHERE schemaname = '{s}' ORDER BY indexname"
+                    ))
+                    .await,
+                );
+                out
+            }
+            Raw::Lite(_) => {
+                let mut out = self
+                    .strings(
+                        "SELECT m.name || '.' || p.name || ' ' || p.type || ' ' || p.\"notnull\" \
+                         || ' ' || coalesce(p.dflt_value, '') FROM sqlite_master m \
+                         JOIN pragma_table_info(m.name) p WHERE m.type = 'table' \
+                         ORDER BY m.name, p.cid",
+                    )
+                    .await;
+                out.extend(
+                    self.strings(
+                        "SELECT name || ' ' || coalesce(sql, '') FROM sqlite_master \
+                         WHERE type = 'index' ORDER BY name",
+                    )
+                    .await,
+                );
+                out
+            }
+        }
+    }
+}
+
+/// One backend under test: the destination, raw access, and what to clean up.
+struct Env {
+    kind: DatabaseKind,
+    dest: Box<dyn Destination>,
+    raw: Raw,
+    url: String,
+    schema: String,
+    pg: Option<TestDb>,
+}
+
+impl Env {
+    async fn new(kind: DatabaseKind, schema: &str) -> Env {
+        match kind {
+            DatabaseKind::Postgres => {
+                let db = TestDb::new().await;
+                let url = DatabaseUrl::parse(&db.url).expect("test url");
+                let dest = connect(&url, schema).await.expect("connect to postgres");
+                let raw = Raw::Pg(sqlx::PgPool::connect(&db.url).await.expect("raw pg pool"));
+                Env {
+                    kind,
+                    dest,
+                    raw,
+                    url: db.url.clone(),
+                    schema: schema.to_string(),
+                    pg: Some(db),
+                }
+            }
+            DatabaseKind::Sqlite => {
+                let raw_url = sqlite_url(&temp_dir("cls_dest_test"));
+                let url = DatabaseUrl::parse(&raw_url).expect("sqlite url");
+                let dest = connect(&url, schema).await.expect("connect to sqlite");
+                let raw = Raw::Lite(
+                    sqlx::SqlitePool::connect(&raw_url)
+                        .await
+                        .expect("raw sqlite pool"),
+                );
+                Env {
+                    kind,
+                    dest,
+                    raw,
+                    url: raw_url,
+                    schema: "main".to_string(),
+                    pg: None,
+                }
+            }
+        }
+    }
+
+    /// Another fresh database of the same kind.
+    async fn sibling(&self) -> Env {
+        let schema = if self.kind == DatabaseKind::Postgres {
+            self.schema.clone()
+        } else {
+            "stripe".to_string()
+        };
+        Env::new(self.kind, &schema).await
+    }
+
+    async fn finish(self) {
+        let Env { dest, raw, pg, .. } = self;
+        drop(dest);
+        match raw {
+            Raw::Pg(p) => p.close().await,
+            Raw::Lite(p) => p.close().await,
+        }
+        if let Some(db) = pg {
+            db.drop_now().await;
+        }
+    }
+
+    /// `"schema"."table"` for raw SQL (just the table for SQLite).
+    fn table(&self, table: &str) -> String {
+        match self.kind {
+            DatabaseKind::Postgres => format!(
+                "{}.{}",
+                cls_destination::ident::quote(&self.schema),
+                cls_destination::ident::quote(table)
+            ),
+            DatabaseKind::Sqlite => cls_destination::ident::quote(table),
+        }
+    }
+
+    async fn write(
+        &self,
+        data_type: &'static DataType,
+        rows: Vec<Row>,
+        cp: Option<Checkpoint>,
+    ) -> WriteStats {
+        self.dest
+            .write(Batch {
+                data_type,
+                account_id: ACCT,
+                rows,
+                checkpoint: cp,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("write failed: {e}"))
+    }
+
+    async fn rows(&self, data_type: &'static DataType) -> Vec<StoredRow> {
+        self.dest.rows(data_type, ACCT).await.expect("rows")
+    }
+}
+
+fn customer(id: &str, version: i64, name: &str) -> Row {
+    Row {
+        id: id.to_string(),
+        object: json!({
+            "id": id,
+            "object": "customer",
+            "email": format!("{id}@example.com"),
+            "name": name,
+            "balance": 100,
+            "delinquent": true,
+            "created": 1_700_000_000,
+            "livemode": false,
+            "metadata": {"k": "v"},
+            "invoice_settings": {"default_payment_method": "pm_1"},
+        }),
+        version,
+        deleted: false,
+    }
+}
+
+fn objects(rows: &[StoredRow]) -> HashMap<String, Value> {
+    rows.iter()
+        .map(|r| (r.id.clone(), r.object.clone()))
+        .collect()
+}
+
+// ---------------------------------------------------------------- scenarios
+
+async fn prepare_creates_tables_and_is_idempotent(env: &Env) {
+    let types = [customers(), invoices()];
+    env.dest.prepare(&types).await.expect("prepare");
+    let first = env.raw.describe(&env.schema).await;
+    assert!(
+        first.iter().any(|c| c.starts_with("customers.email ")),
+        "{first:#?}"
+    );
+    assert!(
+        first.iter().any(|c| c.starts_with("invoices.data ")),
+        "{first:#?}"
+    );
+    assert!(
+        first
+            .iter()
+            .any(|c| c.starts_with("_cls_checkpoints.window ")),
+        "{first:#?}"
+    );
+    assert!(
+        first.iter().any(|c| c.starts_with("_cls_state.value ")),
+        "{first:#?}"
+    );
+    assert!(
+        first
+            .iter()
+            .any(|c| c.starts_with("customers_created_idx ")),
+        "{first:#?}"
+    );
+    env.dest.prepare(&types).await.expect("prepare again");
+    assert_eq!(
+        env.raw.describe(&env.schema).await,
+        first,
+        "prepare is idempotent"
+    );
+    let info = env.dest.check().await.expect("check");
+    assert_eq!(info.kind, env.kind);
+    assert!(!info.server_version.is_empty());
+    assert!(info.can_create);
+    assert_eq!(info.schema, env.schema);
+    assert_eq!(env.dest.schema(), env.schema);
+}
+
+async fn create_tables_sql_matches_prepare(env: &Env) {
+    let types = [
+        customers(),
+        invoices(),
+        cls_catalog::find("invoice_line_items").expect("lines"),
+    ];
+    env.dest.prepare(&types).await.expect("prepare");
+    let by_prepare = env.raw.describe(&env.schema).await;
+    let other = env.sibling().await;
+    let sql = other.dest.create_tables_sql(&types);
+    assert_eq!(sql, env.dest.create_tables_sql(&types));
+    other.raw.exec(&sql).await;
+    let by_hand = other.raw.describe(&other.schema).await;
+    assert_eq!(by_hand, by_prepare, "hand-run DDL equals what prepare made");
+    other
+        .dest
+        .prepare(&types)
+        .await
+        .expect("prepare over hand-made tables");
+    assert_eq!(other.raw.describe(&other.schema).await, by_prepare);
+    other.finish().await;
+}
+
+async fn write_inserts_and_counts_and_fills_typed_columns(env: &Env) {
+    env.dest.prepare(&[customers()]).await.expect("prepare");
+    let rows = vec![
+        customer("cus_a", 10, "Ann"),
+        customer("cus_b", 10, "Bob"),
+        customer("cus_c", 10, "Cid"),
+    ];
+    let stats = env.write(customers(), rows.clone(), None).await;
+    assert_eq!(
+        stats,
+        WriteStats {
+            inserted: 3,
+            updated: 0,
+            skipped: 0
+        }
+    );
+    let stored = env.rows(customers()).await;
+    assert_eq!(stored.len(), 3);
+    for (s, r) in stored.iter().zip(&rows) {
+        assert_eq!(s.id, r.id);
+        assert_eq!(s.object, r.object);
+        assert_eq!(s.version, 10);
+        assert!(!s.deleted);
+        assert!(s.deleted_at.is_none());
+    }
+    let t = env.table("customers");
+    let n = env
+        .raw
+        .count(&format!(
+            "SELECT count(*) FROM {t} WHERE email = 'cus_a@example.com' AND name = 'Ann' \
+             AND balance = 100 AND delinquent = true AND livemode = false \
+             AND created = '2023-11-14T22:13:20Z' AND metadata ->> 'k' = 'v' \
+             AND default_payment_method = 'pm_1' AND phone IS NULL \
+             AND account_id = '{ACCT}' AND deleted = false AND version = 10 \
+             AND synced_at IS NOT NULL AND deleted_at IS NULL"
+        ))
+        .await;
+    assert_eq!(n, 1, "typed columns hold the extracted values");
+    // An empty batch is a no-op.
+    assert_eq!(
+        env.write(customers(), vec![], None).await,
+        WriteStats::default()
+    );
+}
+
+async fn rewriting_counts_skipped_then_updated(env: &Env) {
+    env.dest.prepare(&[customers()]).await.expect("prepare");
+    let rows = vec![customer("cus_a", 10, "Ann"), customer("cus_b", 10, "Bob")];
+    env.write(customers(), rows.clone(), None).await;
+    let before = env.rows(customers()).await;
+    let stats = env.write(customers(), rows, None).await;
+    assert_eq!(
+        stats,
+        WriteStats {
+            inserted: 0,
+            updated: 0,
+            skipped: 2
+        }
+    );
+    assert_eq!(
+        env.rows(customers()).await,
+        before,
+        "equal version changes nothing"
+    );
+
+    let newer = vec![
+        customer("cus_a", 11, "Ann 2"),
+        customer("cus_b", 9, "Bob old"),
+    ];
+    let stats = env.write(customers(), newer, None).await;
+    assert_eq!(
+        stats,
+        WriteStats {
+            inserted: 0,
+            updated: 1,
+            skipped: 1
+        }
+    );
+    let after = objects(&env.rows(customers()).await);
+    assert_eq!(after["cus_a"]["name"], "Ann 2");
+    assert_eq!(after["cus_b"]["name"], "Bob");
+
+    // The same id twice in one batch: the highest version wins, the other is skipped.
+    let dup = vec![
+        customer("cus_d", 5, "D5"),
+        customer("cus_d", 7, "D7"),
+        customer("cus_d", 6, "D6"),
+    ];
+    let stats = env.write(customers(), dup, None).await;
+    assert_eq!(
+        stats,
+        WriteStats {
+            inserted: 1,
+            updated: 0,
+            skipped: 2
+        }
+    );
+    let after = objects(&env.rows(customers()).await);
+    assert_eq!(after["cus_d"]["name"], "D7");
+}
+
+/// Any order of versioned writes, split into any batches, ends with each id holding the
+/// object of its highest version, and every write's counts match a simple model.
+async fn older_never_overwrites_newer(env: &Env) {
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    env.dest.prepare(&[customers()]).await.expect("prepare");
+    // (id, version) pairs, versions unique per id so "the newest" is well defined, in any
+    // order, cut into batches of 1 to 3.
+    let strategy =
+        proptest::collection::btree_set((0u8..3, 0i64..40), 1..12).prop_flat_map(|set| {
+            let v: Vec<(u8, i64)> = set.into_iter().collect();
+            let n = v.len();
+            (
+                Just(v).prop_shuffle(),
+                proptest::collection::vec(1usize..4, n),
+            )
+        });
+    let handle = tokio::runtime::Handle::current();
+    let mut runner = TestRunner::new(Config {
+        cases: 24,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    let case = std::sync::atomic::AtomicUsize::new(0);
+    let result = tokio::task::block_in_place(|| {
+        runner.run(&strategy, |(writes, sizes)| {
+            let n = case.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            handle.block_on(async {
+                let id = |i: u8| format!("cus_p{n}_{i}");
+                let mut model: HashMap<String, i64> = HashMap::new();
+                let mut rest = &writes[..];
+                let mut sizes = sizes.iter().cycle();
+                while !rest.is_empty() {
+                    let take = (*sizes.next().unwrap_or(&1)).min(rest.len());
+                    let (chunk, tail) = rest.split_at(take);
+                    rest = tail;
+                    let rows: Vec<Row> = chunk
+                        .iter()
+                        .map(|&(i, v)| customer(&id(i), v, &format!("v{v}")))
+                        .collect();
+                    // Model: dedupe within the batch, then compare with what is stored.
+                    let mut expected = WriteStats::default();
+                    let mut batch_best: HashMap<String, i64> = HashMap::new();
+                    for r in &rows {
+                        let e = batch_best.entry(r.id.clone()).or_insert(r.version);
+                        *e = (*e).max(r.version);
+                    }
+                    for (k, v) in &batch_best {
+                        match model.get(k) {
+                            None => expected.inserted += 1,
+                            Some(old) if old < v => expected.updated += 1,
+                            Some(_) => {}
+                        }
+                        let m = model.entry(k.clone()).or_insert(*v);
+                        *m = (*m).max(*v);
+                    }
+                    expected.skipped = rows.len() as u64 - expected.inserted - expected.updated;
+                    let got = env.write(customers(), rows, None).await;
+                    prop_assert_eq!(got, expected);
+                }
+                let stored = objects(&env.rows(customers()).await);
+                for (k, v) in &model {
+                    prop_assert_eq!(&stored[k]["name"], &json!(format!("v{v}")));
+                }
+                Ok(())
+            })
+        })
+    });
+    if let Err(e) = result {
+        panic!("ordering property failed: {e}");
+    }
+}
+
+async fn checkpoint_commits_and_rolls_back_with_rows(env: &Env) {
+    env.dest.prepare(&[customers()]).await.expect("prepare");
+    let cp = |cursor: Option<&str>, done: bool| Checkpoint {
+        data_type: "customers".into(),
+        window: "1600000000..1600864000".into(),
+        cursor: cursor.map(String::from),
+        done,
+    };
+    env.write(
+        customers(),
+        vec![customer("cus_a", 1, "A")],
+        Some(cp(Some("cus_a"), false)),
+    )
+    .await;
+    assert_eq!(
+        env.dest.checkpoints(ACCT, "customers").await.expect("cps"),
+        vec![cp(Some("cus_a"), false)]
+    );
+    // A checkpoint alone (an empty last page) is saved too.
+    env.write(customers(), vec![], Some(cp(None, true))).await;
+    let other = Checkpoint {
+        window: "1500000000..1600000000".into(),
+        ..cp(Some("cus_z"), false)
+    };
+    env.write(customers(), vec![], Some(other.clone())).await;
+    assert_eq!(
+        env.dest.checkpoints(ACCT, "customers").await.expect("cps"),
+        vec![other, cp(None, true)],
+        "sorted by window"
+    );
+    assert!(env
+        .dest
+        .checkpoints("acct_other", "customers")
+        .await
+        .expect("cps")
+        .is_empty());
+
+    // A failure while saving the checkpoint rolls the rows back too.
+    env.raw
+        .exec(&format!("DROP TABLE {}", env.table("_cls_checkpoints")))
+        .await;
+    let err = env
+        .dest
+        .write(Batch {
+            data_type: customers(),
+            account_id: ACCT,
+            rows: vec![customer("cus_new", 1, "N"), customer("cus_a", 2, "A2")],
+            checkpoint: Some(cp(Some("cus_new"), false)),
+        })
+        .await
+        .expect_err("checkpoint table is gone");
+    assert!(err.to_string().contains("_cls_checkpoints"), "{err}");
+    env.dest
+        .prepare(&[customers()])
+        .await
+        .expect("prepare recreates");
+    let stored = objects(&env.rows(customers()).await);
+    assert_eq!(stored.len(), 1, "cus_new was rolled back");
+    assert_eq!(stored["cus_a"]["name"], "A", "the update was rolled back");
+    assert!(env
+        .dest
+        .checkpoints(ACCT, "customers")
+        .await
+        .expect("cps")
+        .is_empty());
+
+    env.write(customers(), vec![], Some(cp(None, true))).await;
+    env.dest
+        .clear_checkpoints(ACCT, "customers")
+        .await
+        .expect("clear");
+    assert!(env
+        .dest
+        .checkpoints(ACCT, "customers")
+        .await
+        .expect("cps")
+        .is_empty());
+}
+
+async fn mark_deleted_and_live_ids(env: &Env) {
+    env.dest.prepare(&[customers()]).await.expect("prepare");
+    let ids = ["cus_a", "cus_b", "cus_c", "cus_d"];
+    env.write(
+        customers(),
+        ids.iter().map(|i| customer(i, 10, i)).collect(),
+        None,
+    )
+    .await;
+    let live = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert_eq!(
+        env.dest.live_ids(customers(), ACCT).await.expect("live"),
+        live(&ids)
+    );
+
+    let gone = live(&["cus_a", "cus_b", "cus_missing"]);
+    assert_eq!(
+        env.dest
+            .mark_deleted(customers(), ACCT, &gone, 5)
+            .await
+            .expect("md"),
+        0,
+        "older deletion ignored"
+    );
+    assert_eq!(
+        env.dest
+            .mark_deleted(customers(), "acct_other", &gone, 50)
+            .await
+            .expect("md"),
+        0,
+        "other account"
+    );
+    assert_eq!(
+        env.dest
+            .mark_deleted(customers(), ACCT, &gone, 10)
+            .await
+            .expect("md"),
+        2
+    );
+    assert_eq!(
+        env.dest
+            .mark_deleted(customers(), ACCT, &gone, 12)
+            .await
+            .expect("md"),
+        0,
+        "already deleted"
+    );
+    assert_eq!(
+        env.dest
+            .mark_deleted(customers(), ACCT, &[], 12)
+            .await
+            .expect("md"),
+        0
+    );
+    assert_eq!(
+        env.dest.live_ids(customers(), ACCT).await.expect("live"),
+        live(&["cus_c", "cus_d"])
+    );
+    assert!(env
+        .dest
+        .live_ids(customers(), "acct_other")
+        .await
+        .expect("live")
+        .is_empty());
+
+    let rows = env.rows(customers()).await;
+    let a = rows.iter().find(|r| r.id == "cus_a").expect("cus_a kept");
+    assert!(a.deleted && a.deleted_at.is_some() && a.version == 10);
+
+    // An older snapshot does not resurrect it; a newer one does.
+    let stats = env
+        .write(customers(), vec![customer("cus_a", 9, "old")], None)
+        .await;
+    assert_eq!(stats.skipped, 1);
+    let stats = env
+        .write(customers(), vec![customer("cus_a", 20, "back")], None)
+        .await;
+    assert_eq!(stats.updated, 1);
+    let rows = env.rows(customers()).await;
+    let a = rows.iter().find(|r| r.id == "cus_a").expect("cus_a");
+    assert!(!a.deleted && a.deleted_at.is_none());
+
+    // A deleted snapshot (a `customer.deleted` event) sets the flag and its time.
+    let mut del = customer("cus_c", 30, "c");
+    del.deleted = true;
+    env.write(customers(), vec![del], None).await;
+    assert_eq!(
+        env.dest.live_ids(customers(), ACCT).await.expect("live"),
+        live(&["cus_a", "cus_d"])
+    );
+    let rows = env.rows(customers()).await;
+    let c = rows.iter().find(|r| r.id == "cus_c").expect("cus_c");
+    assert!(c.deleted && c.deleted_at.is_some());
+}
+
+async fn state_get_and_set(env: &Env) {
+    env.dest.prepare(&[]).await.expect("prepare");
+    assert_eq!(
+        env.dest
+            .get_state(ACCT, "events_cursor")
+            .await
+            .expect("get"),
+        None
+    );
+    env.dest
+        .set_state(ACCT, "events_cursor", "evt_1")
+        .await
+        .expect("set");
+    env.dest
+        .set_state(ACCT, "events_cursor", "evt_2 'quoted' ✓")
+        .await
+        .expect("set");
+    env.dest
+        .set_state("acct_other", "events_cursor", "evt_9")
+        .await
+        .expect("set");
+    assert_eq!(
+        env.dest
+            .get_state(ACCT, "events_cursor")
+            .await
+            .expect("get")
+            .as_deref(),
+        Some("evt_2 'quoted' ✓")
+    );
+    assert_eq!(
+        env.dest
+            .get_state("acct_other", "events_cursor")
+            .await
+            .expect("get")
+            .as_deref(),
+        Some("evt_9")
+    );
+    assert_eq!(env.dest.get_state(ACCT, "other").await.expect("get"), None);
+}
+
+async fn add_column_keeps_data_and_never_retypes(env: &Env) {
+    // An older layout: no `phone` column, and `balance` made as text by someone.
+    let ddl = env.dest.create_tables_sql(&[customers()]);
+    let old: String = ddl
+        .lines()
+        .filter(|l| !l.contains("\"phone\""))
+        .map(|l| {
+            if l.contains("\"balance\"") {
+                "    \"balance\" text,".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    env.raw.exec(&old).await;
+    let t = env.table("customers");
+    env.raw
+        .exec(&format!(
+            "INSERT INTO {t} (id, data, account_id, synced_at, version) VALUES \
+             ('cus_old', '{{\"id\": \"cus_old\"}}', '{ACCT}', '2024-01-01T00:00:00Z', 1)"
+        ))
+        .await;
+    let before = env.raw.describe(&env.schema).await;
+    assert!(!before.iter().any(|c| c.starts_with("customers.phone ")));
+    env.dest
+        .prepare(&[customers()])
+        .await
+        .expect("prepare evolves");
+    let after = env.raw.describe(&env.schema).await;
+    assert!(
+        after.iter().any(|c| c.starts_with("customers.phone ")),
+        "{after:#?}"
+    );
+    let balance_type = |d: &[String]| {
+        d.iter()
+            .find(|c| c.starts_with("customers.balance "))
+            .cloned()
+            .expect("balance")
+    };
+    assert_eq!(balance_type(&after), balance_type(&before), "never retyped");
+    for line in &before {
+        if line.starts_with("customers.") {
+            assert!(after.contains(line), "column changed: {line}");
+        }
+    }
+    let rows = env.rows(customers()).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].object, json!({"id": "cus_old"}));
+    let mut c = customer("cus_old", 2, "Old");
+    c.object["phone"] = json!("+1 555");
+    assert_eq!(env.write(customers(), vec![c], None).await.updated, 1);
+    assert_eq!(
+        env.raw
+            .count(&format!("SELECT count(*) FROM {t} WHERE phone = '+1 555'"))
+            .await,
+        1
+    );
+}
+
+fn tricky_object() -> Value {
+    let mut metadata = serde_json::Map::new();
+    for i in 0..50 {
+        metadata.insert(format!("key_{i} ü \"q\" 'a'"), json!("x".repeat(500)));
+    }
+    json!({
+        "id": "cus_tricky",
+        "object": "customer",
+        "name": "O'Brien \"the\" \\N tab\there\nnewline\r\n \\. end",
+        "email": "ñandú@exämple.com",
+        "description": "emoji 🎉👩‍👩‍👧 CJK 漢字 RTL שלום combining é ZWJ \u{200d} BOM \u{feff} \u{1}\u{7f}",
+        "balance": i64::MAX,
+        "metadata": metadata,
+        "big": u64::MAX,
+        "neg": -1,
+        "small": 1.5e-7,
+        "tenth": 0.1,
+        "float_int": 2.0,
+        "huge": 1e300,
+        "nested": [[], {}, [null, true, false], {"a": {"b": {"c": ["\\", "\\\\", "\t"]}}}],
+        "long": "y".repeat(1_000_000),
+        "created": 1_700_000_000,
+        "empty": "",
+    })
+}
+
+async fn unicode_quotes_and_large_objects_round_trip(env: &Env) {
+    env.dest.prepare(&[customers()]).await.expect("prepare");
+    let obj = tricky_object();
+    let row = Row {
+        id: "cus_tricky".into(),
+        object: obj.clone(),
+        version: 1,
+        deleted: false,
+    };
+    env.write(customers(), vec![row], None).await;
+    let rows = env.rows(customers()).await;
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].object == obj, "object changed on the way through");
+    let name = obj["name"].as_str().expect("name");
+    let t = env.table("customers");
+    let n = env
+        .raw
+        .count(&format!(
+            "SELECT count(*) FROM {t} WHERE name = {} AND balance = {}",
+            cls_destination::ident::literal(name),
+            i64::MAX
+        ))
+        .await;
+    assert_eq!(n, 1, "typed text column holds the exact string");
+}
+
+async fn nul_characters_follow_the_documented_rule(env: &Env) {
+    env.dest.prepare(&[customers()]).await.expect("prepare");
+    let obj = json!({"id": "cus_nul", "name": "a\u{0}b", "metadata": {"k\u{0}": "v\u{0}"}});
+    env.write(
+        customers(),
+        vec![Row {
+            id: "cus_nul".into(),
+            object: obj.clone(),
+            version: 1,
+            deleted: false,
+        }],
+        None,
+    )
+    .await;
+    let rows = env.rows(customers()).await;
+    let expected = match env.kind {
+        // PostgreSQL cannot store U+0000 in text or jsonb: it becomes U+FFFD.
+        DatabaseKind::Postgres => {
+            json!({"id": "cus_nul", "name": "a\u{FFFD}b", "metadata": {"k\u{FFFD}": "v\u{FFFD}"}})
+        }
+        DatabaseKind::Sqlite => obj,
+    };
+    assert_eq!(rows[0].object, expected);
+}
+
+async fn concurrent_writes_from_several_tasks(env: &Env) {
+    env.dest
+        .prepare(&[customers(), invoices()])
+        .await
+        .expect("prepare");
+    let mut total = WriteStats::default();
+    let writes = (0..8).map(|w| {
+        let rows: Vec<Row> = (0..200)
+            .map(|i| customer(&format!("cus_{w}_{i}"), 1, "n"))
+            .collect();
+        env.dest.write(Batch {
+            data_type: customers(),
+            account_id: ACCT,
+            rows,
+            checkpoint: None,
+        })
+    });
+    for r in futures::future::join_all(writes).await {
+        total += r.expect("concurrent write");
+    }
+    assert_eq!(total.inserted, 1600);
+    assert_eq!(
+        env.dest
+            .live_ids(customers(), ACCT)
+            .await
+            .expect("live")
+            .len(),
+        1600
+    );
+}
+
+// ---------------------------------------------------------------- wiring
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let env = super::Env::new(super::DatabaseKind::Postgres, "stripe").await;
+                    super::$name(&env).await;
+                    env.finish().await;
+                }
+            )*
+        }
+        mod postgres_odd_schema {
+            $(
+                /// The same scenarios in a schema whose name needs quoting.
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let env = super::Env::new(super::DatabaseKind::Postgres, "We\"ird sch'ema").await;
+                    super::$name(&env).await;
+                    env.finish().await;
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let env = super::Env::new(super::DatabaseKind::Sqlite, "stripe").await;
+                    super::$name(&env).await;
+                    env.finish().await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    prepare_creates_tables_and_is_idempotent,
+    create_tables_sql_matches_prepare,
+    write_inserts_and_counts_and_fills_typed_columns,
+    rewriting_counts_skipped_then_updated,
+    older_never_overwrites_newer,
+    checkpoint_commits_and_rolls_back_with_rows,
+    mark_deleted_and_live_ids,
+    state_get_and_set,
+    add_column_keeps_data_and_never_retypes,
+    unicode_quotes_and_large_objects_round_trip,
+    nul_characters_follow_the_documented_rule,
+    concurrent_writes_from_several_tasks,
+);
+
+#[tokio::test]
+async fn sqlite_ignores_the_schema_and_reports_main() {
+    let env = Env::new(DatabaseKind::Sqlite, "We\"ird").await;
+    assert_eq!(env.dest.schema(), "main");
+    env.dest.prepare(&[customers()]).await.expect("prepare");
+    assert_eq!(env.dest.check().await.expect("check").schema, "main");
+    assert!(!env.url.is_empty());
+    env.finish().await;
+}
