@@ -1,1 +1,65 @@
-fn main() {}
+//! `cls`, the Codeless Sync command line. A thin binary: it parses arguments, starts logging,
+//! wires the library crates together and turns how they end into an exit status.
+//!
+//! Exit statuses: 0 everything chosen was done; 1 failed (bad input, invalid key, database
+//! unreachable, every data type failed); 2 wrong usage; 3 partial (some data types failed).
+
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Codeless Sync: copy a Stripe account into your own database and keep it current.
+#[derive(Debug, Parser)]
+#[command(name = "cls", version, about, long_about = None)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = commands::LogFormat::Text, env = "CLS_LOG_FORMAT")]
+    log_format: commands::LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Copy the chosen Stripe data types into a database (a full backfill).
+    Sync(commands::sync::SyncArgs),
+    /// Test Connection: check the Stripe key, its permissions per data type, and the database.
+    Check(commands::check::CheckArgs),
+    /// Run the Stripe API emulator (seeded, offline) for tests, benchmarks and demos.
+    Emulator(commands::emulator::EmulatorArgs),
+    /// Try Codeless Sync offline: a seeded Stripe emulator synced into SQLite under ./cls-data.
+    Demo(commands::demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    commands::init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Sync(args) => commands::sync::run(args).await,
+            Command::Check(args) => commands::check::run(args).await,
+            Command::Emulator(args) => commands::emulator::run(args).await,
+            Command::Demo(args) => commands::demo::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code.into(),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,1 +1,16 @@
-//! placeholder
+//! The engine: plans a run, walks the source under the shared rate budget, hands batches to the
+//! destination with their checkpoints, and reports progress and a summary.
+//!
+//! - [`plan`]: which lists to walk for the chosen data types (pure, tested without I/O);
+//! - [`run`]: executing a full sync;
+//! - [`report`]: progress events and the per-data-type summary.
+
+pub mod check;
+pub mod plan;
+pub mod report;
+pub mod run;
+
+pub use check::{check_stripe, StripeCheck, TypeAccess};
+pub use plan::{plan_streams, Stream};
+pub use report::{Progress, RunStatus, SyncReport, TypeReport, TypeStatus};
+pub use run::{resolve_account, run_full_sync, EngineError, ProgressFn, SyncOptions};

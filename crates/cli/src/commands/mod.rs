@@ -1,0 +1,127 @@
+//! One module per subcommand, plus what they share: the Stripe and database arguments and how
+//! they are parsed at the boundary into the library's types.
+
+pub mod check;
+pub mod demo;
+pub mod emulator;
+pub mod sync;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use cls_catalog::DataType;
+use cls_destination::DatabaseUrl;
+use cls_stripe::{ApiKey, ClientConfig, StripeClient};
+use secrecy::{ExposeSecret, SecretString};
+
+/// How a command ended, as a process exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Everything asked for was done.
+    Success,
+    /// Nothing usable was done.
+    Failed,
+    /// Some data types were done, others failed.
+    Partial,
+}
+
+impl From<Outcome> for ExitCode {
+    fn from(o: Outcome) -> Self {
+        match o {
+            Outcome::Success => ExitCode::SUCCESS,
+            Outcome::Failed => ExitCode::from(1),
+            Outcome::Partial => ExitCode::from(3),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Starts logging on stderr; `RUST_LOG` picks the level (default: warnings).
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Where Stripe is and how to talk to it.
+#[derive(Debug, Args)]
+pub struct StripeArgs {
+    /// Stripe API key: a restricted key (rk_…) with Read permissions is recommended; a secret
+    /// key (sk_…) works with a warning. Prefer the environment variable over the flag, so the
+    /// key does not show in the process list.
+    #[arg(long, env = "STRIPE_API_KEY", hide_env_values = true)]
+    pub stripe_key: SecretString,
+    /// Base URL of the Stripe API (or of a Stripe-compatible emulator or proxy).
+    #[arg(long, env = "CLS_STRIPE_API_BASE", default_value = cls_stripe::DEFAULT_API_BASE)]
+    pub api_base: String,
+    /// Stripe API version pinned on every request.
+    #[arg(long, env = "CLS_STRIPE_VERSION", default_value = cls_stripe::DEFAULT_STRIPE_VERSION)]
+    pub stripe_version: String,
+    /// Requests per second for the whole account (default: 25 with a test key, 100 with a live
+    /// key — Stripe's limits).
+    #[arg(long, env = "CLS_GLOBAL_RPS")]
+    pub global_rps: Option<u32>,
+    /// Requests per second for any one endpoint (Stripe's limit is 25).
+    #[arg(long, env = "CLS_ENDPOINT_RPS", default_value_t = 25)]
+    pub endpoint_rps: u32,
+}
+
+impl StripeArgs {
+    /// Parses the key and builds the client. The error never repeats the key.
+    pub fn client(&self) -> anyhow::Result<StripeClient> {
+        let key = ApiKey::parse(self.stripe_key.expose_secret())
+            .map_err(|e| anyhow::anyhow!("--stripe-key / STRIPE_API_KEY: {e}"))?;
+        if let Some(w) = key.warning() {
+            eprintln!("warning: {w}");
+        }
+        let api_base = url::Url::parse(&self.api_base).with_context(|| {
+            format!(
+                "--api-base `{}` is not a URL: use e.g. https://api.stripe.com or http://127.0.0.1:12111",
+                self.api_base
+            )
+        })?;
+        if !matches!(api_base.scheme(), "http" | "https") {
+            anyhow::bail!(
+                "--api-base `{}` must start with https:// (or http:// for a local emulator)",
+                self.api_base
+            );
+        }
+        let config = ClientConfig {
+            api_base,
+            stripe_version: self.stripe_version.clone(),
+            global_rps: self.global_rps,
+            per_endpoint_rps: self.endpoint_rps,
+            ..ClientConfig::default()
+        };
+        Ok(StripeClient::new(key, config)?)
+    }
+}
+
+/// Parses `--types` (all of the catalog when absent).
+pub fn parse_types(list: Option<&str>) -> anyhow::Result<Vec<&'static DataType>> {
+    match list {
+        None => Ok(cls_catalog::CATALOG.iter().collect()),
+        Some(l) => cls_catalog::parse_list(l).map_err(|e| anyhow::anyhow!("--types: {e}")),
+    }
+}
+
+/// Parses a database URL at the boundary; the error never repeats a password.
+pub fn parse_database_url(raw: &SecretString) -> anyhow::Result<DatabaseUrl> {
+    DatabaseUrl::parse(raw.expose_secret())
+        .map_err(|e| anyhow::anyhow!("--database-url / DATABASE_URL: {e}"))
+}

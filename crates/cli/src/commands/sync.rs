@@ -1,0 +1,63 @@
+//! `cls sync`: a full backfill of the chosen data types into a database.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use clap::Args;
+use cls_engine::{run_full_sync, RunStatus, SyncOptions};
+use secrecy::SecretString;
+
+use super::{parse_database_url, parse_types, Outcome, StripeArgs};
+use crate::output::{print_summary, ProgressView};
+
+/// Arguments of `cls sync`.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    #[command(flatten)]
+    pub stripe: StripeArgs,
+    /// Destination database: postgres://user:password@host:5432/db (PostgreSQL, incl. Supabase,
+    /// Neon, …; add ?sslmode=require for TLS) or sqlite://path/to/file.db.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: SecretString,
+    /// Data types to copy, comma-separated (default: all of them). `cls check` lists them.
+    #[arg(long)]
+    pub types: Option<String>,
+    /// Schema for the tables (PostgreSQL; SQLite has one schema).
+    #[arg(long, default_value = "stripe")]
+    pub schema: String,
+    /// Print the summary as JSON on stdout (progress still goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `cls sync`.
+pub async fn run(args: SyncArgs) -> anyhow::Result<Outcome> {
+    // Parse every input before touching Stripe or the database: bad input changes nothing.
+    let types = parse_types(args.types.as_deref())?;
+    let url = parse_database_url(&args.database_url)?;
+    let client = args.stripe.client()?;
+
+    let dest = cls_destination::connect(&url, &args.schema).await?;
+    let view = Arc::new(ProgressView::new(std::io::stderr().is_terminal(), &types));
+    let progress_view = view.clone();
+    let options = SyncOptions { types, now: None };
+    let report = run_full_sync(
+        &client,
+        Arc::from(dest),
+        &options,
+        Arc::new(move |p| progress_view.update(p)),
+    )
+    .await;
+    view.finish();
+    let report = report?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_summary(&report);
+    }
+    Ok(match report.status {
+        RunStatus::Succeeded => Outcome::Success,
+        RunStatus::Partial => Outcome::Partial,
+        RunStatus::Failed => Outcome::Failed,
+    })
+}
