@@ -59,7 +59,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         (store.len(), bytes, by_type)
     };
     let held = rss_after.saturating_sub(rss_before);
-    println!("generation: {customers} customers -> {objects} objects in {gen_secs:.2} s (spawn incl.)");
+    println!(
+        "generation: {customers} customers -> {objects} objects in {gen_secs:.2} s (spawn incl.)"
+    );
     println!(
         "memory: RSS grew {:.2} GiB ({} bytes/object; JSON itself {:.2} GiB) -> 1,000,000 objects ≈ {:.2} GiB",
         held as f64 / f64::from(1u32 << 30),
@@ -71,12 +73,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("objects by type: {}", per_type.join(" "));
 
     // Serving: each client walks a list with limit=100 from the start, over and over.
-    let http = reqwest::Client::builder().pool_max_idle_per_host(clients).build()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(clients)
+        .build()?;
     let pages = Arc::new(AtomicU64::new(0));
     let objs = Arc::new(AtomicU64::new(0));
     let bytes = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + Duration::from_secs(seconds);
-    let lists = ["customers", "invoices", "charges", "payment_intents", "balance_transactions", "subscriptions?status=all", "events"];
+    let lists = [
+        "customers",
+        "invoices",
+        "charges",
+        "payment_intents",
+        "balance_transactions",
+        "subscriptions?status=all",
+        "events",
+    ];
     let mut tasks = Vec::new();
     for c in 0..clients {
         let http = http.clone();
@@ -92,15 +104,28 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     url.push_str("&starting_after=");
                     url.push_str(a);
                 }
-                let Ok(resp) = http.get(&url).bearer_auth("sk_test_cls_emulator").send().await else { break };
+                let Ok(resp) = http
+                    .get(&url)
+                    .bearer_auth("sk_test_cls_emulator")
+                    .send()
+                    .await
+                else {
+                    break;
+                };
                 let Ok(body) = resp.bytes().await else { break };
                 bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
                 // A real client reads the whole page; this one only keeps ids and has_more, so the
                 // client's own JSON work does not hide the server's speed on a 2-core machine.
-                let Ok(page) = serde_json::from_slice::<Page>(&body) else { break };
+                let Ok(page) = serde_json::from_slice::<Page>(&body) else {
+                    break;
+                };
                 pages.fetch_add(1, Ordering::Relaxed);
                 objs.fetch_add(page.data.len() as u64, Ordering::Relaxed);
-                after = if page.has_more { page.data.last().map(|o| o.id.clone()) } else { None };
+                after = if page.has_more {
+                    page.data.last().map(|o| o.id.clone())
+                } else {
+                    None
+                };
             }
         }));
     }

@@ -75,7 +75,10 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn stats(State(state): State<Arc<AppState>>) -> Response {
-    json_response(StatusCode::OK, serde_json::to_vec(&state.stats.to_json()).unwrap_or_default())
+    json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&state.stats.to_json()).unwrap_or_default(),
+    )
 }
 
 async fn export(State(state): State<Arc<AppState>>) -> Response {
@@ -96,8 +99,10 @@ async fn unrecognized(uri: Uri, method: axum::http::Method) -> Response {
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = status;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp.headers_mut()
         .insert("stripe-version", HeaderValue::from_static(API_VERSION));
     resp
@@ -222,7 +227,12 @@ fn serve(
     }
 }
 
-fn retrieve(store: &Store, r: &kinds::ListRoute, id: &str, params: &Params) -> Result<Vec<u8>, ApiError> {
+fn retrieve(
+    store: &Store,
+    r: &kinds::ListRoute,
+    id: &str,
+    params: &Params,
+) -> Result<Vec<u8>, ApiError> {
     params.check_known(&["expand"])?;
     let rec = store
         .get(r.object, id)
@@ -258,7 +268,12 @@ const SUBSCRIPTION_STATUSES: &[&str] = &[
     "unpaid",
 ];
 
-fn list_top(state: &AppState, store: &Store, r: &'static kinds::ListRoute, params: &Params) -> Result<Vec<u8>, ApiError> {
+fn list_top(
+    state: &AppState,
+    store: &Store,
+    r: &'static kinds::ListRoute,
+    params: &Params,
+) -> Result<Vec<u8>, ApiError> {
     let kind = kinds::kind(r.object).ok_or_else(|| ApiError::unrecognized_url("GET", r.path))?;
     let mut allowed: Vec<&str> = PAGING.to_vec();
     if r.created {
@@ -314,7 +329,10 @@ fn list_top(state: &AppState, store: &Store, r: &'static kinds::ListRoute, param
     // Equality filters (everything but the special ones handled below).
     let mut equals: Vec<(&'static str, String)> = Vec::new();
     for f in kind.filters {
-        if matches!((r.object, f.param), ("subscription", "status") | ("event", "type") | ("payment_method", "customer")) {
+        if matches!(
+            (r.object, f.param),
+            ("subscription", "status") | ("event", "type") | ("payment_method", "customer")
+        ) {
             continue;
         }
         if let Some(v) = params.get(f.param) {
@@ -325,14 +343,24 @@ fn list_top(state: &AppState, store: &Store, r: &'static kinds::ListRoute, param
     if r.object == "subscription" {
         // Without `status`, Stripe leaves out canceled and incomplete_expired subscriptions.
         status_filter = match params.get("status") {
-            None => Some(vec!["active", "past_due", "unpaid", "incomplete", "trialing", "paused"]),
+            None => Some(vec![
+                "active",
+                "past_due",
+                "unpaid",
+                "incomplete",
+                "trialing",
+                "paused",
+            ]),
             Some("all") => None,
             Some("ended") => Some(vec!["canceled", "incomplete_expired"]),
             Some(s) if SUBSCRIPTION_STATUSES.contains(&s) => Some(vec![s]),
             Some(_) => {
                 return Err(ApiError::invalid(
                     "status",
-                    format!("Invalid status: must be one of {}", SUBSCRIPTION_STATUSES.join(", ")),
+                    format!(
+                        "Invalid status: must be one of {}",
+                        SUBSCRIPTION_STATUSES.join(", ")
+                    ),
                 ))
             }
         };
@@ -347,7 +375,10 @@ fn list_top(state: &AppState, store: &Store, r: &'static kinds::ListRoute, param
         } else if params.has("types") {
             let types = params.list("types");
             if types.len() > 20 {
-                return Err(ApiError::invalid("types", "You may pass at most 20 event types.".into()));
+                return Err(ApiError::invalid(
+                    "types",
+                    "You may pass at most 20 event types.".into(),
+                ));
             }
             type_filter = Some(types.into_iter().map(str::to_string).collect());
         }
@@ -360,21 +391,38 @@ fn list_top(state: &AppState, store: &Store, r: &'static kinds::ListRoute, param
                 .as_ref()
                 .is_none_or(|ss| rec.field("status").is_some_and(|s| ss.contains(&s)))
             && type_filter.as_ref().is_none_or(|ts| {
-                rec.field("type").is_some_and(|t| ts.iter().any(|pat| type_matches(pat, t)))
+                rec.field("type")
+                    .is_some_and(|t| ts.iter().any(|pat| type_matches(pat, t)))
             })
     };
-    run_list(store, r.object, parent.as_deref(), order, (lo, hi), params, &url, keep)
+    run_list(
+        store,
+        r.object,
+        parent.as_deref(),
+        order,
+        (lo, hi),
+        params,
+        &url,
+        keep,
+    )
 }
 
 /// Event type matching with Stripe's `*` wildcard (`customer.*`).
 fn type_matches(pattern: &str, t: &str) -> bool {
     match pattern.split_once('*') {
         None => pattern == t,
-        Some((pre, post)) => t.len() >= pre.len() + post.len() && t.starts_with(pre) && t.ends_with(post),
+        Some((pre, post)) => {
+            t.len() >= pre.len() + post.len() && t.starts_with(pre) && t.ends_with(post)
+        }
     }
 }
 
-fn list_children(store: &Store, c: &'static ChildRoute, parent_id: &str, params: &Params) -> Result<Vec<u8>, ApiError> {
+fn list_children(
+    store: &Store,
+    c: &'static ChildRoute,
+    parent_id: &str,
+    params: &Params,
+) -> Result<Vec<u8>, ApiError> {
     let mut allowed: Vec<&str> = PAGING.to_vec();
     if c.object == "payment_method" {
         allowed.push("type");
@@ -385,8 +433,21 @@ fn list_children(store: &Store, c: &'static ChildRoute, parent_id: &str, params:
     }
     let url = format!("/v1/{}/{parent_id}/{}", c.parent_path, c.child);
     let type_eq = params.get("type").map(str::to_string);
-    let keep = |rec: &Record| type_eq.as_deref().is_none_or(|t| rec.field("type") == Some(t));
-    run_list(store, c.object, Some(parent_id), c.order, (Bound::Unbounded, Bound::Unbounded), params, &url, keep)
+    let keep = |rec: &Record| {
+        type_eq
+            .as_deref()
+            .is_none_or(|t| rec.field("type") == Some(t))
+    };
+    run_list(
+        store,
+        c.object,
+        Some(parent_id),
+        c.order,
+        (Bound::Unbounded, Bound::Unbounded),
+        params,
+        &url,
+        keep,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -462,7 +523,12 @@ fn run_list(
     Ok(out)
 }
 
-fn cursor_key(table: &store::Table, object: &str, id: &str, param: &str) -> Result<store::Key, ApiError> {
+fn cursor_key(
+    table: &store::Table,
+    object: &str,
+    id: &str,
+    param: &str,
+) -> Result<store::Key, ApiError> {
     table
         .get(id)
         .map(Record::key)
@@ -470,7 +536,10 @@ fn cursor_key(table: &store::Table, object: &str, id: &str, param: &str) -> Resu
 }
 
 fn not_expandable(path: &str) -> ApiError {
-    ApiError::invalid("expand", format!("This property cannot be expanded ({path})."))
+    ApiError::invalid(
+        "expand",
+        format!("This property cannot be expanded ({path})."),
+    )
 }
 
 fn check_expand_depth(path: &str, segs: &[&str]) -> Result<(), ApiError> {
@@ -488,7 +557,13 @@ fn check_expand_depth(path: &str, segs: &[&str]) -> Result<(), ApiError> {
 /// Replaces the id at `segs[0]` of `v` (an object of type `object`) with the object it names,
 /// then continues with the rest of the path inside it. A field the type does not have is a 400;
 /// a null field stays null.
-fn expand_value(store: &Store, v: &mut Value, object: &str, segs: &[&str], path: &str) -> Result<(), ApiError> {
+fn expand_value(
+    store: &Store,
+    v: &mut Value,
+    object: &str,
+    segs: &[&str],
+    path: &str,
+) -> Result<(), ApiError> {
     let Some((field, rest)) = segs.split_first() else {
         return Ok(());
     };
@@ -535,10 +610,18 @@ mod tests {
 
     #[test]
     fn routes_resolve() {
-        assert!(matches!(Route::resolve("customers"), Some(Route::List(r)) if r.object == "customer"));
-        assert!(matches!(Route::resolve("checkout/sessions/cs_1"), Some(Route::Retrieve(r, id)) if r.object == "checkout.session" && id == "cs_1"));
-        assert!(matches!(Route::resolve("checkout/sessions/cs_1/line_items"), Some(Route::Children(c, _)) if c.object == "item"));
-        assert!(matches!(Route::resolve("invoices/in_1/lines"), Some(Route::Children(c, id)) if c.object == "line_item" && id == "in_1"));
+        assert!(
+            matches!(Route::resolve("customers"), Some(Route::List(r)) if r.object == "customer")
+        );
+        assert!(
+            matches!(Route::resolve("checkout/sessions/cs_1"), Some(Route::Retrieve(r, id)) if r.object == "checkout.session" && id == "cs_1")
+        );
+        assert!(
+            matches!(Route::resolve("checkout/sessions/cs_1/line_items"), Some(Route::Children(c, _)) if c.object == "item")
+        );
+        assert!(
+            matches!(Route::resolve("invoices/in_1/lines"), Some(Route::Children(c, id)) if c.object == "line_item" && id == "in_1")
+        );
         assert!(Route::resolve("nothing").is_none());
         assert!(Route::resolve("customers/cus_1/nothing").is_none());
     }

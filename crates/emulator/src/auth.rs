@@ -40,10 +40,12 @@ impl Caller {
 /// `*` except the last four characters.
 pub fn mask(key: &str) -> String {
     let chars: Vec<char> = key.chars().collect();
-    let prefix_len = ["sk_test_", "sk_live_", "rk_test_", "rk_live_", "pk_test_", "pk_live_"]
-        .iter()
-        .find(|p| key.starts_with(**p))
-        .map_or(0, |p| p.len());
+    let prefix_len = [
+        "sk_test_", "sk_live_", "rk_test_", "rk_live_", "pk_test_", "pk_live_",
+    ]
+    .iter()
+    .find(|p| key.starts_with(**p))
+    .map_or(0, |p| p.len());
     let tail = 4.min(chars.len().saturating_sub(prefix_len));
     let stars = chars.len() - prefix_len - tail;
     let mut out: String = chars[..prefix_len].iter().collect();
@@ -101,7 +103,9 @@ fn read_key(headers: &HeaderMap) -> Option<String> {
         return Some(rest.to_string());
     }
     if scheme.eq_ignore_ascii_case("basic") {
-        let decoded = base64::engine::general_purpose::STANDARD.decode(rest).ok()?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest)
+            .ok()?;
         let text = String::from_utf8(decoded).ok()?;
         // Basic auth carries `key:` (the key as user, no password).
         return Some(text.split(':').next().unwrap_or("").to_string());

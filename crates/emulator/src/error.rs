@@ -25,7 +25,12 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: u16, code: Option<&'static str>, message: String, param: Option<String>) -> Self {
+    fn new(
+        status: u16,
+        code: Option<&'static str>,
+        message: String,
+        param: Option<String>,
+    ) -> Self {
         ApiError {
             status,
             kind: INVALID_REQUEST,
@@ -67,7 +72,12 @@ impl ApiError {
 
     /// 400 for a value that is not an integer.
     pub fn invalid_integer(param: &str, value: &str) -> Self {
-        Self::new(400, None, format!("Invalid integer: {value}"), Some(param.to_string()))
+        Self::new(
+            400,
+            None,
+            format!("Invalid integer: {value}"),
+            Some(param.to_string()),
+        )
     }
 
     /// 400 for an out-of-range value.
@@ -120,7 +130,10 @@ impl ApiError {
             e.insert("code".into(), json!(code));
             e.insert(
                 "doc_url".into(),
-                json!(format!("https://stripe.com/docs/error-codes/{}", code.replace('_', "-"))),
+                json!(format!(
+                    "https://stripe.com/docs/error-codes/{}",
+                    code.replace('_', "-")
+                )),
             );
         }
         e.insert("message".into(), json!(self.message));
@@ -147,10 +160,16 @@ impl IntoResponse for ApiError {
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();
         let mut resp = (status, body).into_response();
         let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         if self.status == 401 {
             // Stripe answers 401s with a Basic challenge.
-            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"Stripe\""));
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"Stripe\""),
+            );
         }
         resp
     }

@@ -38,9 +38,10 @@ impl Params {
             .into_iter()
             .map(|(key, value)| {
                 let (base, sub) = match key.find('[') {
-                    Some(i) if key.ends_with(']') => {
-                        (key[..i].to_string(), Some(key[i + 1..key.len() - 1].to_string()))
-                    }
+                    Some(i) if key.ends_with(']') => (
+                        key[..i].to_string(),
+                        Some(key[i + 1..key.len() - 1].to_string()),
+                    ),
                     _ => (key.clone(), None),
                 };
                 Param {
@@ -184,20 +185,37 @@ mod tests {
 
     #[test]
     fn brackets_arrays_and_encoded_keys() {
-        let p = Params::parse(Some("created%5Bgte%5D=5&created[lt]=9&expand[]=data.customer&expand[1]=x&limit=3"))
-            .expect("parses");
-        assert_eq!(p.created().expect("ok"), (Bound::Included(5), Bound::Included(8)));
+        let p = Params::parse(Some(
+            "created%5Bgte%5D=5&created[lt]=9&expand[]=data.customer&expand[1]=x&limit=3",
+        ))
+        .expect("parses");
+        assert_eq!(
+            p.created().expect("ok"),
+            (Bound::Included(5), Bound::Included(8))
+        );
         assert_eq!(p.list("expand"), ["data.customer", "x"]);
         assert_eq!(p.limit().expect("ok"), 3);
         assert!(p.check_known(&["created", "expand", "limit"]).is_ok());
-        let e = p.check_known(&["expand", "limit"]).expect_err("created unknown");
+        let e = p
+            .check_known(&["expand", "limit"])
+            .expect_err("created unknown");
         assert_eq!(e.code, Some("parameter_unknown"));
     }
 
     #[test]
     fn limit_bounds() {
-        for (q, ok) in [("limit=0", false), ("limit=101", false), ("limit=x", false), ("limit=100", true), ("", true)] {
-            assert_eq!(Params::parse(Some(q)).expect("parses").limit().is_ok(), ok, "{q}");
+        for (q, ok) in [
+            ("limit=0", false),
+            ("limit=101", false),
+            ("limit=x", false),
+            ("limit=100", true),
+            ("", true),
+        ] {
+            assert_eq!(
+                Params::parse(Some(q)).expect("parses").limit().is_ok(),
+                ok,
+                "{q}"
+            );
         }
     }
 }

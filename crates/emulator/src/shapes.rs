@@ -135,7 +135,14 @@ mod tests {
 
     #[test]
     fn the_digest_parses_and_covers_the_served_types() {
-        for key in ["customer", "deleted_customer", "invoice", "line_item", "event", "item"] {
+        for key in [
+            "customer",
+            "deleted_customer",
+            "invoice",
+            "line_item",
+            "event",
+            "item",
+        ] {
             assert!(digest().contains_key(key), "{key} missing from the digest");
         }
     }
@@ -146,7 +153,10 @@ mod tests {
         m.insert("id".into(), json!("cus_1"));
         m.insert("extra".into(), json!(1));
         let v = finish("deleted_customer", m);
-        let keys: Vec<_> = v.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+        let keys: Vec<_> = v
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
         assert_eq!(keys, vec!["deleted", "id", "object", "extra"]);
         assert!(check("deleted_customer", &v)
             .iter()

@@ -55,7 +55,10 @@ impl Stats {
                     by_status.insert(status.to_string(), json!(n));
                     total += n;
                 }
-                endpoints.insert(endpoint.clone(), json!({"total": total, "status": by_status}));
+                endpoints.insert(
+                    endpoint.clone(),
+                    json!({"total": total, "status": by_status}),
+                );
             }
         }
         json!({

@@ -326,7 +326,12 @@ impl Store {
     /// object, or `created_hint` for types without one (line items). `parent` files it under a
     /// parent for child lists. Returns its id, or `None` for an object of unknown type or
     /// without an id (a generator bug; nothing is stored).
-    pub fn insert(&mut self, value: &Value, parent: Option<&str>, created_hint: i64) -> Option<Arc<str>> {
+    pub fn insert(
+        &mut self,
+        value: &Value,
+        parent: Option<&str>,
+        created_hint: i64,
+    ) -> Option<Arc<str>> {
         let object = value.get("object")?.as_str()?;
         let table = self.tables.get_mut(object)?;
         let id: Arc<str> = Arc::from(value.get("id")?.as_str()?);
@@ -572,8 +577,14 @@ mod tests {
         assert!(s.delete("customer", "cus_1"));
         let t = s.table("customer").expect("table");
         let rec = t.get("cus_1").expect("still stored");
-        assert_eq!(&rec.json[..], br#"{"deleted":true,"id":"cus_1","object":"customer"}"#);
+        assert_eq!(
+            &rec.json[..],
+            br#"{"deleted":true,"id":"cus_1","object":"customer"}"#
+        );
         let idx = t.index(None).expect("index");
-        assert_eq!(ids(&page(t, idx, &req(10, Cursor::Start), |_| true)), ["cus_2", "cus_0"]);
+        assert_eq!(
+            ids(&page(t, idx, &req(10, Cursor::Start), |_| true)),
+            ["cus_2", "cus_0"]
+        );
     }
 }

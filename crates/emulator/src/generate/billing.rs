@@ -9,9 +9,59 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use serde_json::{json, Value};
 
-const FIRST: &[&str] = &["Ada", "Grace", "Linus", "Alan", "Margaret", "Ken", "Barbara", "Dennis", "Frances", "John", "Radia", "Tim", "Edsger", "Hedy", "Donald", "Katherine", "Guido", "Sophie", "Yukihiro", "Anita"];
-const LAST: &[&str] = &["Lovelace", "Hopper", "Torvalds", "Turing", "Hamilton", "Thompson", "Liskov", "Ritchie", "Allen", "McCarthy", "Perlman", "Lee", "Dijkstra", "Lamarr", "Knuth", "Johnson", "Rossum", "Wilson", "Matsumoto", "Borg"];
-const CITIES: &[(&str, &str, &str, &str)] = &[("San Francisco", "US", "CA", "94107"), ("New York", "US", "NY", "10001"), ("Berlin", "DE", "", "10115"), ("Paris", "FR", "", "75001"), ("London", "GB", "", "EC1A 1BB"), ("Toronto", "CA", "ON", "M5V 2T6"), ("Sydney", "AU", "NSW", "2000")];
+const FIRST: &[&str] = &[
+    "Ada",
+    "Grace",
+    "Linus",
+    "Alan",
+    "Margaret",
+    "Ken",
+    "Barbara",
+    "Dennis",
+    "Frances",
+    "John",
+    "Radia",
+    "Tim",
+    "Edsger",
+    "Hedy",
+    "Donald",
+    "Katherine",
+    "Guido",
+    "Sophie",
+    "Yukihiro",
+    "Anita",
+];
+const LAST: &[&str] = &[
+    "Lovelace",
+    "Hopper",
+    "Torvalds",
+    "Turing",
+    "Hamilton",
+    "Thompson",
+    "Liskov",
+    "Ritchie",
+    "Allen",
+    "McCarthy",
+    "Perlman",
+    "Lee",
+    "Dijkstra",
+    "Lamarr",
+    "Knuth",
+    "Johnson",
+    "Rossum",
+    "Wilson",
+    "Matsumoto",
+    "Borg",
+];
+const CITIES: &[(&str, &str, &str, &str)] = &[
+    ("San Francisco", "US", "CA", "94107"),
+    ("New York", "US", "NY", "10001"),
+    ("Berlin", "DE", "", "10115"),
+    ("Paris", "FR", "", "75001"),
+    ("London", "GB", "", "EC1A 1BB"),
+    ("Toronto", "CA", "ON", "M5V 2T6"),
+    ("Sydney", "AU", "NSW", "2000"),
+];
 
 /// One customer while its objects are generated.
 struct Cust {
@@ -57,7 +107,12 @@ fn customer(g: &mut Gen, cat: &Catalog, totals: &mut Totals, i: usize, created: 
     let first = FIRST[g.rng.gen_range(0..FIRST.len())];
     let last = LAST[g.rng.gen_range(0..LAST.len())];
     let name = format!("{first} {last}");
-    let email = format!("{}.{}{}@example.com", first.to_lowercase(), last.to_lowercase(), i);
+    let email = format!(
+        "{}.{}{}@example.com",
+        first.to_lowercase(),
+        last.to_lowercase(),
+        i
+    );
     let address = if g.chance(0.6) {
         let (city, country, state, zip) = CITIES[g.rng.gen_range(0..CITIES.len())];
         json!({"city": city, "country": country, "line1": format!("{} Main Street", g.rng.gen_range(1..999)), "line2": null, "postal_code": zip, "state": if state.is_empty() { Value::Null } else { json!(state) }})
@@ -67,7 +122,11 @@ fn customer(g: &mut Gen, cat: &Catalog, totals: &mut Totals, i: usize, created: 
     let mut c = Cust {
         id: id.clone(),
         created,
-        payer: Payer { customer: id, email, name },
+        payer: Payer {
+            customer: id,
+            email,
+            name,
+        },
         card: None,
         address,
         invoice_prefix: crate::ids::make(&mut g.rng, "", 8).to_uppercase(),
@@ -92,7 +151,9 @@ fn customer(g: &mut Gen, cat: &Catalog, totals: &mut Totals, i: usize, created: 
     };
     let mut card_list = Vec::new();
     for k in 0..cards {
-        let t = (created + k * g.rng.gen_range(0..90 * 86_400)).min(g.anchor - 60).max(created);
+        let t = (created + k * g.rng.gen_range(0..90 * 86_400))
+            .min(g.anchor - 60)
+            .max(created);
         card_list.push(payment_method(g, &c, t));
     }
     // The newest card is the default.
@@ -103,7 +164,11 @@ fn customer(g: &mut Gen, cat: &Catalog, totals: &mut Totals, i: usize, created: 
         }
     }
     if g.chance(0.03) {
-        let status = if g.chance(0.5) { "requires_payment_method" } else { "canceled" };
+        let status = if g.chance(0.5) {
+            "requires_payment_method"
+        } else {
+            "canceled"
+        };
         let t = g.time_between(created, g.anchor - 60);
         setup_intent(g, &c, None, t, status);
     }
@@ -133,7 +198,16 @@ fn customer(g: &mut Gen, cat: &Catalog, totals: &mut Totals, i: usize, created: 
                 money::canceled_intent(g, t, &c.payer, amount, "One-off purchase");
             } else {
                 let card = c.card.clone();
-                money::payment(g, totals, t, &c.payer, card.as_ref(), amount, "One-off purchase", roll >= 12);
+                money::payment(
+                    g,
+                    totals,
+                    t,
+                    &c.payer,
+                    card.as_ref(),
+                    amount,
+                    "One-off purchase",
+                    roll >= 12,
+                );
             }
             c.billed = true;
         }
@@ -152,10 +226,23 @@ fn customer(g: &mut Gen, cat: &Catalog, totals: &mut Totals, i: usize, created: 
 }
 
 fn customer_json(g: &mut Gen, c: &Cust) -> Value {
-    let balance = if g.chance(0.1) { -g.rng.gen_range(1..=50) * 100 } else { 0 };
-    let phone = if g.chance(0.5) { json!(format!("+1555{:07}", g.rng.gen_range(0..10_000_000))) } else { Value::Null };
-    let metadata = if g.chance(0.4) { json!({"crm_id": format!("CRM-{}", g.rng.gen_range(10_000..99_999)), "plan_source": "web"}) } else { json!({}) };
-    super::shaped(g.mode, 
+    let balance = if g.chance(0.1) {
+        -g.rng.gen_range(1..=50) * 100
+    } else {
+        0
+    };
+    let phone = if g.chance(0.5) {
+        json!(format!("+1555{:07}", g.rng.gen_range(0..10_000_000)))
+    } else {
+        Value::Null
+    };
+    let metadata = if g.chance(0.4) {
+        json!({"crm_id": format!("CRM-{}", g.rng.gen_range(10_000..99_999)), "plan_source": "web"})
+    } else {
+        json!({})
+    };
+    super::shaped(
+        g.mode,
         "customer",
         json!({
             "id": c.id, "object": "customer", "address": c.address, "balance": balance, "created": c.created,
@@ -169,7 +256,11 @@ fn customer_json(g: &mut Gen, c: &Cust) -> Value {
 }
 
 fn payment_method(g: &mut Gen, c: &Cust, t: i64) -> Card {
-    let (brand, display) = [("visa", "visa"), ("mastercard", "mastercard"), ("amex", "american_express")][g.rng.gen_range(0..3)];
+    let (brand, display) = [
+        ("visa", "visa"),
+        ("mastercard", "mastercard"),
+        ("amex", "american_express"),
+    ][g.rng.gen_range(0..3)];
     let card = Card {
         pm: g.id("pm_"),
         brand,
@@ -177,7 +268,8 @@ fn payment_method(g: &mut Gen, c: &Cust, t: i64) -> Card {
         exp_month: g.rng.gen_range(1..=12),
         exp_year: 2026 + g.rng.gen_range(0..6),
     };
-    let v = super::shaped(g.mode, 
+    let v = super::shaped(
+        g.mode,
         "payment_method",
         json!({
             "id": card.pm, "object": "payment_method", "allow_redisplay": "unspecified",
@@ -197,7 +289,8 @@ fn payment_method(g: &mut Gen, c: &Cust, t: i64) -> Card {
 fn setup_intent(g: &mut Gen, c: &Cust, card: Option<&Card>, t: i64, status: &str) {
     let id = g.id("seti_");
     let secret = format!("{id}_secret_{}", crate::ids::make(&mut g.rng, "", 25));
-    let v = super::shaped(g.mode, 
+    let v = super::shaped(
+        g.mode,
         "setup_intent",
         json!({
             "id": id, "object": "setup_intent", "application": null, "automatic_payment_methods": null,
@@ -210,7 +303,19 @@ fn setup_intent(g: &mut Gen, c: &Cust, card: Option<&Card>, t: i64, status: &str
         }),
     );
     g.put(&v, None, t);
-    g.event(t, &format!("setup_intent.{}", if status == "succeeded" { "succeeded" } else { "created" }), &v, None);
+    g.event(
+        t,
+        &format!(
+            "setup_intent.{}",
+            if status == "succeeded" {
+                "succeeded"
+            } else {
+                "created"
+            }
+        ),
+        &v,
+        None,
+    );
 }
 
 const MONTH: i64 = 30 * 86_400;
@@ -260,7 +365,9 @@ fn subscription(g: &mut Gen, cat: &Catalog, totals: &mut Totals, c: &mut Cust) {
     let start = match status {
         "trialing" => g.time_between(lo.max(g.anchor - 13 * 86_400), hi),
         "incomplete" => g.time_between(lo.max(g.anchor - 23 * 3600), g.anchor - 60),
-        "incomplete_expired" if lo < g.anchor - 2 * 86_400 => g.time_between(lo, g.anchor - 2 * 86_400),
+        "incomplete_expired" if lo < g.anchor - 2 * 86_400 => {
+            g.time_between(lo, g.anchor - 2 * 86_400)
+        }
         "incomplete_expired" => {
             status = "incomplete";
             g.time_between(lo.max(g.anchor - 23 * 3600), g.anchor - 60)
@@ -278,11 +385,18 @@ fn subscription(g: &mut Gen, cat: &Catalog, totals: &mut Totals, c: &mut Cust) {
         _ => 1,
     }
     .min(pool.len());
-    let chosen: Vec<&Price> = pool.choose_multiple(&mut g.rng, n_items).map(|&i| &cat.prices[i]).collect();
+    let chosen: Vec<&Price> = pool
+        .choose_multiple(&mut g.rng, n_items)
+        .map(|&i| &cat.prices[i])
+        .collect();
     let sub_id = g.id("sub_");
     let send_invoice = c.card.is_none();
     let ended_at = if status == "canceled" {
-        let from = if start + period < g.anchor - 60 { start + period } else { start + 60 };
+        let from = if start + period < g.anchor - 60 {
+            start + period
+        } else {
+            start + 60
+        };
         Some(g.time_between(from, g.anchor - 60))
     } else if status == "incomplete_expired" {
         Some(start + 23 * 3600)
@@ -296,12 +410,20 @@ fn subscription(g: &mut Gen, cat: &Catalog, totals: &mut Totals, c: &mut Cust) {
         "trialing" | "incomplete" | "incomplete_expired" => 1,
         _ => ((end - start) / period + 1).max(1),
     };
-    let current_start = if trial_end.is_some() { start } else { start + (periods - 1) * period };
+    let current_start = if trial_end.is_some() {
+        start
+    } else {
+        start + (periods - 1) * period
+    };
     let current_end = trial_end.unwrap_or(current_start + period);
     let items: Vec<(String, &Price, i64)> = chosen
         .iter()
         .map(|p| {
-            let q = if g.chance(0.8) { 1 } else { g.rng.gen_range(2..=10) };
+            let q = if g.chance(0.8) {
+                1
+            } else {
+                g.rng.gen_range(2..=10)
+            };
             (g.id("si_"), *p, q)
         })
         .collect();
@@ -324,12 +446,25 @@ fn subscription(g: &mut Gen, cat: &Catalog, totals: &mut Totals, c: &mut Cust) {
         let lines: Vec<Line> = items
             .iter()
             .map(|(si, price, q)| Line {
-                amount: if trial_end.is_some() { 0 } else { price.amount * q },
+                amount: if trial_end.is_some() {
+                    0
+                } else {
+                    price.amount * q
+                },
                 quantity: *q,
-                description: format!("{q} × {} (at ${:.2} / {})", price.product_name, price.amount as f64 / 100.0, price.interval.unwrap_or("month")),
+                description: format!(
+                    "{q} × {} (at ${:.2} / {})",
+                    price.product_name,
+                    price.amount as f64 / 100.0,
+                    price.interval.unwrap_or("month")
+                ),
                 price: price.id.clone(),
                 product: price.product.clone(),
-                period: if trial_end.is_some() { (start, current_end) } else { p },
+                period: if trial_end.is_some() {
+                    (start, current_end)
+                } else {
+                    p
+                },
                 subscription_item: Some(si.clone()),
                 invoice_item: None,
             })
@@ -338,7 +473,11 @@ fn subscription(g: &mut Gen, cat: &Catalog, totals: &mut Totals, c: &mut Cust) {
             subscription: Some(&sub_id),
             created: t,
             status: inv_status,
-            billing_reason: if k == 0 { "subscription_create" } else { "subscription_cycle" },
+            billing_reason: if k == 0 {
+                "subscription_create"
+            } else {
+                "subscription_cycle"
+            },
             send_invoice,
             period: p,
         };
@@ -349,14 +488,16 @@ fn subscription(g: &mut Gen, cat: &Catalog, totals: &mut Totals, c: &mut Cust) {
     }
     c.billed = true;
     let schedule = if status != "incomplete" && status != "incomplete_expired" && g.chance(0.06) {
-        Some(schedule(g, c, &sub_id, start, period, &items, status, ended_at))
+        Some(schedule(
+            g, c, &sub_id, start, period, &items, status, ended_at,
+        ))
     } else {
         None
     };
     let item_values: Vec<Value> = items
         .iter()
         .map(|(si, price, q)| {
-            super::shaped(g.mode, 
+            super::shaped(g.mode,
                 "subscription_item",
                 json!({
                     "id": si, "object": "subscription_item", "created": start, "discounts": [], "metadata": {},
@@ -371,7 +512,8 @@ fn subscription(g: &mut Gen, cat: &Catalog, totals: &mut Totals, c: &mut Cust) {
     }
     let embedded: Vec<&Value> = item_values.iter().take(crate::api::EMBEDDED_PAGE).collect();
     let canceled = status == "canceled";
-    let v = super::shaped(g.mode, 
+    let v = super::shaped(
+        g.mode,
         "subscription",
         json!({
             "id": sub_id, "object": "subscription", "application": null, "application_fee_percent": null,
@@ -400,13 +542,27 @@ fn subscription(g: &mut Gen, cat: &Catalog, totals: &mut Totals, c: &mut Cust) {
         if canceled {
             g.event(t, "customer.subscription.deleted", &v, None);
         } else {
-            g.event(t, "customer.subscription.updated", &v, Some(json!({"status": "incomplete"})));
+            g.event(
+                t,
+                "customer.subscription.updated",
+                &v,
+                Some(json!({"status": "incomplete"})),
+            );
         }
     }
 }
 
 #[allow(clippy::too_many_arguments)]
-fn schedule(g: &mut Gen, c: &Cust, sub: &str, start: i64, period: i64, items: &[(String, &Price, i64)], status: &str, ended_at: Option<i64>) -> String {
+fn schedule(
+    g: &mut Gen,
+    c: &Cust,
+    sub: &str,
+    start: i64,
+    period: i64,
+    items: &[(String, &Price, i64)],
+    status: &str,
+    ended_at: Option<i64>,
+) -> String {
     let id = g.id("sub_sched_");
     let end = start + 12 * period;
     let phase_items: Vec<Value> = items
@@ -414,7 +570,8 @@ fn schedule(g: &mut Gen, c: &Cust, sub: &str, start: i64, period: i64, items: &[
         .map(|(_, p, q)| json!({"discounts": [], "metadata": {}, "plan": p.id, "price": p.id, "quantity": q, "tax_rates": []}))
         .collect();
     let canceled = status == "canceled";
-    let v = super::shaped(g.mode, 
+    let v = super::shaped(
+        g.mode,
         "subscription_schedule",
         json!({
             "id": id, "object": "subscription_schedule", "application": null,
@@ -433,16 +590,36 @@ fn schedule(g: &mut Gen, c: &Cust, sub: &str, start: i64, period: i64, items: &[
     id
 }
 
-fn invoice_item(g: &mut Gen, cat: &Catalog, c: &Cust, t: i64, invoice: Option<&str>, line: Option<&Line>) -> String {
+fn invoice_item(
+    g: &mut Gen,
+    cat: &Catalog,
+    c: &Cust,
+    t: i64,
+    invoice: Option<&str>,
+    line: Option<&Line>,
+) -> String {
     let id = g.id("ii_");
     let (amount, quantity, description, price, product) = match line {
-        Some(l) => (l.amount, l.quantity, l.description.clone(), l.price.clone(), l.product.clone()),
+        Some(l) => (
+            l.amount,
+            l.quantity,
+            l.description.clone(),
+            l.price.clone(),
+            l.product.clone(),
+        ),
         None => {
             let p = &cat.prices[g.rng.gen_range(0..cat.prices.len())];
-            (p.amount, 1, format!("{} (one-off)", p.product_name), p.id.clone(), p.product.clone())
+            (
+                p.amount,
+                1,
+                format!("{} (one-off)", p.product_name),
+                p.id.clone(),
+                p.product.clone(),
+            )
         }
     };
-    let v = super::shaped(g.mode, 
+    let v = super::shaped(
+        g.mode,
         "invoiceitem",
         json!({
             "id": id, "object": "invoiceitem", "amount": amount, "currency": "usd", "customer": c.id, "date": t,
@@ -466,13 +643,25 @@ fn one_off_invoice(g: &mut Gen, cat: &Catalog, totals: &mut Totals, c: &mut Cust
         90..=93 => "uncollectible",
         _ => "draft",
     };
-    let t = if status == "draft" { g.time_between(c.created.max(g.anchor - 5 * 86_400), g.anchor - 60) } else { g.time_between(c.created, g.anchor - 60) };
+    let t = if status == "draft" {
+        g.time_between(c.created.max(g.anchor - 5 * 86_400), g.anchor - 60)
+    } else {
+        g.time_between(c.created, g.anchor - 60)
+    };
     // One in twenty one-off invoices is long: more than 10 lines, so `lines.has_more` is true.
-    let n = if g.chance(0.05) { g.rng.gen_range(11..=25) } else { g.rng.gen_range(1..=4) };
+    let n = if g.chance(0.05) {
+        g.rng.gen_range(11..=25)
+    } else {
+        g.rng.gen_range(1..=4)
+    };
     let inv_id = g.id("in_");
     let mut lines = Vec::with_capacity(n);
     for _ in 0..n {
-        let pool = if cat.one_time.is_empty() { &cat.monthly } else { &cat.one_time };
+        let pool = if cat.one_time.is_empty() {
+            &cat.monthly
+        } else {
+            &cat.one_time
+        };
         let p = &cat.prices[pool[g.rng.gen_range(0..pool.len())]];
         let q = g.rng.gen_range(1..=3);
         let mut l = Line {
@@ -503,12 +692,25 @@ fn one_off_invoice(g: &mut Gen, cat: &Catalog, totals: &mut Totals, c: &mut Cust
     }
 }
 
-fn invoice(g: &mut Gen, totals: &mut Totals, c: &mut Cust, spec: &InvoiceSpec<'_>, lines: Vec<Line>) -> String {
+fn invoice(
+    g: &mut Gen,
+    totals: &mut Totals,
+    c: &mut Cust,
+    spec: &InvoiceSpec<'_>,
+    lines: Vec<Line>,
+) -> String {
     let id = g.id("in_");
     invoice_with_id(g, totals, c, spec, lines, id)
 }
 
-fn invoice_with_id(g: &mut Gen, totals: &mut Totals, c: &mut Cust, spec: &InvoiceSpec<'_>, lines: Vec<Line>, id: String) -> String {
+fn invoice_with_id(
+    g: &mut Gen,
+    totals: &mut Totals,
+    c: &mut Cust,
+    spec: &InvoiceSpec<'_>,
+    lines: Vec<Line>,
+    id: String,
+) -> String {
     let t = spec.created;
     let total: i64 = lines.iter().map(|l| l.amount).sum();
     let finalized = spec.status != "draft";
@@ -523,7 +725,16 @@ fn invoice_with_id(g: &mut Gen, totals: &mut Totals, c: &mut Cust, spec: &Invoic
     if total > 0 && !spec.send_invoice && matches!(spec.status, "paid" | "open" | "uncollectible") {
         let card = c.card.clone();
         let succeed = spec.status == "paid";
-        money::payment(g, totals, t, &c.payer, card.as_ref(), total, &format!("Invoice {}", number.as_str().unwrap_or("")), succeed);
+        money::payment(
+            g,
+            totals,
+            t,
+            &c.payer,
+            card.as_ref(),
+            total,
+            &format!("Invoice {}", number.as_str().unwrap_or("")),
+            succeed,
+        );
         attempted = true;
     }
     let line_values: Vec<Value> = lines
@@ -533,7 +744,7 @@ fn invoice_with_id(g: &mut Gen, totals: &mut Totals, c: &mut Cust, spec: &Invoic
                 (Some(si), _) => json!({"invoice_item_details": null, "subscription_item_details": {"invoice_item": null, "proration": false, "proration_details": {"credited_items": null}, "subscription": spec.subscription, "subscription_item": si}, "type": "subscription_item_details"}),
                 (None, ii) => json!({"invoice_item_details": {"invoice_item": ii, "proration": false, "proration_details": {"credited_items": null}, "subscription": null}, "subscription_item_details": null, "type": "invoice_item_details"}),
             };
-            super::shaped(g.mode, 
+            super::shaped(g.mode,
                 "line_item",
                 json!({
                     "id": g.id("il_"), "object": "line_item", "amount": l.amount, "currency": "usd", "description": l.description,
@@ -557,7 +768,8 @@ fn invoice_with_id(g: &mut Gen, totals: &mut Totals, c: &mut Cust, spec: &Invoic
     };
     let embedded: Vec<&Value> = line_values.iter().take(crate::api::EMBEDDED_PAGE).collect();
     let host = crate::ids::make(&mut g.rng, "", 40);
-    let v = super::shaped(g.mode, 
+    let v = super::shaped(
+        g.mode,
         "invoice",
         json!({
             "id": id, "object": "invoice", "account_country": "US", "account_name": "Codeless Demo", "account_tax_ids": null,
@@ -598,8 +810,18 @@ fn invoice_with_id(g: &mut Gen, totals: &mut Totals, c: &mut Cust, spec: &Invoic
     g.put(&v, None, t);
     g.event(t, "invoice.created", &v, None);
     match spec.status {
-        "paid" => g.event(t, "invoice.paid", &v, Some(json!({"status": "open", "amount_paid": 0, "amount_remaining": total}))),
-        "void" => g.event(t + 23 * 3600, "invoice.voided", &v, Some(json!({"status": "open"}))),
+        "paid" => g.event(
+            t,
+            "invoice.paid",
+            &v,
+            Some(json!({"status": "open", "amount_paid": 0, "amount_remaining": total})),
+        ),
+        "void" => g.event(
+            t + 23 * 3600,
+            "invoice.voided",
+            &v,
+            Some(json!({"status": "open"})),
+        ),
         "open" => g.event(t, "invoice.finalized", &v, Some(json!({"status": "draft"}))),
         _ => {}
     }
@@ -607,16 +829,23 @@ fn invoice_with_id(g: &mut Gen, totals: &mut Totals, c: &mut Cust, spec: &Invoic
 }
 
 fn credit_note(g: &mut Gen, c: &Cust, invoice: &str, t0: i64) {
-    let Some(table) = g.store.table("line_item") else { return };
+    let Some(table) = g.store.table("line_item") else {
+        return;
+    };
     let Some((line_id, amount, description)) = table.children(invoice).next().and_then(|r| {
         let v: Value = serde_json::from_slice(&r.json).ok()?;
-        Some((r.id.to_string(), v["amount"].as_i64()?, v["description"].as_str()?.to_string()))
+        Some((
+            r.id.to_string(),
+            v["amount"].as_i64()?,
+            v["description"].as_str()?.to_string(),
+        ))
     }) else {
         return;
     };
     let t = g.time_between(t0 + 60, g.anchor - 60).max(t0);
     let id = g.id("cn_");
-    let line = super::shaped(g.mode, 
+    let line = super::shaped(
+        g.mode,
         "credit_note_line_item",
         json!({
             "id": g.id("cnli_"), "object": "credit_note_line_item", "amount": amount, "description": description,
@@ -626,7 +855,8 @@ fn credit_note(g: &mut Gen, c: &Cust, invoice: &str, t0: i64) {
         }),
     );
     g.put(&line, Some(&id), t);
-    let v = super::shaped(g.mode, 
+    let v = super::shaped(
+        g.mode,
         "credit_note",
         json!({
             "id": id, "object": "credit_note", "amount": amount, "amount_shipping": 0, "created": t, "currency": "usd",
@@ -650,20 +880,31 @@ fn checkout_session(g: &mut Gen, cat: &Catalog, totals: &mut Totals, c: &mut Cus
     let (status, t) = if roll < 5 && recent < g.anchor - 60 {
         ("open", g.time_between(recent, g.anchor - 60))
     } else if roll < 25 || c.card.is_none() {
-        ("expired", g.time_between(c.created, (g.anchor - 2 * 86_400).max(c.created)))
+        (
+            "expired",
+            g.time_between(c.created, (g.anchor - 2 * 86_400).max(c.created)),
+        )
     } else {
         ("complete", g.time_between(c.created, g.anchor - 60))
     };
-    let id = format!("cs_{}_{}", g.mode.as_str(), crate::ids::make(&mut g.rng, "a1", 56));
+    let id = format!(
+        "cs_{}_{}",
+        g.mode.as_str(),
+        crate::ids::make(&mut g.rng, "a1", 56)
+    );
     let n = g.rng.gen_range(1..=3);
     let mut total = 0;
     let mut items = Vec::new();
     for _ in 0..n {
-        let pool = if cat.one_time.is_empty() { &cat.monthly } else { &cat.one_time };
+        let pool = if cat.one_time.is_empty() {
+            &cat.monthly
+        } else {
+            &cat.one_time
+        };
         let p = &cat.prices[pool[g.rng.gen_range(0..pool.len())]];
         let q = g.rng.gen_range(1..=2);
         total += p.amount * q;
-        items.push(super::shaped(g.mode, 
+        items.push(super::shaped(g.mode,
             "item",
             json!({
                 "id": g.id("li_"), "object": "item", "amount_discount": 0, "amount_subtotal": p.amount * q, "amount_tax": 0,
@@ -678,11 +919,21 @@ fn checkout_session(g: &mut Gen, cat: &Catalog, totals: &mut Totals, c: &mut Cus
     let payment = if status == "complete" {
         let card = c.card.clone();
         c.billed = true;
-        Some(money::payment(g, totals, t, &c.payer, card.as_ref(), total, "Checkout purchase", true))
+        Some(money::payment(
+            g,
+            totals,
+            t,
+            &c.payer,
+            card.as_ref(),
+            total,
+            "Checkout purchase",
+            true,
+        ))
     } else {
         None
     };
-    let v = super::shaped(g.mode, 
+    let v = super::shaped(
+        g.mode,
         "checkout.session",
         json!({
             "id": id, "object": "checkout.session", "after_expiration": null, "allow_promotion_codes": null,

@@ -42,8 +42,38 @@ pub struct Catalog {
     pub tax_rates: Vec<String>,
 }
 
-const ADJECTIVES: &[&str] = &["Basic", "Pro", "Team", "Business", "Enterprise", "Starter", "Plus", "Premium", "Growth", "Scale", "Ultimate", "Essential", "Advanced", "Lite"];
-const NOUNS: &[&str] = &["Analytics", "Storage", "Seats", "Support", "Hosting", "Backups", "Reports", "Sync", "API access", "Monitoring", "Email", "Workspace", "Add-on", "Insights"];
+const ADJECTIVES: &[&str] = &[
+    "Basic",
+    "Pro",
+    "Team",
+    "Business",
+    "Enterprise",
+    "Starter",
+    "Plus",
+    "Premium",
+    "Growth",
+    "Scale",
+    "Ultimate",
+    "Essential",
+    "Advanced",
+    "Lite",
+];
+const NOUNS: &[&str] = &[
+    "Analytics",
+    "Storage",
+    "Seats",
+    "Support",
+    "Hosting",
+    "Backups",
+    "Reports",
+    "Sync",
+    "API access",
+    "Monitoring",
+    "Email",
+    "Workspace",
+    "Add-on",
+    "Insights",
+];
 
 /// Creates the catalog objects and returns what the billing generator needs.
 pub fn generate(g: &mut Gen, customers: usize) -> Catalog {
@@ -56,9 +86,15 @@ pub fn generate(g: &mut Gen, customers: usize) -> Catalog {
     for i in 0..products {
         // The catalog is mostly built early and grows a little over time.
         let u: f64 = g.rng.gen();
-        let created = g.start + ((first_year - g.start) as f64 * u * u) as i64 + (i as i64 % 3) * 86_400 * 200 * (i as i64 % 2);
+        let created = g.start
+            + ((first_year - g.start) as f64 * u * u) as i64
+            + (i as i64 % 3) * 86_400 * 200 * (i as i64 % 2);
         let created = created.min(g.anchor - 86_400);
-        let name = format!("{} {}", ADJECTIVES[i % ADJECTIVES.len()], NOUNS[(i / ADJECTIVES.len() + i) % NOUNS.len()]);
+        let name = format!(
+            "{} {}",
+            ADJECTIVES[i % ADJECTIVES.len()],
+            NOUNS[(i / ADJECTIVES.len() + i) % NOUNS.len()]
+        );
         product_with_prices(g, &mut cat, created, &name, i < 14);
     }
     deleted_products(g, products / 10 + 2);
@@ -83,7 +119,8 @@ fn tax_rates(g: &mut Gen, customers: usize, cat: &mut Catalog) {
         let created = g.time_between(g.start, g.start + 400 * 86_400);
         let id = g.id("txr_");
         let active = i % 7 != 6;
-        let v = super::shaped(g.mode, 
+        let v = super::shaped(
+            g.mode,
             "tax_rate",
             json!({
                 "id": id, "object": "tax_rate", "active": active, "country": country, "created": created,
@@ -100,10 +137,27 @@ fn tax_rates(g: &mut Gen, customers: usize, cat: &mut Catalog) {
     }
 }
 
-fn price_json(g: &mut Gen, id: &str, product: &str, created: i64, amount: i64, interval: Option<&str>, active: bool) -> Value {
+fn price_json(
+    g: &mut Gen,
+    id: &str,
+    product: &str,
+    created: i64,
+    amount: i64,
+    interval: Option<&str>,
+    active: bool,
+) -> Value {
     let recurring = interval.map(|iv| json!({"interval": iv, "interval_count": 1, "meter": null, "trial_period_days": null, "usage_type": "licensed"}));
-    let lookup = if g.chance(0.3) { Value::String(format!("{}_{}", product.to_lowercase(), interval.unwrap_or("once"))) } else { Value::Null };
-    super::shaped(g.mode, 
+    let lookup = if g.chance(0.3) {
+        Value::String(format!(
+            "{}_{}",
+            product.to_lowercase(),
+            interval.unwrap_or("once")
+        ))
+    } else {
+        Value::Null
+    };
+    super::shaped(
+        g.mode,
         "price",
         json!({
             "id": id, "object": "price", "active": active, "billing_scheme": "per_unit", "created": created,
@@ -117,7 +171,8 @@ fn price_json(g: &mut Gen, id: &str, product: &str, created: i64, amount: i64, i
 }
 
 fn plan_json(g: &Gen, price: &Value, amount: i64, interval: &str) -> Value {
-    super::shaped(g.mode, 
+    super::shaped(
+        g.mode,
         "plan",
         json!({
             "id": price["id"], "object": "plan", "active": price["active"], "amount": amount,
@@ -129,9 +184,17 @@ fn plan_json(g: &Gen, price: &Value, amount: i64, interval: &str) -> Value {
     )
 }
 
-fn product_json(g: &mut Gen, id: &str, created: i64, name: &str, default_price: Option<&str>, active: bool) -> Value {
+fn product_json(
+    g: &mut Gen,
+    id: &str,
+    created: i64,
+    name: &str,
+    default_price: Option<&str>,
+    active: bool,
+) -> Value {
     let updated = g.time_between(created, g.anchor - 3600);
-    super::shaped(g.mode, 
+    super::shaped(
+        g.mode,
         "product",
         json!({
             "id": id, "object": "product", "active": active, "created": created, "default_price": default_price,
@@ -143,11 +206,18 @@ fn product_json(g: &mut Gen, id: &str, created: i64, name: &str, default_price: 
     )
 }
 
-fn product_with_prices(g: &mut Gen, cat: &mut Catalog, created: i64, name: &str, always_yearly: bool) {
+fn product_with_prices(
+    g: &mut Gen,
+    cat: &mut Catalog,
+    created: i64,
+    name: &str,
+    always_yearly: bool,
+) {
     let product = g.id("prod_");
     let monthly_amount = g.rng.gen_range(5..=200) * 100;
     let monthly = g.id("price_");
-    let mut made: Vec<(String, i64, Option<&'static str>)> = vec![(monthly.clone(), monthly_amount, Some("month"))];
+    let mut made: Vec<(String, i64, Option<&'static str>)> =
+        vec![(monthly.clone(), monthly_amount, Some("month"))];
     if always_yearly || g.chance(0.5) {
         made.push((g.id("price_"), monthly_amount * 10, Some("year")));
     }
@@ -159,7 +229,11 @@ fn product_with_prices(g: &mut Gen, cat: &mut Catalog, created: i64, name: &str,
     g.event(created, "product.created", &pv, None);
     for (id, amount, interval) in made {
         // Prices are usually created in the same second as their product (Dashboard flow).
-        let pc = if g.chance(0.7) { created } else { g.time_between(created, g.anchor - 86_400) };
+        let pc = if g.chance(0.7) {
+            created
+        } else {
+            g.time_between(created, g.anchor - 86_400)
+        };
         let v = price_json(g, &id, &product, pc, amount, interval, true);
         g.put(&v, None, pc);
         g.event(pc, "price.created", &v, None);
@@ -175,12 +249,28 @@ fn product_with_prices(g: &mut Gen, cat: &mut Catalog, created: i64, name: &str,
             Some(_) => cat.yearly.push(idx),
             None => cat.one_time.push(idx),
         }
-        cat.prices.push(Price { id, product: product.clone(), amount, interval, json: v, plan, product_name: name.to_string() });
+        cat.prices.push(Price {
+            id,
+            product: product.clone(),
+            amount,
+            interval,
+            json: v,
+            plan,
+            product_name: name.to_string(),
+        });
     }
     // An archived (inactive) old price now and then.
     if g.chance(0.2) {
         let id = g.id("price_");
-        let v = price_json(g, &id, &product, created, monthly_amount / 2 * 2 + 100, Some("month"), false);
+        let v = price_json(
+            g,
+            &id,
+            &product,
+            created,
+            monthly_amount / 2 * 2 + 100,
+            Some("month"),
+            false,
+        );
         g.put(&v, None, created);
     }
 }
@@ -203,7 +293,11 @@ fn deleted_products(g: &mut Gen, n: usize) {
         lp["id"] = Value::String(legacy);
         g.put(&lp, None, created);
         // Half are deleted inside the event window, so their `*.deleted` events are listed.
-        let t = if i % 2 == 0 { g.time_between(g.anchor - 25 * 86_400, g.anchor - 3600) } else { g.time_between(created, g.anchor - 31 * 86_400) };
+        let t = if i % 2 == 0 {
+            g.time_between(g.anchor - 25 * 86_400, g.anchor - 3600)
+        } else {
+            g.time_between(created, g.anchor - 31 * 86_400)
+        };
         g.delete(t, &plan);
         g.delete(t, &lp);
         g.delete(t, &v);
@@ -219,7 +313,8 @@ fn coupons_and_promotions(g: &mut Gen, customers: usize, cat: &mut Catalog) {
         let percent = g.chance(0.6);
         let duration = ["once", "repeating", "forever"][i % 3];
         let times = g.rng.gen_range(0..50);
-        let v = super::shaped(g.mode, 
+        let v = super::shaped(
+            g.mode,
             "coupon",
             json!({
                 "id": id, "object": "coupon", "amount_off": if percent { Value::Null } else { json!(g.rng.gen_range(1..=20) * 500) },
@@ -241,8 +336,13 @@ fn coupons_and_promotions(g: &mut Gen, customers: usize, cat: &mut Catalog) {
         for k in 0..(1 + i % 2) {
             let pc = g.time_between(created, g.anchor - 3600);
             let pid = g.id("promo_");
-            let code = format!("{}{}", ["SPRING", "WELCOME", "FRIENDS", "LAUNCH", "VIP"][(i + k) % 5], 10 + (i * 7 + k) % 90);
-            let p = super::shaped(g.mode, 
+            let code = format!(
+                "{}{}",
+                ["SPRING", "WELCOME", "FRIENDS", "LAUNCH", "VIP"][(i + k) % 5],
+                10 + (i * 7 + k) % 90
+            );
+            let p = super::shaped(
+                g.mode,
                 "promotion_code",
                 json!({
                     "id": pid, "object": "promotion_code", "active": k == 0, "code": code, "created": pc,

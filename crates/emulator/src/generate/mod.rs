@@ -84,7 +84,6 @@ impl Gen {
         self.rng.gen_bool(p.clamp(0.0, 1.0))
     }
 
-
     /// Stores an object; `hint` is its `created` when the type has none (line items).
     pub fn put(&mut self, v: &Value, parent: Option<&str>, hint: i64) {
         if self.store.insert(v, parent, hint).is_none() {
@@ -130,14 +129,19 @@ impl Gen {
             let id = self.id("evt_");
             let request = if self.chance(0.6) {
                 let req = self.id("req_");
-                format!("{{\"id\":\"{}\",\"idempotency_key\":null}}", &req[..18.min(req.len())])
+                format!(
+                    "{{\"id\":\"{}\",\"idempotency_key\":null}}",
+                    &req[..18.min(req.len())]
+                )
             } else {
                 "{\"id\":null,\"idempotency_key\":null}".to_string()
             };
             let mut s = Vec::with_capacity(e.object.len() + 256);
             s.extend_from_slice(b"{\"api_version\":\"");
             s.extend_from_slice(crate::api::API_VERSION.as_bytes());
-            s.extend_from_slice(format!("\",\"created\":{},\"data\":{{\"object\":", e.created).as_bytes());
+            s.extend_from_slice(
+                format!("\",\"created\":{},\"data\":{{\"object\":", e.created).as_bytes(),
+            );
             s.extend_from_slice(&e.object);
             if let Some(prev) = &e.previous {
                 s.extend_from_slice(b",\"previous_attributes\":");
@@ -202,14 +206,16 @@ pub fn generate(config: &EmulatorConfig) -> Store {
     let totals = billing::generate(&mut g, &cat, config.customers);
     let mut totals = totals;
     money::payouts_and_transfers(&mut g, config.customers, &mut totals);
-    g.store.account = Bytes::from(serde_json::to_vec(&account(&g, &account_id)).unwrap_or_default());
+    g.store.account =
+        Bytes::from(serde_json::to_vec(&account(&g, &account_id)).unwrap_or_default());
     g.store.balance = Bytes::from(serde_json::to_vec(&balance(&g, &totals)).unwrap_or_default());
     g.flush_events();
     g.store
 }
 
 fn account(g: &Gen, id: &str) -> Value {
-    shaped(g.mode, 
+    shaped(
+        g.mode,
         "account",
         json!({
             "id": id,
@@ -236,7 +242,8 @@ fn account(g: &Gen, id: &str) -> Value {
 }
 
 fn balance(g: &Gen, totals: &money::Totals) -> Value {
-    shaped(g.mode, 
+    shaped(
+        g.mode,
         "balance",
         json!({
             "object": "balance",

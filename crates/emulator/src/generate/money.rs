@@ -61,7 +61,17 @@ pub fn card_fee(amount: i64) -> i64 {
 
 /// Stores a balance transaction and returns its id.
 #[allow(clippy::too_many_arguments)]
-pub fn balance_txn(g: &mut Gen, totals: &mut Totals, t: i64, amount: i64, fee: i64, ty: &str, source: &str, category: &str, description: Option<&str>) -> (String, Value) {
+pub fn balance_txn(
+    g: &mut Gen,
+    totals: &mut Totals,
+    t: i64,
+    amount: i64,
+    fee: i64,
+    ty: &str,
+    source: &str,
+    category: &str,
+    description: Option<&str>,
+) -> (String, Value) {
     let id = g.id("txn_");
     let available_on = t + 2 * 86_400;
     let available = available_on <= g.anchor;
@@ -76,7 +86,8 @@ pub fn balance_txn(g: &mut Gen, totals: &mut Totals, t: i64, amount: i64, fee: i
     } else {
         json!([])
     };
-    let v = super::shaped(g.mode, 
+    let v = super::shaped(
+        g.mode,
         "balance_transaction",
         json!({
             "id": id, "object": "balance_transaction", "amount": amount, "available_on": available_on, "created": t,
@@ -92,14 +103,39 @@ pub fn balance_txn(g: &mut Gen, totals: &mut Totals, t: i64, amount: i64, fee: i
 /// A payment of `amount` cents at `t`: a payment intent and, when a card is on file, a charge
 /// (succeeded with its balance transaction, or declined). Sometimes followed by a refund, a
 /// dispute, an early fraud warning or a review.
-pub fn payment(g: &mut Gen, totals: &mut Totals, t: i64, payer: &Payer, card: Option<&Card>, amount: i64, description: &str, succeed: bool) -> Payment {
+#[allow(clippy::too_many_arguments)]
+pub fn payment(
+    g: &mut Gen,
+    totals: &mut Totals,
+    t: i64,
+    payer: &Payer,
+    card: Option<&Card>,
+    amount: i64,
+    description: &str,
+    succeed: bool,
+) -> Payment {
     let intent = g.id("pi_");
     let secret = format!("{intent}_secret_{}", crate::ids::make(&mut g.rng, "", 25));
     let Some(card) = card else {
-        let v = intent_json(g, &intent, &secret, t, payer, None, amount, description, "requires_payment_method", None);
+        let v = intent_json(
+            g,
+            &intent,
+            &secret,
+            t,
+            payer,
+            None,
+            amount,
+            description,
+            "requires_payment_method",
+            None,
+        );
         g.put(&v, None, t);
         g.event(t, "payment_intent.created", &v, None);
-        return Payment { intent, charge: None, succeeded: false };
+        return Payment {
+            intent,
+            charge: None,
+            succeeded: false,
+        };
     };
     let charge = g.id("ch_");
     let mut refunds: Vec<Value> = Vec::new();
@@ -108,7 +144,20 @@ pub fn payment(g: &mut Gen, totals: &mut Totals, t: i64, payer: &Payer, card: Op
     let mut review: Option<String> = None;
     let txn = if succeed {
         totals.charged += amount;
-        Some(balance_txn(g, totals, t, amount, card_fee(amount), "charge", &charge, "charge", Some(description)).0)
+        Some(
+            balance_txn(
+                g,
+                totals,
+                t,
+                amount,
+                card_fee(amount),
+                "charge",
+                &charge,
+                "charge",
+                Some(description),
+            )
+            .0,
+        )
     } else {
         None
     };
@@ -117,8 +166,19 @@ pub fn payment(g: &mut Gen, totals: &mut Totals, t: i64, payer: &Payer, card: Op
         let ramount = if full { amount } else { (amount / 2).max(50) };
         let rt = g.time_between(t + 3600, (t + 20 * 86_400).min(g.anchor));
         let rid = g.id("re_");
-        let (rtxn, _) = balance_txn(g, totals, rt, -ramount, 0, "refund", &rid, "refund", Some("REFUND FOR CHARGE"));
-        let r = super::shaped(g.mode, 
+        let (rtxn, _) = balance_txn(
+            g,
+            totals,
+            rt,
+            -ramount,
+            0,
+            "refund",
+            &rid,
+            "refund",
+            Some("REFUND FOR CHARGE"),
+        );
+        let r = super::shaped(
+            g.mode,
             "refund",
             json!({
                 "id": rid, "object": "refund", "amount": ramount, "balance_transaction": rtxn, "charge": charge,
@@ -138,9 +198,26 @@ pub fn payment(g: &mut Gen, totals: &mut Totals, t: i64, payer: &Payer, card: Op
         let dt = g.time_between(t + 86_400, (t + 40 * 86_400).min(g.anchor));
         let did = g.id("dp_");
         let fee = 1500;
-        let (_, dtxn) = balance_txn(g, totals, dt, -amount, fee, "adjustment", &did, "dispute", Some("Chargeback withdrawal"));
-        let status = if dt > g.anchor - 7 * 86_400 { "needs_response" } else if g.chance(0.5) { "won" } else { "lost" };
-        let d = super::shaped(g.mode, 
+        let (_, dtxn) = balance_txn(
+            g,
+            totals,
+            dt,
+            -amount,
+            fee,
+            "adjustment",
+            &did,
+            "dispute",
+            Some("Chargeback withdrawal"),
+        );
+        let status = if dt > g.anchor - 7 * 86_400 {
+            "needs_response"
+        } else if g.chance(0.5) {
+            "won"
+        } else {
+            "lost"
+        };
+        let d = super::shaped(
+            g.mode,
             "dispute",
             json!({
                 "id": did, "object": "dispute", "amount": amount, "balance_transactions": [dtxn], "charge": charge,
@@ -156,7 +233,8 @@ pub fn payment(g: &mut Gen, totals: &mut Totals, t: i64, payer: &Payer, card: Op
     }
     if succeed && g.chance(0.006) {
         let et = g.time_between(t + 3600, (t + 10 * 86_400).min(g.anchor));
-        let e = super::shaped(g.mode, 
+        let e = super::shaped(
+            g.mode,
             "radar.early_fraud_warning",
             json!({"id": g.id("issfr_"), "object": "radar.early_fraud_warning", "actionable": !disputed, "charge": charge, "created": et, "fraud_type": "made_with_stolen_card", "payment_intent": intent}),
         );
@@ -166,7 +244,8 @@ pub fn payment(g: &mut Gen, totals: &mut Totals, t: i64, payer: &Payer, card: Op
     if g.chance(0.006) {
         let rid = g.id("prv_");
         let open = t > g.anchor - 5 * 86_400;
-        let r = super::shaped(g.mode, 
+        let r = super::shaped(
+            g.mode,
             "review",
             json!({
                 "id": rid, "object": "review", "billing_zip": "94107", "charge": charge, "created": t, "ip_address": "203.0.113.7",
@@ -180,7 +259,8 @@ pub fn payment(g: &mut Gen, totals: &mut Totals, t: i64, payer: &Payer, card: Op
         review = Some(rid);
     }
     let status = if succeed { "succeeded" } else { "failed" };
-    let ch = super::shaped(g.mode, 
+    let ch = super::shaped(
+        g.mode,
         "charge",
         json!({
             "id": charge, "object": "charge", "amount": amount, "amount_captured": if succeed { amount } else { 0 },
@@ -206,13 +286,50 @@ pub fn payment(g: &mut Gen, totals: &mut Totals, t: i64, payer: &Payer, card: Op
         }),
     );
     g.put(&ch, None, t);
-    g.event(t, if succeed { "charge.succeeded" } else { "charge.failed" }, &ch, None);
-    let pi_status = if succeed { "succeeded" } else { "requires_payment_method" };
-    let v = intent_json(g, &intent, &secret, t, payer, Some(card), if succeed { amount } else { 0 }, description, pi_status, Some(&charge));
+    g.event(
+        t,
+        if succeed {
+            "charge.succeeded"
+        } else {
+            "charge.failed"
+        },
+        &ch,
+        None,
+    );
+    let pi_status = if succeed {
+        "succeeded"
+    } else {
+        "requires_payment_method"
+    };
+    let v = intent_json(
+        g,
+        &intent,
+        &secret,
+        t,
+        payer,
+        Some(card),
+        if succeed { amount } else { 0 },
+        description,
+        pi_status,
+        Some(&charge),
+    );
     let v = if succeed { v } else { with_amount(v, amount) };
     g.put(&v, None, t);
-    g.event(t, if succeed { "payment_intent.succeeded" } else { "payment_intent.payment_failed" }, &v, None);
-    Payment { intent, charge: Some(charge), succeeded: succeed }
+    g.event(
+        t,
+        if succeed {
+            "payment_intent.succeeded"
+        } else {
+            "payment_intent.payment_failed"
+        },
+        &v,
+        None,
+    );
+    Payment {
+        intent,
+        charge: Some(charge),
+        succeeded: succeed,
+    }
 }
 
 fn with_amount(mut v: Value, amount: i64) -> Value {
@@ -221,9 +338,21 @@ fn with_amount(mut v: Value, amount: i64) -> Value {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn intent_json(g: &mut Gen, id: &str, secret: &str, t: i64, payer: &Payer, card: Option<&Card>, received: i64, description: &str, status: &str, charge: Option<&str>) -> Value {
+fn intent_json(
+    g: &mut Gen,
+    id: &str,
+    secret: &str,
+    t: i64,
+    payer: &Payer,
+    card: Option<&Card>,
+    received: i64,
+    description: &str,
+    status: &str,
+    charge: Option<&str>,
+) -> Value {
     let failed = status == "requires_payment_method" && charge.is_some();
-    super::shaped(g.mode, 
+    super::shaped(
+        g.mode,
         "payment_intent",
         json!({
             "id": id, "object": "payment_intent", "amount": received, "amount_capturable": 0,
@@ -246,7 +375,18 @@ fn intent_json(g: &mut Gen, id: &str, secret: &str, t: i64, payer: &Payer, card:
 pub fn canceled_intent(g: &mut Gen, t: i64, payer: &Payer, amount: i64, description: &str) {
     let id = g.id("pi_");
     let secret = format!("{id}_secret_{}", crate::ids::make(&mut g.rng, "", 25));
-    let mut v = intent_json(g, &id, &secret, t, payer, None, 0, description, "canceled", None);
+    let mut v = intent_json(
+        g,
+        &id,
+        &secret,
+        t,
+        payer,
+        None,
+        0,
+        description,
+        "canceled",
+        None,
+    );
     v["amount"] = json!(amount);
     v["canceled_at"] = json!(g.time_between(t, (t + 86_400).min(g.anchor)));
     v["cancellation_reason"] = json!("abandoned");
@@ -265,10 +405,27 @@ pub fn payouts_and_transfers(g: &mut Gen, customers: usize, totals: &mut Totals)
         let t = g.time_between(g.start + 30 * 86_400, g.anchor - 3600);
         let id = g.id("po_");
         let amount = per + g.rng.gen_range(0..per.max(2));
-        let (txn, _) = balance_txn(g, totals, t, -amount, 0, "payout", &id, "payout", Some("STRIPE PAYOUT"));
+        let (txn, _) = balance_txn(
+            g,
+            totals,
+            t,
+            -amount,
+            0,
+            "payout",
+            &id,
+            "payout",
+            Some("STRIPE PAYOUT"),
+        );
         let arrival = t + 2 * 86_400;
-        let status = if arrival <= g.anchor { "paid" } else if g.chance(0.5) { "in_transit" } else { "pending" };
-        let v = super::shaped(g.mode, 
+        let status = if arrival <= g.anchor {
+            "paid"
+        } else if g.chance(0.5) {
+            "in_transit"
+        } else {
+            "pending"
+        };
+        let v = super::shaped(
+            g.mode,
             "payout",
             json!({
                 "id": id, "object": "payout", "amount": amount, "application_fee": null, "application_fee_amount": null,
@@ -284,14 +441,21 @@ pub fn payouts_and_transfers(g: &mut Gen, customers: usize, totals: &mut Totals)
         g.event(t, "payout.created", &v, None);
     }
     let transfers = 3 + customers / 100;
-    let accounts: Vec<String> = (0..3).map(|_| crate::ids::make(&mut g.rng, "acct_", 16)).collect();
+    let accounts: Vec<String> = (0..3)
+        .map(|_| crate::ids::make(&mut g.rng, "acct_", 16))
+        .collect();
     for i in 0..transfers {
         let t = g.time_between(g.start + 60 * 86_400, g.anchor - 3600);
         let id = g.id("tr_");
         let amount = g.rng.gen_range(10..=500) * 100;
         let (txn, _) = balance_txn(g, totals, t, -amount, 0, "transfer", &id, "transfer", None);
-        let group = if i % 3 == 0 { json!(format!("ORDER_{}", 1000 + i)) } else { Value::Null };
-        let v = super::shaped(g.mode, 
+        let group = if i % 3 == 0 {
+            json!(format!("ORDER_{}", 1000 + i))
+        } else {
+            Value::Null
+        };
+        let v = super::shaped(
+            g.mode,
             "transfer",
             json!({
                 "id": id, "object": "transfer", "amount": amount, "amount_reversed": 0, "balance_transaction": txn,
