@@ -343,7 +343,9 @@ impl Store {
         self.next_seq += 1;
         let mut buf = Vec::with_capacity(2048);
         serde_json::to_writer(&mut buf, value).ok()?;
-        let json = Bytes::from(buf);
+        // Boxed slice: exact size. Bytes::from(Vec) would keep the Vec's spare capacity, which
+        // cost ~15% more memory across a large account.
+        let json = Bytes::from(buf.into_boxed_slice());
         let fields = capture_fields(table.kind, value);
         let parent: Option<Arc<str>> = parent.map(Arc::from);
         let key = (created, seq);
@@ -418,7 +420,7 @@ impl Store {
         let Ok(json) = serde_json::to_vec(value) else {
             return false;
         };
-        rec.json = Bytes::from(json);
+        rec.json = Bytes::from(json.into_boxed_slice());
         rec.fields = fields;
         true
     }

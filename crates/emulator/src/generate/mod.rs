@@ -96,7 +96,27 @@ impl Gen {
         if t < self.anchor - EVENT_WINDOW_SECS || t > self.anchor {
             return;
         }
-        let bytes = Bytes::from(serde_json::to_vec(object).unwrap_or_default());
+        // Events are recorded right after the object is stored in its final state, so the stored
+        // bytes are the snapshot: reuse them rather than serializing again (a deleted object's
+        // record holds its stub, so it is serialized from the value).
+        let stored = match (
+            object.get("object").and_then(Value::as_str),
+            object.get("id").and_then(Value::as_str),
+        ) {
+            (Some(o), Some(id)) => self
+                .store
+                .get(o, id)
+                .filter(|r| !r.deleted)
+                .map(|r| r.json.clone()),
+            _ => None,
+        };
+        let bytes = stored.unwrap_or_else(|| {
+            Bytes::from(
+                serde_json::to_vec(object)
+                    .unwrap_or_default()
+                    .into_boxed_slice(),
+            )
+        });
         self.events.push(PendingEvent {
             created: t,
             ty: ty.to_string(),
@@ -158,7 +178,7 @@ impl Gen {
                 "event",
                 &id,
                 e.created,
-                Bytes::from(s),
+                Bytes::from(s.into_boxed_slice()),
                 vec![("type", e.ty.into_boxed_str())],
             );
         }
