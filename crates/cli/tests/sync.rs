@@ -1,0 +1,453 @@
+//! End-to-end tests of `cls sync` and `cls check`: the real binary against the in-process Stripe
+//! emulator and the real PostgreSQL (a fresh database per test) or a SQLite file.
+//!
+//! The reference for "exactly as Stripe holds it" is the emulator's `/_emulator/export`: every
+//! live object of a chosen type must be in its table with `data` equal to the API's object, and
+//! nothing else may be there.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Output;
+
+use cls_catalog::{DataType, CATALOG};
+use cls_testkit::db::TestDb;
+use cls_testkit::emulator::spawn_emulator;
+use serde_json::Value;
+use sqlx::Row;
+
+const FULL_KEY: &str = "rk_test_cls_emulator";
+const LIMITED_KEY: &str = "rk_test_cls_limited";
+
+/// Runs the `cls` binary with the given arguments and environment.
+async fn cls(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cls"));
+    cmd.args(args)
+        .env_remove("STRIPE_API_KEY")
+        .env_remove("DATABASE_URL")
+        .env_remove("CLS_STRIPE_API_BASE");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().await.expect("the cls binary runs")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The emulator's export: object type → live objects by id.
+async fn export(base_url: &str) -> BTreeMap<String, BTreeMap<String, Value>> {
+    let all: BTreeMap<String, Vec<Value>> = reqwest::get(format!("{base_url}/_emulator/export"))
+        .await
+        .expect("export answers")
+        .json()
+        .await
+        .expect("export is JSON");
+    all.into_iter()
+        .map(|(object, items)| {
+            let live = items
+                .into_iter()
+                .filter(|o| o.get("deleted").and_then(Value::as_bool) != Some(true))
+                .filter_map(|o| Some((o.get("id")?.as_str()?.to_string(), o)))
+                .collect();
+            (object, live)
+        })
+        .collect()
+}
+
+/// Rows of one table: id → (data, deleted).
+type Table = BTreeMap<String, (Value, bool)>;
+
+async fn pg_table(url: &str, schema: &str, table: &str) -> Option<Table> {
+    let pool = sqlx::PgPool::connect(url)
+        .await
+        .expect("connect to the test database");
+    let sql = format!("select id, data::text as data, deleted from \"{schema}\".\"{table}\"");
+    let rows = sqlx::query(&sql).fetch_all(&pool).await.ok()?;
+    pool.close().await;
+    Some(
+        rows.into_iter()
+            .map(|r| {
+                let data: String = r.get("data");
+                let deleted: bool = r.get("deleted");
+                (
+                    r.get::<String, _>("id"),
+                    (serde_json::from_str(&data).expect("data is JSON"), deleted),
+                )
+            })
+            .collect(),
+    )
+}
+
+async fn sqlite_table(path: &Path, table: &str) -> Option<Table> {
+    let url = format!("sqlite://{}", path.display());
+    let pool = sqlx::SqlitePool::connect(&url)
+        .await
+        .expect("open the SQLite file");
+    let sql = format!("select id, data, deleted from \"{table}\"");
+    let rows = sqlx::query(&sql).fetch_all(&pool).await.ok()?;
+    pool.close().await;
+    Some(
+        rows.into_iter()
+            .map(|r| {
+                let data: String = r.get("data");
+                let deleted: bool = r.get("deleted");
+                (
+                    r.get::<String, _>("id"),
+                    (serde_json::from_str(&data).expect("data is JSON"), deleted),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Asserts a table holds exactly the live objects the emulator exports for its data type.
+fn assert_table_equals_export(
+    t: &DataType,
+    table: Option<&Table>,
+    export: &BTreeMap<String, BTreeMap<String, Value>>,
+) {
+    let empty = BTreeMap::new();
+    let expected = export.get(t.object).unwrap_or(&empty);
+    let table = table.unwrap_or_else(|| panic!("table {} is missing", t.name));
+    let got: BTreeMap<&String, &Value> = table
+        .iter()
+        .filter(|(_, (_, deleted))| !deleted)
+        .map(|(id, (data, _))| (id, data))
+        .collect();
+    let missing: Vec<_> = expected.keys().filter(|id| !got.contains_key(id)).collect();
+    let extra: Vec<_> = got
+        .keys()
+        .filter(|id| !expected.contains_key(**id))
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{}: {} missing (e.g. {:?}), {} extra (e.g. {:?})",
+        t.name,
+        missing.len(),
+        missing.first(),
+        extra.len(),
+        extra.first()
+    );
+    for (id, want) in expected {
+        assert_eq!(
+            got[id], want,
+            "{}: row {id} differs from the API's object",
+            t.name
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_sync_into_postgres_equals_the_export_and_a_rerun_changes_nothing() {
+    let emulator = spawn_emulator(7, 40).await;
+    let db = TestDb::new().await;
+    let env = [
+        ("STRIPE_API_KEY", FULL_KEY),
+        ("DATABASE_URL", db.url.as_str()),
+        ("CLS_STRIPE_API_BASE", emulator.base_url.as_str()),
+    ];
+    let out = cls(&["sync"], &env).await;
+    assert!(out.status.success(), "sync failed:\n{}", text(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("succeeded"));
+
+    let want = export(&emulator.base_url).await;
+    let mut first = BTreeMap::new();
+    for t in CATALOG {
+        let table = pg_table(&db.url, "stripe", t.name).await;
+        assert_table_equals_export(t, table.as_ref(), &want);
+        first.insert(t.name, table);
+    }
+    assert!(
+        want.get("customer").is_some_and(|c| c.len() > 10),
+        "the account has customers to copy"
+    );
+
+    let again = cls(&["sync", "--json"], &env).await;
+    assert!(
+        again.status.success(),
+        "second sync failed:\n{}",
+        text(&again)
+    );
+    let report: Value = serde_json::from_slice(&again.stdout).expect("--json prints JSON");
+    assert_eq!(report["status"], "succeeded");
+    for t in CATALOG {
+        let table = pg_table(&db.url, "stripe", t.name).await;
+        let (a, b) = (first[t.name].as_ref(), table.as_ref());
+        let data = |x: Option<&Table>| {
+            x.map(|m| {
+                m.iter()
+                    .map(|(k, (d, del))| (k.clone(), d.clone(), *del))
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(
+            data(a),
+            data(b),
+            "{}: a second run changed the rows",
+            t.name
+        );
+    }
+    db.drop_now().await;
+    emulator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_sync_into_sqlite_equals_the_export() {
+    let emulator = spawn_emulator(11, 25).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("stripe.db");
+    let url = format!("sqlite://{}", path.display());
+    let out = cls(
+        &[
+            "sync",
+            "--database-url",
+            &url,
+            "--api-base",
+            &emulator.base_url,
+        ],
+        &[("STRIPE_API_KEY", FULL_KEY)],
+    )
+    .await;
+    assert!(out.status.success(), "sync failed:\n{}", text(&out));
+    let want = export(&emulator.base_url).await;
+    for t in CATALOG {
+        let table = sqlite_table(&path, t.name).await;
+        assert_table_equals_export(t, table.as_ref(), &want);
+    }
+    emulator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_lacking_permissions_syncs_the_rest_and_exits_partial() {
+    let emulator = spawn_emulator(3, 15).await;
+    let db = TestDb::new().await;
+    let out = cls(
+        &[
+            "sync",
+            "--types",
+            "customers,charges,invoices,invoice_line_items,products",
+            "--json",
+        ],
+        &[
+            ("STRIPE_API_KEY", LIMITED_KEY),
+            ("DATABASE_URL", db.url.as_str()),
+            ("CLS_STRIPE_API_BASE", emulator.base_url.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "partial exit status:\n{}",
+        text(&out)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    assert_eq!(report["status"], "partial");
+    let by_type: BTreeMap<String, Value> = report["types"]
+        .as_array()
+        .expect("types")
+        .iter()
+        .map(|t| {
+            (
+                t["data_type"].as_str().unwrap_or_default().to_string(),
+                t.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(by_type["charges"]["status"], "failed");
+    assert_eq!(by_type["charges"]["missing_permission"], "rak_charge_read");
+    assert_eq!(
+        by_type["invoices"]["missing_permission"],
+        "rak_invoice_read"
+    );
+    assert_eq!(by_type["invoice_line_items"]["status"], "failed");
+    let error = by_type["charges"]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("rak_charge_read"),
+        "error names the permission: {error}"
+    );
+    assert_eq!(by_type["customers"]["status"], "succeeded");
+    assert_eq!(by_type["products"]["status"], "succeeded");
+
+    let want = export(&emulator.base_url).await;
+    for name in ["customers", "products"] {
+        let t = cls_catalog::find(name).expect("in catalog");
+        let table = pg_table(&db.url, "stripe", name).await;
+        assert_table_equals_export(t, table.as_ref(), &want);
+    }
+    db.drop_now().await;
+    emulator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_key_is_refused_clearly_and_writes_nothing() {
+    let emulator = spawn_emulator(5, 5).await;
+    let db = TestDb::new().await;
+    let env_base = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("CLS_STRIPE_API_BASE", emulator.base_url.as_str()),
+    ];
+    // Well-formed but unknown to Stripe: 401.
+    let mut env = env_base.to_vec();
+    env.push(("STRIPE_API_KEY", "rk_test_notarealkey1234"));
+    let out = cls(&["sync"], &env).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("API key"),
+        "says the key is the problem: {err}"
+    );
+    assert!(
+        !err.contains("rk_test_notarealkey1234"),
+        "never echoes the key: {err}"
+    );
+
+    // Publishable key: refused before any request.
+    let mut env = env_base.to_vec();
+    env.push(("STRIPE_API_KEY", "pk_test_abcdefghijklmnop"));
+    let out = cls(&["sync"], &env).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rk_"), "says what to paste instead: {err}");
+
+    let pool = sqlx::PgPool::connect(&db.url).await.expect("connect");
+    let schemas: i64 = sqlx::query_scalar(
+        "select count(*) from information_schema.schemata where schema_name = 'stripe'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("query");
+    assert_eq!(schemas, 0, "nothing was created");
+    pool.close().await;
+    db.drop_now().await;
+    emulator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_database_is_named_with_the_fix_and_no_password() {
+    let emulator = spawn_emulator(5, 5).await;
+    let out = cls(
+        &["sync", "--types", "customers"],
+        &[
+            ("STRIPE_API_KEY", FULL_KEY),
+            (
+                "DATABASE_URL",
+                "postgres://someone:s3cretpass@127.0.0.1:1/nowhere",
+            ),
+            ("CLS_STRIPE_API_BASE", emulator.base_url.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        !all.contains("s3cretpass"),
+        "never prints the password:\n{all}"
+    );
+    assert!(
+        all.to_lowercase().contains("reach") || all.to_lowercase().contains("connect"),
+        "says the database cannot be reached:\n{all}"
+    );
+    emulator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_reports_mode_kind_account_and_missing_permissions() {
+    let emulator = spawn_emulator(9, 5).await;
+    let db = TestDb::new().await;
+    let out = cls(
+        &[
+            "check",
+            "--json",
+            "--types",
+            "customers,charges,invoices,payment_methods",
+        ],
+        &[
+            ("STRIPE_API_KEY", LIMITED_KEY),
+            ("DATABASE_URL", db.url.as_str()),
+            ("CLS_STRIPE_API_BASE", emulator.base_url.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a missing permission fails the check:\n{}",
+        text(&out)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    let s = &r["stripe"];
+    assert_eq!(s["mode"], "test");
+    assert_eq!(s["key_kind"], "restricted");
+    assert!(s["account_id"]
+        .as_str()
+        .is_some_and(|a| a.starts_with("acct_")));
+    assert!(!text(&out).contains(LIMITED_KEY), "never echoes the key");
+    let types = s["types"].as_array().expect("types");
+    let find = |n: &str| {
+        types
+            .iter()
+            .find(|t| t["data_type"] == n)
+            .cloned()
+            .expect("reported")
+    };
+    assert_eq!(find("customers")["readable"], true);
+    assert_eq!(find("payment_methods")["readable"], true);
+    assert_eq!(find("charges")["readable"], false);
+    assert_eq!(find("charges")["missing_permission"], "rak_charge_read");
+    assert_eq!(find("invoices")["missing_permission"], "rak_invoice_read");
+    let d = &r["database"];
+    assert_eq!(d["can_create"], true);
+    assert!(d["server_version"].as_str().is_some_and(|v| !v.is_empty()));
+
+    let ok = cls(
+        &["check"],
+        &[
+            ("STRIPE_API_KEY", FULL_KEY),
+            ("DATABASE_URL", db.url.as_str()),
+            ("CLS_STRIPE_API_BASE", emulator.base_url.as_str()),
+        ],
+    )
+    .await;
+    assert!(ok.status.success(), "a full key passes:\n{}", text(&ok));
+    assert!(
+        String::from_utf8_lossy(&ok.stdout).contains("rk_test_…"),
+        "shows the key masked"
+    );
+    db.drop_now().await;
+    emulator.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_refused_before_anything_happens() {
+    let out = cls(
+        &[
+            "sync",
+            "--types",
+            "customers,custmers",
+            "--database-url",
+            "sqlite://x.db",
+        ],
+        &[("STRIPE_API_KEY", FULL_KEY)],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("custmers"));
+    let out = cls(
+        &["sync", "--database-url", "mysql://root@localhost/x"],
+        &[("STRIPE_API_KEY", FULL_KEY)],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("postgres://"),
+        "{}",
+        text(&out)
+    );
+    assert!(!Path::new("x.db").exists());
+}
