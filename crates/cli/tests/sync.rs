@@ -451,3 +451,46 @@ async fn bad_input_is_refused_before_anything_happens() {
     );
     assert!(!Path::new("x.db").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_user_without_privileges_gets_the_grant_to_run() {
+    use sqlx::Executor;
+    let emulator = spawn_emulator(5, 5).await;
+    let db = TestDb::new().await;
+    let role = format!("cls_cli_role_{}", db.name.trim_start_matches("cls_test_"));
+    let mut admin = cls_testkit::db::admin_connection().await;
+    admin
+        .execute(format!("CREATE ROLE \"{role}\" LOGIN PASSWORD 'cli_role_pw_9'").as_str())
+        .await
+        .expect("create role");
+    // PostgreSQL 15 gives PUBLIC no CREATE on databases: the role can connect but not create
+    // the schema.
+    let mut url = url::Url::parse(&db.url).expect("test url");
+    url.set_username(&role).expect("user");
+    url.set_password(Some("cli_role_pw_9")).expect("password");
+    let out = cls(
+        &["sync", "--types", "customers"],
+        &[
+            ("STRIPE_API_KEY", FULL_KEY),
+            ("DATABASE_URL", url.as_str()),
+            ("CLS_STRIPE_API_BASE", emulator.base_url.as_str()),
+        ],
+    )
+    .await;
+    db.drop_now().await;
+    admin
+        .execute(format!("DROP ROLE IF EXISTS \"{role}\"").as_str())
+        .await
+        .expect("drop role");
+    emulator.shutdown().await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let all = text(&out);
+    assert!(
+        all.contains("GRANT CREATE ON DATABASE"),
+        "names the fix:\n{all}"
+    );
+    assert!(
+        !all.contains("cli_role_pw_9"),
+        "never prints the password:\n{all}"
+    );
+}
