@@ -6,11 +6,13 @@
 //! - [`report`]: progress events and the per-data-type summary.
 
 pub mod check;
+pub mod cursor;
 pub mod plan;
 pub mod report;
 pub mod run;
 
 pub use check::{check_stripe, StripeCheck, TypeAccess};
+pub use cursor::{load_cursor, store_cursor, EventsCursor, EVENTS_CURSOR_KEY};
 pub use plan::{plan_streams, Stream};
 pub use report::{Progress, RunStatus, SyncReport, TypeReport, TypeStatus};
 pub use run::{resolve_account, run_full_sync, EngineError, ProgressFn, SyncOptions};

@@ -14,8 +14,9 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::cursor::{latest_events_cursor, store_cursor};
 use crate::plan::{plan_streams, Stream};
-use crate::report::{Progress, SyncReport, TypeReport, TypeStatus};
+use crate::report::{Progress, RunStatus, SyncReport, TypeReport, TypeStatus};
 
 /// How many child lists of one page are fetched at once (e.g. payment methods of 100
 /// customers); the client's rate budget still governs the pace.
@@ -360,6 +361,16 @@ pub async fn run_full_sync(
 
     let now_ms = chrono::Utc::now().timestamp_millis();
     let now = options.now.unwrap_or(now_ms / 1000);
+    // Taken before any list is walked, so changes made during the backfill are replayed by the
+    // next incremental run. Without it (no permission to read events) runs stay full.
+    let type_names = options.types.iter().map(|t| t.name.to_string()).collect();
+    let cursor = match latest_events_cursor(client, &account_counters, now, type_names).await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the events feed; the next run will be a full sync again");
+            None
+        }
+    };
     let counters: HashMap<&'static str, Arc<RequestCounters>> = options
         .types
         .iter()
@@ -443,11 +454,11 @@ pub async fn run_full_sync(
             type_report(&ctx, t, &stats, &errors, span)
         })
         .collect();
-    Ok(SyncReport::new(
-        account_id,
-        types,
-        started.elapsed().as_secs_f64(),
-    ))
+    let report = SyncReport::new(account_id, types, started.elapsed().as_secs_f64());
+    if let (RunStatus::Succeeded, Some(cursor)) = (report.status, cursor) {
+        store_cursor(dest.as_ref(), &report.account_id, &cursor).await?;
+    }
+    Ok(report)
 }
 
 fn type_report(
