@@ -161,6 +161,17 @@ pub trait Destination: Send + Sync {
         data_type: &str,
     ) -> Result<Vec<Checkpoint>, DestinationError>;
 
+    /// Replaces one checkpoint by others in one transaction: a window split in two, or a
+    /// window handed over to smaller ones. `retired` is the window text of the checkpoint to
+    /// remove (a missing one is fine).
+    async fn replace_checkpoint(
+        &self,
+        account_id: &str,
+        data_type: &str,
+        retired: &str,
+        replacements: &[Checkpoint],
+    ) -> Result<(), DestinationError>;
+
     /// Forgets the checkpoints of one data type (before a fresh full sync).
     async fn clear_checkpoints(
         &self,

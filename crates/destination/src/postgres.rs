@@ -129,6 +129,31 @@ impl PgDestination {
     }
 
     /// A `map_err` adapter that classifies a driver error for `action`.
+    /// Upserts one checkpoint inside the caller's transaction.
+    async fn save_checkpoint(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        account_id: &str,
+        cp: &Checkpoint,
+    ) -> Result<(), DestinationError> {
+        sqlx::query(&format!(
+            "INSERT INTO {} (\"account_id\", \"data_type\", \"window\", \"cursor\", \"done\", \"updated_at\") \
+             VALUES ($1, $2, $3, $4, $5, now()) ON CONFLICT (\"account_id\", \"data_type\", \"window\") \
+             DO UPDATE SET \"cursor\" = EXCLUDED.\"cursor\", \"done\" = EXCLUDED.\"done\", \"updated_at\" = now()",
+            self.qualified(CHECKPOINTS_TABLE)
+        ))
+        .persistent(false)
+        .bind(text_for_postgres(account_id).as_ref())
+        .bind(text_for_postgres(&cp.data_type).as_ref())
+        .bind(text_for_postgres(&cp.window).as_ref())
+        .bind(cp.cursor.as_deref().map(text_for_postgres).as_deref())
+        .bind(cp.done)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| self.fail(Action::Write(CHECKPOINTS_TABLE.into()), e))?;
+        Ok(())
+    }
+
     /// Classifies a driver error that happened during `action`.
     fn fail(&self, action: Action, e: sqlx::Error) -> DestinationError {
         classify_pg(e, &self.ctx(), action)
@@ -544,21 +569,7 @@ impl Destination for PgDestination {
         stats.skipped = received - stats.inserted - stats.updated;
 
         if let Some(cp) = &batch.checkpoint {
-            sqlx::query(&format!(
-                "INSERT INTO {} (\"account_id\", \"data_type\", \"window\", \"cursor\", \"done\", \"updated_at\") \
-                 VALUES ($1, $2, $3, $4, $5, now()) ON CONFLICT (\"account_id\", \"data_type\", \"window\") \
-                 DO UPDATE SET \"cursor\" = EXCLUDED.\"cursor\", \"done\" = EXCLUDED.\"done\", \"updated_at\" = now()",
-                self.qualified(CHECKPOINTS_TABLE)
-            ))
-            .persistent(false)
-            .bind(text_for_postgres(batch.account_id).as_ref())
-            .bind(text_for_postgres(&cp.data_type).as_ref())
-            .bind(text_for_postgres(&cp.window).as_ref())
-            .bind(cp.cursor.as_deref().map(text_for_postgres).as_deref())
-            .bind(cp.done)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.fail(Action::Write(CHECKPOINTS_TABLE.into()), e))?;
+            self.save_checkpoint(&mut tx, batch.account_id, cp).await?;
         }
         tx.commit().await.map_err(|e| self.fail(action(), e))?;
         Ok(stats)
@@ -595,6 +606,32 @@ impl Destination for PgDestination {
         // Sorted here rather than by ORDER BY, so both backends agree whatever the collation.
         out.sort_by(|a, b| a.window.cmp(&b.window));
         Ok(out)
+    }
+
+    async fn replace_checkpoint(
+        &self,
+        account_id: &str,
+        data_type: &str,
+        retired: &str,
+        replacements: &[Checkpoint],
+    ) -> Result<(), DestinationError> {
+        let action = || Action::Write(CHECKPOINTS_TABLE.into());
+        let mut tx = self.begin(action()).await?;
+        sqlx::query(&format!(
+            "DELETE FROM {} WHERE \"account_id\" = $1 AND \"data_type\" = $2 AND \"window\" = $3",
+            self.qualified(CHECKPOINTS_TABLE)
+        ))
+        .persistent(false)
+        .bind(text_for_postgres(account_id).as_ref())
+        .bind(text_for_postgres(data_type).as_ref())
+        .bind(text_for_postgres(retired).as_ref())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.fail(action(), e))?;
+        for cp in replacements {
+            self.save_checkpoint(&mut tx, account_id, cp).await?;
+        }
+        tx.commit().await.map_err(|e| self.fail(action(), e))
     }
 
     async fn clear_checkpoints(

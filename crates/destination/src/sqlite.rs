@@ -89,6 +89,33 @@ impl SqliteDestination {
         Ok(SqliteDestination { pool, path })
     }
 
+    /// Upserts one checkpoint inside the caller's transaction.
+    async fn save_checkpoint(
+        &self,
+        tx: &mut Transaction<'static, Sqlite>,
+        account_id: &str,
+        cp: &Checkpoint,
+        now: &str,
+    ) -> Result<(), DestinationError> {
+        sqlx::query(&format!(
+            "INSERT INTO {} (\"account_id\", \"data_type\", \"window\", \"cursor\", \"done\", \"updated_at\") \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (\"account_id\", \"data_type\", \"window\") \
+             DO UPDATE SET \"cursor\" = excluded.\"cursor\", \"done\" = excluded.\"done\", \
+             \"updated_at\" = excluded.\"updated_at\"",
+            quote(CHECKPOINTS_TABLE)
+        ))
+        .bind(account_id)
+        .bind(&cp.data_type)
+        .bind(&cp.window)
+        .bind(cp.cursor.as_deref())
+        .bind(cp.done)
+        .bind(now)
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| self.fail(Action::Write(CHECKPOINTS_TABLE.into()), e))?;
+        Ok(())
+    }
+
     /// Classifies a driver error that happened during `action`.
     fn fail(&self, action: Action, e: sqlx::Error) -> DestinationError {
         classify_sqlite(e, &self.path, action)
@@ -394,22 +421,8 @@ impl Destination for SqliteDestination {
         stats.skipped = received - stats.inserted - stats.updated;
 
         if let Some(cp) = &batch.checkpoint {
-            sqlx::query(&format!(
-                "INSERT INTO {} (\"account_id\", \"data_type\", \"window\", \"cursor\", \"done\", \"updated_at\") \
-                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (\"account_id\", \"data_type\", \"window\") \
-                 DO UPDATE SET \"cursor\" = excluded.\"cursor\", \"done\" = excluded.\"done\", \
-                 \"updated_at\" = excluded.\"updated_at\"",
-                quote(CHECKPOINTS_TABLE)
-            ))
-            .bind(batch.account_id)
-            .bind(&cp.data_type)
-            .bind(&cp.window)
-            .bind(cp.cursor.as_deref())
-            .bind(cp.done)
-            .bind(now.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.fail(Action::Write(CHECKPOINTS_TABLE.into()), e))?;
+            self.save_checkpoint(&mut tx, batch.account_id, cp, &now)
+                .await?;
         }
         tx.commit().await.map_err(|e| self.fail(action(), e))?;
         Ok(stats)
@@ -441,6 +454,32 @@ impl Destination for SqliteDestination {
             .collect();
         out.sort_by(|a, b| a.window.cmp(&b.window));
         Ok(out)
+    }
+
+    async fn replace_checkpoint(
+        &self,
+        account_id: &str,
+        data_type: &str,
+        retired: &str,
+        replacements: &[Checkpoint],
+    ) -> Result<(), DestinationError> {
+        let action = || Action::Write(CHECKPOINTS_TABLE.into());
+        let now = now_text();
+        let mut tx = self.begin(action()).await?;
+        sqlx::query(&format!(
+            "DELETE FROM {} WHERE \"account_id\" = ? AND \"data_type\" = ? AND \"window\" = ?",
+            quote(CHECKPOINTS_TABLE)
+        ))
+        .bind(account_id)
+        .bind(data_type)
+        .bind(retired)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.fail(action(), e))?;
+        for cp in replacements {
+            self.save_checkpoint(&mut tx, account_id, cp, &now).await?;
+        }
+        tx.commit().await.map_err(|e| self.fail(action(), e))
     }
 
     async fn clear_checkpoints(

@@ -552,6 +552,52 @@ async fn checkpoint_commits_and_rolls_back_with_rows(env: &Env) {
         .is_empty());
 }
 
+async fn replace_checkpoint_splits_a_window_atomically(env: &Env) {
+    env.dest.prepare(&[customers()]).await.expect("prepare");
+    let window = |w: &str, cursor: Option<&str>| Checkpoint {
+        data_type: "customers".into(),
+        window: w.into(),
+        cursor: cursor.map(str::to_string),
+        done: false,
+    };
+    env.write(customers(), vec![], Some(window("0..100", Some("cus_9"))))
+        .await;
+    env.dest
+        .replace_checkpoint(
+            ACCT,
+            "customers",
+            "0..100",
+            &[window("50..100", Some("cus_9")), window("0..50", None)],
+        )
+        .await
+        .expect("split");
+    let got = env.dest.checkpoints(ACCT, "customers").await.expect("cps");
+    assert_eq!(
+        got,
+        vec![window("0..50", None), window("50..100", Some("cus_9"))]
+    );
+    // Retiring a window that is not there only adds the replacements.
+    env.dest
+        .replace_checkpoint(ACCT, "customers", "7..8", &[window("100..200", None)])
+        .await
+        .expect("replace");
+    assert_eq!(
+        env.dest
+            .checkpoints(ACCT, "customers")
+            .await
+            .expect("cps")
+            .len(),
+        3
+    );
+    // Other accounts and data types are untouched.
+    assert!(env
+        .dest
+        .checkpoints("acct_other", "customers")
+        .await
+        .expect("cps")
+        .is_empty());
+}
+
 async fn mark_deleted_and_live_ids(env: &Env) {
     env.dest.prepare(&[customers()]).await.expect("prepare");
     let ids = ["cus_a", "cus_b", "cus_c", "cus_d"];
@@ -900,6 +946,7 @@ conformance!(
     rewriting_counts_skipped_then_updated,
     older_never_overwrites_newer,
     checkpoint_commits_and_rolls_back_with_rows,
+    replace_checkpoint_splits_a_window_atomically,
     mark_deleted_and_live_ids,
     state_get_and_set,
     add_column_keeps_data_and_never_retypes,
