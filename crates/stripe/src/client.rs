@@ -94,6 +94,9 @@ pub struct RequestCounters {
     requests: AtomicU64,
     retries: AtomicU64,
     rate_limited: AtomicU64,
+    /// Time spent in HTTP attempts (sending to the last byte of the answer), in microseconds;
+    /// waiting for the rate budget is not included.
+    http_micros: AtomicU64,
 }
 
 impl RequestCounters {
@@ -104,6 +107,13 @@ impl RequestCounters {
             retries: self.retries.load(Ordering::Relaxed),
             rate_limited: self.rate_limited.load(Ordering::Relaxed),
         }
+    }
+
+    /// Mean duration of one HTTP attempt so far (without rate-budget waits), if any was made.
+    /// Callers size their concurrency with it: requests in flight ≈ rate × latency.
+    pub fn mean_latency(&self) -> Option<Duration> {
+        let n = self.requests.load(Ordering::Relaxed);
+        (n > 0).then(|| Duration::from_micros(self.http_micros.load(Ordering::Relaxed) / n))
     }
 
     fn bump(counter: &AtomicU64) {
@@ -365,7 +375,12 @@ impl StripeClient {
         loop {
             self.shared.budget.acquire(&endpoint).await;
             RequestCounters::bump(&counters.requests);
-            let failure = match self.attempt(&url, query, account.as_ref()).await {
+            let sent = tokio::time::Instant::now();
+            let outcome = self.attempt(&url, query, account.as_ref()).await;
+            counters
+                .http_micros
+                .fetch_add(sent.elapsed().as_micros() as u64, Ordering::Relaxed);
+            let failure = match outcome {
                 Ok(value) => return Ok(value),
                 Err(failure) => failure,
             };

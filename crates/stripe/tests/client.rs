@@ -571,3 +571,25 @@ async fn after_a_429_the_endpoint_pauses_before_the_retry() {
     let seen = server.seen();
     assert!(seen[1].at.duration_since(seen[0].at) >= Duration::from_millis(290));
 }
+
+#[tokio::test]
+async fn mean_latency_covers_http_attempts_only() {
+    let (_server, base) = start().await;
+    let client = client(fast(base));
+    let counters = RequestCounters::default();
+    assert_eq!(counters.mean_latency(), None, "no request yet");
+    let began = Instant::now();
+    for _ in 0..3 {
+        client
+            .list("/v1/customers", &q(&[("limit", "1")]), &counters)
+            .await
+            .expect("list");
+    }
+    let wall = began.elapsed();
+    let mean = counters.mean_latency().expect("measured");
+    assert!(mean > std::time::Duration::ZERO);
+    assert!(
+        mean * 3 <= wall,
+        "mean {mean:?} × 3 exceeds the wall time {wall:?}"
+    );
+}
