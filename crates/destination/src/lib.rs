@@ -219,6 +219,18 @@ pub trait Destination: Send + Sync {
         key: &str,
         value: &str,
     ) -> Result<(), DestinationError>;
+
+    /// Ids of the rows of a child data type (`invoice_line_items`) that belong to one parent
+    /// (`parent_column` = `invoice` holds `parent_id`) and are not deleted, sorted. An
+    /// incremental run compares them with the parent's current children to soft-delete the
+    /// ones that were removed.
+    async fn live_child_ids(
+        &self,
+        data_type: &'static DataType,
+        account_id: &str,
+        parent_column: &str,
+        parent_id: &str,
+    ) -> Result<Vec<String>, DestinationError>;
 }
 
 /// Connects to the database the URL names. PostgreSQL: validates the schema name and opens

@@ -787,6 +787,31 @@ impl Destination for PgDestination {
         .map_err(|e| self.fail(action(), e))?;
         tx.commit().await.map_err(|e| self.fail(action(), e))
     }
+
+    async fn live_child_ids(
+        &self,
+        data_type: &'static DataType,
+        account_id: &str,
+        parent_column: &str,
+        parent_id: &str,
+    ) -> Result<Vec<String>, DestinationError> {
+        let action = || Action::Read(data_type.table().into());
+        let mut tx = self.begin(action()).await?;
+        let mut ids: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT \"id\" FROM {} WHERE \"account_id\" = $1 AND {} = $2 AND NOT \"deleted\"",
+            self.qualified(data_type.table()),
+            quote(parent_column)
+        ))
+        .persistent(false)
+        .bind(account_id)
+        .bind(parent_id)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(|e| self.fail(action(), e))?;
+        tx.commit().await.map_err(|e| self.fail(action(), e))?;
+        ids.sort();
+        Ok(ids)
+    }
 }
 
 #[cfg(test)]

@@ -618,6 +618,27 @@ impl Destination for SqliteDestination {
         .map_err(|e| self.fail(Action::Write(STATE_TABLE.into()), e))?;
         Ok(())
     }
+
+    async fn live_child_ids(
+        &self,
+        data_type: &'static DataType,
+        account_id: &str,
+        parent_column: &str,
+        parent_id: &str,
+    ) -> Result<Vec<String>, DestinationError> {
+        let mut ids: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT \"id\" FROM {} WHERE \"account_id\" = ? AND {} = ? AND NOT \"deleted\"",
+            quote(data_type.table()),
+            quote(parent_column)
+        ))
+        .bind(account_id)
+        .bind(parent_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.fail(Action::Read(data_type.table().into()), e))?;
+        ids.sort();
+        Ok(ids)
+    }
 }
 
 #[cfg(test)]

@@ -901,6 +901,44 @@ async fn concurrent_writes_from_several_tasks(env: &Env) {
     );
 }
 
+async fn live_child_ids_follow_one_parent(env: &Env) {
+    let lines = cls_catalog::find("invoice_line_items").expect("in catalog");
+    env.dest.prepare(&[lines]).await.expect("prepare");
+    let line = |id: &str, invoice: &str| Row {
+        id: id.to_string(),
+        object: json!({"id": id, "object": "line_item", "invoice": invoice, "amount": 5}),
+        version: 10,
+        deleted: false,
+    };
+    env.write(
+        lines,
+        vec![line("il_1", "in_a"), line("il_2", "in_a"), line("il_3", "in_b")],
+        None,
+    )
+    .await;
+    let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let of = |parent: &'static str| async move {
+        env.dest
+            .live_child_ids(lines, ACCT, "invoice", parent)
+            .await
+            .expect("live children")
+    };
+    assert_eq!(of("in_a").await, ids(&["il_1", "il_2"]));
+    assert_eq!(of("in_b").await, ids(&["il_3"]));
+    assert!(of("in_none").await.is_empty());
+    env.dest
+        .mark_deleted(lines, ACCT, &ids(&["il_2"]), 11)
+        .await
+        .expect("mark deleted");
+    assert_eq!(of("in_a").await, ids(&["il_1"]), "deleted children are left out");
+    assert!(env
+        .dest
+        .live_child_ids(lines, "acct_other", "invoice", "in_a")
+        .await
+        .expect("other account")
+        .is_empty());
+}
+
 // ---------------------------------------------------------------- wiring
 
 macro_rules! conformance {
@@ -953,6 +991,7 @@ conformance!(
     unicode_quotes_and_large_objects_round_trip,
     nul_characters_follow_the_documented_rule,
     concurrent_writes_from_several_tasks,
+    live_child_ids_follow_one_parent,
 );
 
 #[tokio::test]
