@@ -2,23 +2,27 @@
 //! `/_emulator/` (no auth).
 //!
 //! Every `/v1/` GET goes through one dispatcher ([`v1_get`]): resolve the route, authenticate,
-//! check the permission, run the read under the store's read lock, count it. A later layer adds
-//! writes as `post`/`delete` handlers on the same `/v1/{*path}` route (axum matches paths before
-//! methods, so a separate `/v1/customers` route would shadow these GETs).
+//! check the permission, run the read under the store's read lock, count it. Writes ([`v1_write`])
+//! are `post`/`delete` handlers on the same `/v1/{*path}` route (axum matches paths before
+//! methods, so a separate `/v1/customers` route would shadow the GETs); they run under the write
+//! lock through [`crate::write::Writer`] and hand their events to the webhook queue. The
+//! [`crate::traffic`] layer (rate limits, latency, faults) wraps `/v1/` only.
 
 use crate::auth::{self, Caller};
 use crate::error::ApiError;
+use crate::form::Form;
 use crate::kinds::{self, ChildRoute, Order, CHILD_ROUTES, LIST_ROUTES};
 use crate::query::{tighten_lo, Params};
 use crate::shapes;
 use crate::stats::Stats;
 use crate::store::{self, Cursor, PageRequest, Record, Store};
+use crate::write::{WriteRoute, Writer};
 use crate::EmulatorConfig;
 use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use serde_json::Value;
 use std::ops::Bound;
@@ -43,17 +47,47 @@ pub struct AppState {
     pub store: RwLock<Store>,
     /// Request counters.
     pub stats: Stats,
+    /// Token buckets of the rate limits.
+    pub limiter: crate::traffic::RateLimiter,
+    /// Number of `/v1/` requests seen by the traffic layer (drives its seeded draws).
+    pub counter: crate::traffic::Counter,
+    /// The webhook queue, when `webhook_url` is set.
+    pub webhooks: Option<crate::webhooks::Webhooks>,
     started: Instant,
 }
 
 impl AppState {
     /// Wraps a generated store.
     pub fn new(config: EmulatorConfig, store: Store) -> Self {
+        let webhooks = match (&config.webhook_url, &config.webhook_secret) {
+            (Some(url), Some(secret)) => Some(crate::webhooks::Webhooks::new(
+                crate::webhooks::WebhookTarget::new(
+                    url.clone(),
+                    secret.clone(),
+                    config.webhook_max_attempts,
+                    std::time::Duration::from_millis(config.webhook_backoff_ms),
+                    config.seed,
+                ),
+            )),
+            _ => None,
+        };
         AppState {
+            limiter: crate::traffic::RateLimiter::new(config.mode),
+            counter: crate::traffic::Counter::default(),
+            webhooks,
             config,
             store: RwLock::new(store),
             stats: Stats::default(),
             started: Instant::now(),
+        }
+    }
+
+    /// Hands new events to the webhook queue (nothing happens without a `webhook_url`).
+    pub fn publish(&self, events: Vec<bytes::Bytes>) {
+        if let Some(w) = &self.webhooks {
+            if !events.is_empty() {
+                w.enqueue(events);
+            }
         }
     }
 
@@ -64,14 +98,141 @@ impl AppState {
     }
 }
 
-/// The router: `/v1/…` reads and `/_emulator/{stats,export}`.
+/// The router: `/v1/…` reads and writes behind the traffic layer, and
+/// `/_emulator/{stats,export,mutate,webhooks}` (never limited, delayed or faulted).
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/v1/{*path}", get(v1_get))
+        .route("/v1/{*path}", get(v1_get).post(v1_write).delete(v1_write))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::traffic::layer,
+        ))
         .route("/_emulator/stats", get(stats))
         .route("/_emulator/export", get(export))
+        .route("/_emulator/mutate", post(mutate))
+        .route("/_emulator/webhooks", get(webhook_stats))
         .fallback(unrecognized)
         .with_state(state)
+}
+
+/// The endpoint name of a request, as stats and rate limits count it (method + path template).
+pub fn endpoint_name(method: &str, full_path: &str) -> String {
+    let path = full_path.strip_prefix("/v1/").unwrap_or("");
+    if method == "GET" {
+        return Route::resolve(path)
+            .map_or_else(|| "GET (unrecognized)".to_string(), |r| r.endpoint());
+    }
+    WriteRoute::resolve(method, path).map_or_else(
+        || format!("{method} (unrecognized)"),
+        |r| r.endpoint().to_string(),
+    )
+}
+
+/// `POST`/`DELETE /v1/{*path}`: a write.
+pub async fn v1_write(
+    State(state): State<Arc<AppState>>,
+    method: axum::http::Method,
+    uri: Uri,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Response {
+    let path = uri.path().strip_prefix("/v1/").unwrap_or("");
+    let route = WriteRoute::resolve(method.as_str(), path);
+    let endpoint = endpoint_name(method.as_str(), uri.path());
+    let result = write(
+        &state,
+        route,
+        &method,
+        uri.path(),
+        query.as_deref(),
+        &headers,
+        &body,
+    );
+    let resp = match result {
+        Ok((body, events)) => {
+            state.publish(events);
+            json_response(StatusCode::OK, body.to_vec())
+        }
+        Err(e) => e.into_response(),
+    };
+    state.stats.record(&endpoint, resp.status().as_u16());
+    resp
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write(
+    state: &AppState,
+    route: Option<WriteRoute>,
+    method: &axum::http::Method,
+    full_path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(bytes::Bytes, Vec<bytes::Bytes>), ApiError> {
+    let caller: Caller = auth::authenticate(headers, state.config.mode)?;
+    let route = route.ok_or_else(|| ApiError::unrecognized_url(method.as_str(), full_path))?;
+    let body = std::str::from_utf8(body)
+        .map_err(|_| ApiError::invalid("body", "Invalid request body.".into()))?;
+    // Stripe reads parameters from the query string too.
+    let raw = match query {
+        Some(q) if !q.is_empty() && !body.is_empty() => format!("{q}&{body}"),
+        Some(q) if !q.is_empty() => q.to_string(),
+        _ => body.to_string(),
+    };
+    let mut store = state
+        .store
+        .write()
+        .map_err(|_| ApiError::invalid("store", "The emulator's store is unavailable.".into()))?;
+    auth::authorize_write(&caller, route.permission(), &store.account_id)?;
+    let form = Form::parse(&raw, route.params())?;
+    let idempotency_key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
+    let mut w = Writer::new(&mut store, state.config.seed, state.now());
+    w.begin_request(idempotency_key);
+    let out = w.run(&route, &form)?;
+    Ok((out, std::mem::take(&mut w.events)))
+}
+
+async fn mutate(State(state): State<Arc<AppState>>, body: bytes::Bytes) -> Response {
+    let req: crate::mutate::MutateRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return ApiError::invalid(
+                "body",
+                format!("Expected {{\"count\": N, \"seed\": S}}: {e}"),
+            )
+            .into_response()
+        }
+    };
+    let st = state.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        let now = st.now();
+        let mut store = st.store.write().ok()?;
+        Some(crate::mutate::mutate(&mut store, now, req))
+    })
+    .await;
+    match done {
+        Ok(Some((summary, events))) => {
+            state.publish(events);
+            json_response(
+                StatusCode::OK,
+                serde_json::to_vec(&summary).unwrap_or_default(),
+            )
+        }
+        _ => ApiError::invalid("store", "The emulator's store is unavailable.".into())
+            .into_response(),
+    }
+}
+
+async fn webhook_stats(State(state): State<Arc<AppState>>) -> Response {
+    let body = match &state.webhooks {
+        Some(w) => w.stats.to_json(true),
+        None => crate::webhooks::WebhookStats::default().to_json(false),
+    };
+    json_response(
+        StatusCode::OK,
+        serde_json::to_vec(&body).unwrap_or_default(),
+    )
 }
 
 async fn stats(State(state): State<Arc<AppState>>) -> Response {

@@ -95,6 +95,22 @@ pub fn authorize(caller: &Caller, permission: &str, account_id: &str) -> Result<
     Ok(())
 }
 
+/// Checks a write permission (`rak_customer_write`). The emulator's restricted keys hold read
+/// permissions only, so every write with one is a 403 naming the write permission it lacks.
+pub fn authorize_write(
+    caller: &Caller,
+    permission: &str,
+    account_id: &str,
+) -> Result<(), ApiError> {
+    if caller.access == Access::Secret {
+        return Ok(());
+    }
+    Err(ApiError::forbidden(format!(
+        "The provided key '{}' does not have the required permissions for this endpoint on account '{account_id}'. Having the '{permission}' permission would allow this request to continue.",
+        caller.masked_key()
+    )))
+}
+
 fn read_key(headers: &HeaderMap) -> Option<String> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?.trim();
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));

@@ -10,8 +10,12 @@
 //!   string concatenation.
 //! - [`query`], [`auth`], [`error`]: the request boundary — query parsing, API keys, Stripe's error
 //!   bodies.
-//! - [`api`]: the HTTP routes (`/v1/…` reads, `/_emulator/stats`, `/_emulator/export`).
+//! - [`api`]: the HTTP routes (`/v1/…` reads and writes, `/_emulator/{stats,export,mutate,webhooks}`).
 //! - [`stats`]: request counters served by `/_emulator/stats`.
+//! - [`form`], [`write`], [`mutate`]: change over time — form-encoded writes and
+//!   `/_emulator/mutate`, each recording Stripe's events.
+//! - [`traffic`]: rate limits, latency and faults in front of `/v1/`.
+//! - [`webhooks`]: signed delivery of new events to `webhook_url`, retried with backoff.
 //!
 //! Words used here: *object type* is Stripe's `object` value (`customer`, `line_item`); *record* is
 //! one stored object with its index metadata; *anchor* is the unix time the generated history ends
@@ -22,13 +26,18 @@
 pub mod api;
 pub mod auth;
 pub mod error;
+pub mod form;
 pub mod generate;
 pub mod ids;
 pub mod kinds;
+pub mod mutate;
 pub mod query;
 pub mod shapes;
 pub mod stats;
 pub mod store;
+pub mod traffic;
+pub mod webhooks;
+pub mod write;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -90,9 +99,10 @@ pub fn keys_for(mode: Mode) -> &'static [&'static str] {
 }
 
 /// How the emulator is set up. Every field is part of what makes a run reproducible.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct EmulatorConfig {
     /// Seed of the account generator: the same seed, customers and anchor give byte-identical data.
+    /// Also seeds write ids, latency jitter, fault draws and webhook shuffling.
     pub seed: u64,
     /// Number of customers the account is built around (about 10–20 objects each in all).
     pub customers: usize,
@@ -101,20 +111,53 @@ pub struct EmulatorConfig {
     /// Unix time the generated history ends at (three years of history lead up to it); the
     /// emulator's clock starts here and advances with real time.
     pub anchor: i64,
-    /// Stripe's rate limits (token buckets → 429). Implemented in a later layer (issue 2, must-have
-    /// 6); the core ignores it.
+    /// Stripe's rate limits as token buckets (25 req/s in all in test mode, 100 in live mode, 25
+    /// per endpoint) → 429 with Stripe's body. See [`traffic`].
     pub rate_limits: bool,
-    /// Added latency around this many milliseconds per Stripe request. Implemented in a later
-    /// layer (issue 2, must-have 6); the core ignores it.
+    /// Latency added around this many milliseconds (±30%, seeded) to every `/v1/` request.
     pub latency_ms: u64,
-    /// Fraction of Stripe requests that fail. Implemented in a later layer (issue 2, must-have 6);
-    /// the core ignores it.
+    /// Fraction (0.0–1.0) of `/v1/` requests that fail: 5xx with or without
+    /// `Stripe-Should-Retry`, connection resets, truncated bodies, or (below 1.0) slow responses.
     pub fault_rate: f64,
+    /// How long a "slow response" fault waits before answering normally, in milliseconds.
+    pub slow_response_ms: u64,
+    /// Where every new event (from writes and mutations) is POSTed, signed; `None`: no webhooks.
+    pub webhook_url: Option<String>,
+    /// The endpoint secret (`whsec_…`) webhooks are signed with; required with `webhook_url`.
+    /// Never printed: `Debug` masks it.
+    pub webhook_secret: Option<String>,
+    /// Delivery attempts per event, the first included (Stripe retries for days; the emulator
+    /// gives up sooner so tests end).
+    pub webhook_max_attempts: u32,
+    /// Wait before the first webhook retry, in milliseconds; doubles after each failure.
+    pub webhook_backoff_ms: u64,
+}
+
+impl std::fmt::Debug for EmulatorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmulatorConfig")
+            .field("seed", &self.seed)
+            .field("customers", &self.customers)
+            .field("mode", &self.mode)
+            .field("anchor", &self.anchor)
+            .field("rate_limits", &self.rate_limits)
+            .field("latency_ms", &self.latency_ms)
+            .field("fault_rate", &self.fault_rate)
+            .field("slow_response_ms", &self.slow_response_ms)
+            .field("webhook_url", &self.webhook_url)
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "whsec_****"),
+            )
+            .field("webhook_max_attempts", &self.webhook_max_attempts)
+            .field("webhook_backoff_ms", &self.webhook_backoff_ms)
+            .finish()
+    }
 }
 
 impl EmulatorConfig {
-    /// Test mode, history ending at the start of today (UTC), rate limits, latency and faults off
-    /// (the settings library users and tests want).
+    /// Test mode, history ending at the start of today (UTC), rate limits, latency, faults and
+    /// webhooks off (the settings library users and tests want).
     pub fn new(seed: u64, customers: usize) -> Self {
         let now = chrono::Utc::now().timestamp();
         EmulatorConfig {
@@ -125,6 +168,11 @@ impl EmulatorConfig {
             rate_limits: false,
             latency_ms: 0,
             fault_rate: 0.0,
+            slow_response_ms: 3_000,
+            webhook_url: None,
+            webhook_secret: None,
+            webhook_max_attempts: 8,
+            webhook_backoff_ms: 100,
         }
     }
 }
@@ -172,6 +220,9 @@ pub async fn spawn(config: EmulatorConfig, addr: SocketAddr) -> std::io::Result<
     let state = Arc::new(api::AppState::new(config, store));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
+    if let Some(w) = &state.webhooks {
+        w.start();
+    }
     let router = api::router(state.clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {

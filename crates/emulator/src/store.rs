@@ -312,6 +312,12 @@ impl Store {
         self.tables.get(object).and_then(|t| t.get(id))
     }
 
+    /// The insertion counter the next stored object gets (part of the store's state: writes seed
+    /// their ids with it).
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
     /// Total number of records, deleted stubs included.
     pub fn len(&self) -> usize {
         self.tables.values().map(Table::len).sum()

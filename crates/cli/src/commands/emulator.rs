@@ -57,6 +57,32 @@ pub struct EmulatorArgs {
     /// bodies or slow responses.
     #[arg(long, default_value_t = 0.0)]
     pub fault_rate: f64,
+    /// POST every new event (from writes and `/_emulator/mutate`) to this URL, signed as Stripe
+    /// signs webhooks. Needs `--webhook-secret`.
+    #[arg(long, requires = "webhook_secret")]
+    pub webhook_url: Option<String>,
+    /// The endpoint secret (`whsec_…`) webhooks are signed with. Needs `--webhook-url`; never
+    /// printed.
+    #[arg(long, requires = "webhook_url")]
+    pub webhook_secret: Option<String>,
+}
+
+/// Checks the webhook flags: both or neither, an http(s) URL, a `whsec_` secret.
+fn webhook_target(args: &EmulatorArgs) -> anyhow::Result<Option<(String, String)>> {
+    match (&args.webhook_url, &args.webhook_secret) {
+        (None, None) => Ok(None),
+        (Some(url), Some(secret)) => {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                anyhow::bail!("--webhook-url {url} is not an http(s) URL: give e.g. http://127.0.0.1:8080/webhooks");
+            }
+            if !secret.starts_with("whsec_") || secret.len() <= "whsec_".len() {
+                // The secret itself is never echoed.
+                anyhow::bail!("--webhook-secret must be an endpoint secret starting with whsec_");
+            }
+            Ok(Some((url.clone(), secret.clone())))
+        }
+        _ => anyhow::bail!("--webhook-url and --webhook-secret go together: give both or neither"),
+    }
 }
 
 /// Runs `cls emulator` until Ctrl-C.
@@ -67,6 +93,7 @@ pub async fn run(args: EmulatorArgs) -> anyhow::Result<Outcome> {
             args.fault_rate
         );
     }
+    let webhooks = webhook_target(&args)?;
     let mode = match args.mode {
         ModeArg::Test => Mode::Test,
         ModeArg::Live => Mode::Live,
@@ -79,6 +106,11 @@ pub async fn run(args: EmulatorArgs) -> anyhow::Result<Outcome> {
     config.rate_limits = args.rate_limits == Switch::On;
     config.latency_ms = args.latency_ms;
     config.fault_rate = args.fault_rate;
+    let webhook_url = webhooks.as_ref().map(|(url, _)| url.clone());
+    if let Some((url, secret)) = webhooks {
+        config.webhook_url = Some(url);
+        config.webhook_secret = Some(secret);
+    }
 
     eprintln!(
         "generating an account of {} customers (seed {})…",
@@ -90,6 +122,9 @@ pub async fn run(args: EmulatorArgs) -> anyhow::Result<Outcome> {
         .with_context(|| format!("cannot listen on {addr}: choose another --port"))?;
     println!("Stripe API emulator listening on {}", running.base_url);
     println!("mode: {}", mode.as_str());
+    if let Some(url) = &webhook_url {
+        println!("webhooks: every new event is POSTed to {url} (signed; secret not shown)");
+    }
     println!("accepted API keys:");
     for key in cls_emulator::keys_for(mode) {
         println!("  {key}");

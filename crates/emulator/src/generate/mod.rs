@@ -144,7 +144,6 @@ impl Gen {
         let mut events = std::mem::take(&mut self.events);
         // Stable sort: events of the same second keep the order they happened in.
         events.sort_by_key(|e| e.created);
-        let live = if self.livemode() { "true" } else { "false" };
         for e in events {
             let id = self.id("evt_");
             let request = if self.chance(0.6) {
@@ -156,33 +155,56 @@ impl Gen {
             } else {
                 "{\"id\":null,\"idempotency_key\":null}".to_string()
             };
-            let mut s = Vec::with_capacity(e.object.len() + 256);
-            s.extend_from_slice(b"{\"api_version\":\"");
-            s.extend_from_slice(crate::api::API_VERSION.as_bytes());
-            s.extend_from_slice(
-                format!("\",\"created\":{},\"data\":{{\"object\":", e.created).as_bytes(),
-            );
-            s.extend_from_slice(&e.object);
-            if let Some(prev) = &e.previous {
-                s.extend_from_slice(b",\"previous_attributes\":");
-                s.extend_from_slice(&serde_json::to_vec(prev).unwrap_or_default());
-            }
-            s.extend_from_slice(
-                format!(
-                    "}},\"id\":\"{id}\",\"livemode\":{live},\"object\":\"event\",\"pending_webhooks\":0,\"request\":{request},\"type\":{}}}",
-                    Value::String(e.ty.clone())
-                )
-                .as_bytes(),
+            let s = event_json(
+                &id,
+                e.created,
+                self.livemode(),
+                &e.ty,
+                &e.object,
+                e.previous.as_ref(),
+                &request,
             );
             self.store.insert_bytes(
                 "event",
                 &id,
                 e.created,
-                Bytes::from(s.into_boxed_slice()),
+                s,
                 vec![("type", e.ty.into_boxed_str())],
             );
         }
     }
+}
+
+/// An event's JSON, assembled as text around the object's stored bytes (no re-serialization of
+/// the snapshot), with the fields in the digest's order. `request` is the rendered
+/// `{"id":…,"idempotency_key":…}` object.
+pub fn event_json(
+    id: &str,
+    created: i64,
+    livemode: bool,
+    ty: &str,
+    object: &[u8],
+    previous: Option<&Value>,
+    request: &str,
+) -> Bytes {
+    let mut s = Vec::with_capacity(object.len() + 256);
+    s.extend_from_slice(b"{\"api_version\":\"");
+    s.extend_from_slice(crate::api::API_VERSION.as_bytes());
+    s.extend_from_slice(format!("\",\"created\":{created},\"data\":{{\"object\":").as_bytes());
+    s.extend_from_slice(object);
+    if let Some(prev) = previous {
+        s.extend_from_slice(b",\"previous_attributes\":");
+        s.extend_from_slice(&serde_json::to_vec(prev).unwrap_or_default());
+    }
+    let live = if livemode { "true" } else { "false" };
+    s.extend_from_slice(
+        format!(
+            "}},\"id\":\"{id}\",\"livemode\":{live},\"object\":\"event\",\"pending_webhooks\":0,\"request\":{request},\"type\":{}}}",
+            Value::String(ty.to_string())
+        )
+        .as_bytes(),
+    );
+    Bytes::from(s.into_boxed_slice())
 }
 
 /// Shapes `v` (a `json!` object) as digest type `digest_key`, adding `livemode` where the type

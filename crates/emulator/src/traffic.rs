@@ -1,0 +1,324 @@
+//! What stands between a client and the `/v1/` handlers: Stripe's rate limits, added latency and
+//! injected faults (issue 2, must-have 6). `/_emulator/*` routes never pass through here.
+//!
+//! - **Rate limits** (`rate_limits`): token buckets, one for the whole account (25 req/s in test
+//!   mode, 100 in live mode) and one per endpoint (25 req/s; an endpoint is method + path template,
+//!   `GET /v1/invoices/{id}/lines`). A bucket holds half a second of tokens, so short bursts pass
+//!   and a sustained excess is refused. A request takes a token from both or from neither; refused
+//!   → 429 with Stripe's body, counted in `rate_limited_total`.
+//! - **Latency** (`latency_ms` M): every admitted request waits about M ms (lognormal jitter,
+//!   clamped to ±30%) on the tokio timer, never blocking a thread.
+//! - **Faults** (`fault_rate` F): a fraction F of admitted requests is faulted, counted in
+//!   `faults_total`: 500/502/503 with `Stripe-Should-Retry: true`, `false` or absent; a connection
+//!   reset (the response body fails before any byte, so the connection is dropped); a truncated
+//!   body (`Content-Length` announces more bytes than are sent); or a slow response
+//!   (`slow_response_ms`, then the normal answer). A slow response is not a failure, so at
+//!   F = 1.0 only real failures are drawn. 5xx and resets are decided before the handler runs (no
+//!   side effects); truncation happens after it (a write may have been applied, as on Stripe when
+//!   a response is lost).
+//!
+//! Each decision is a pure function of the seed and a request counter ([`draw`]), so one client's
+//! sequential requests see the same faults run after run; concurrent clients share the counter.
+
+use crate::api::AppState;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Stripe's 429 message.
+pub const RATE_LIMIT_MESSAGE: &str =
+    "Request rate limit exceeded. You can learn more about rate limits here https://stripe.com/docs/rate-limits.";
+
+/// Per-endpoint limit (Stripe's default for an operation).
+pub const ENDPOINT_RATE: f64 = 25.0;
+
+/// Seconds of tokens a bucket holds: the burst a client may send at once.
+pub const BURST_SECS: f64 = 0.5;
+
+/// A token bucket.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl Bucket {
+    fn full(rate: f64, now: Instant) -> Self {
+        Bucket {
+            tokens: capacity(rate),
+            last: now,
+        }
+    }
+
+    fn refill(&mut self, rate: f64, now: Instant) {
+        let dt = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + dt * rate).min(capacity(rate));
+        self.last = now;
+    }
+}
+
+fn capacity(rate: f64) -> f64 {
+    (rate * BURST_SECS).max(1.0)
+}
+
+/// The account's buckets.
+#[derive(Debug)]
+pub struct RateLimiter {
+    global_rate: f64,
+    buckets: Mutex<(Option<Bucket>, HashMap<String, Bucket>)>,
+}
+
+impl RateLimiter {
+    /// Buckets for a mode's global limit (25 req/s test, 100 live) and 25 req/s per endpoint.
+    pub fn new(mode: crate::Mode) -> Self {
+        RateLimiter {
+            global_rate: if mode == crate::Mode::Live {
+                100.0
+            } else {
+                25.0
+            },
+            buckets: Mutex::new((None, HashMap::new())),
+        }
+    }
+
+    /// Takes a token for `endpoint` (and the global bucket); false when either is empty.
+    pub fn admit(&self, endpoint: &str) -> bool {
+        let now = Instant::now();
+        let Ok(mut guard) = self.buckets.lock() else {
+            return true;
+        };
+        let (global, per_endpoint) = &mut *guard;
+        let g = global.get_or_insert_with(|| Bucket::full(self.global_rate, now));
+        g.refill(self.global_rate, now);
+        let e = match per_endpoint.get_mut(endpoint) {
+            Some(b) => b,
+            None => per_endpoint
+                .entry(endpoint.to_string())
+                .or_insert_with(|| Bucket::full(ENDPOINT_RATE, now)),
+        };
+        e.refill(ENDPOINT_RATE, now);
+        if g.tokens >= 1.0 && e.tokens >= 1.0 {
+            g.tokens -= 1.0;
+            e.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// One injected fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// An HTTP error status with `Stripe-Should-Retry` set to this value, or absent.
+    Status(u16, Option<bool>),
+    /// The connection is dropped without a complete response.
+    Reset,
+    /// The body stops short of its announced `Content-Length`.
+    Truncated,
+    /// The normal answer, after a long wait.
+    Slow,
+}
+
+/// What the layer decided for one request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Decision {
+    /// Added latency.
+    pub latency: Duration,
+    /// The fault, if any.
+    pub fault: Option<Fault>,
+}
+
+/// SplitMix64: a well-mixed 64-bit hash, enough to turn (seed, counter, salt) into uniform draws.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn unit(seed: u64, n: u64, salt: u64) -> f64 {
+    let h = mix(seed ^ mix(n.wrapping_mul(0x2545_F491_4F6C_DD1D) ^ salt));
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The decision for request number `n`: a pure function of the inputs.
+pub fn draw(seed: u64, n: u64, latency_ms: u64, fault_rate: f64) -> Decision {
+    let latency = if latency_ms == 0 {
+        Duration::ZERO
+    } else {
+        // Lognormal around M (σ 0.15), clamped to ±30%: most requests near M, a few slower.
+        let u1 = unit(seed, n, 1).max(f64::MIN_POSITIVE);
+        let u2 = unit(seed, n, 2);
+        let normal = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+        let factor = (0.15 * normal).exp().clamp(0.7, 1.3);
+        Duration::from_secs_f64(latency_ms as f64 * factor / 1000.0)
+    };
+    let fault = (unit(seed, n, 3) < fault_rate).then(|| {
+        // At F = 1.0 every request must fail, so slow responses (not failures) are left out.
+        let kinds = if fault_rate >= 1.0 { 9 } else { 10 };
+        let k = (unit(seed, n, 4) * kinds as f64) as u64;
+        match k {
+            0 => Fault::Status(500, None),
+            1 => Fault::Status(500, Some(true)),
+            2 => Fault::Status(502, None),
+            3 => Fault::Status(503, Some(true)),
+            4 => Fault::Status(503, Some(false)),
+            5 | 6 => Fault::Reset,
+            7 | 8 => Fault::Truncated,
+            _ => Fault::Slow,
+        }
+    });
+    Decision { latency, fault }
+}
+
+/// Counter of `/v1/` requests, for [`draw`].
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// The next request number.
+    pub fn next(&self) -> u64 {
+        self.0.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// The 429 Stripe answers when a limit is exceeded.
+pub fn rate_limited() -> Response {
+    let body = json!({"error": {
+        "code": "rate_limit",
+        "doc_url": "https://stripe.com/docs/error-codes/rate-limit",
+        "message": RATE_LIMIT_MESSAGE,
+        "type": "invalid_request_error",
+    }});
+    json_error(StatusCode::TOO_MANY_REQUESTS, &body)
+}
+
+fn json_error(status: StatusCode, body: &serde_json::Value) -> Response {
+    let mut resp = (status, body.to_string()).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn server_error(status: u16, should_retry: Option<bool>) -> Response {
+    let body = json!({"error": {
+        "message": "An unknown error occurred",
+        "type": "api_error",
+    }});
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut resp = json_error(code, &body);
+    if let Some(r) = should_retry {
+        resp.headers_mut().insert(
+            "stripe-should-retry",
+            HeaderValue::from_static(if r { "true" } else { "false" }),
+        );
+    }
+    resp
+}
+
+/// A response whose body fails at once: hyper drops the connection.
+fn reset() -> Response {
+    let stream = futures::stream::once(async {
+        Err::<bytes::Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "emulated connection reset",
+        ))
+    });
+    let mut resp = Response::new(Body::from_stream(stream));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// The same response with only half its body sent under the full `Content-Length`.
+async fn truncate(resp: Response) -> Response {
+    let (mut parts, body) = resp.into_parts();
+    let full = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .unwrap_or_default();
+    let half = full.slice(..full.len() / 2);
+    let announced = full.len().max(2);
+    parts
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(announced as u64));
+    let stream = futures::stream::once(async move { Ok::<_, std::io::Error>(half) });
+    Response::from_parts(parts, Body::from_stream(stream))
+}
+
+/// The `/v1/` middleware: rate limits, then latency, then faults.
+pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let cfg = &state.config;
+    if !cfg.rate_limits && cfg.latency_ms == 0 && cfg.fault_rate <= 0.0 {
+        return next.run(req).await;
+    }
+    let endpoint = crate::api::endpoint_name(req.method().as_str(), req.uri().path());
+    if cfg.rate_limits && !state.limiter.admit(&endpoint) {
+        state.stats.add_rate_limited();
+        state.stats.record(&endpoint, 429);
+        return rate_limited();
+    }
+    let n = state.counter.next();
+    let d = draw(cfg.seed, n, cfg.latency_ms, cfg.fault_rate);
+    if !d.latency.is_zero() {
+        tokio::time::sleep(d.latency).await;
+    }
+    let Some(fault) = d.fault else {
+        return next.run(req).await;
+    };
+    state.stats.add_fault();
+    match fault {
+        Fault::Status(code, retry) => {
+            state.stats.record(&endpoint, code);
+            server_error(code, retry)
+        }
+        Fault::Reset => {
+            // Status 0 in stats: no response reached the client.
+            state.stats.record(&endpoint, 0);
+            reset()
+        }
+        Fault::Truncated => truncate(next.run(req).await).await,
+        Fault::Slow => {
+            tokio::time::sleep(Duration::from_millis(cfg.slow_response_ms)).await;
+            next.run(req).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn draws_repeat_and_respect_the_rate() {
+        assert_eq!(draw(1, 5, 100, 0.5), draw(1, 5, 100, 0.5));
+        let faulted = (0..10_000)
+            .filter(|n| draw(9, *n, 0, 0.2).fault.is_some())
+            .count();
+        assert!((1_700..2_300).contains(&faulted), "{faulted}");
+        for n in 0..2_000 {
+            let d = draw(3, n, 200, 1.0);
+            assert!(!matches!(d.fault, None | Some(Fault::Slow)));
+            let ms = d.latency.as_secs_f64() * 1000.0;
+            assert!((139.0..=261.0).contains(&ms), "{ms}");
+        }
+    }
+
+    #[test]
+    fn buckets_refuse_a_burst_beyond_capacity() {
+        let l = RateLimiter::new(crate::Mode::Test);
+        let admitted = (0..100).filter(|_| l.admit("GET /v1/customers")).count();
+        assert!((12..=14).contains(&admitted), "{admitted}");
+    }
+}
