@@ -197,6 +197,18 @@ pub trait Destination: Send + Sync {
         version: i64,
     ) -> Result<u64, DestinationError>;
 
+    /// Soft-deletes every live row of `account_id` whose version is below `seen_since`: after
+    /// a complete walk that wrote every object it saw with a version of at least `seen_since`,
+    /// those rows are objects Stripe no longer lists (deleted longer ago than events are kept).
+    /// The rows get `version`. Returns how many rows were marked.
+    async fn mark_unseen_deleted(
+        &self,
+        data_type: &'static DataType,
+        account_id: &str,
+        seen_since: i64,
+        version: i64,
+    ) -> Result<u64, DestinationError>;
+
     /// Every stored row of `account_id` in one table, sorted by id. Loads them all: meant for
     /// tests and small tables.
     async fn rows(

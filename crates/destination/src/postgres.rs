@@ -706,6 +706,31 @@ impl Destination for PgDestination {
         Ok(done.rows_affected())
     }
 
+    async fn mark_unseen_deleted(
+        &self,
+        data_type: &'static DataType,
+        account_id: &str,
+        seen_since: i64,
+        version: i64,
+    ) -> Result<u64, DestinationError> {
+        let action = || Action::Write(data_type.table().into());
+        let mut tx = self.begin(action()).await?;
+        let done = sqlx::query(&format!(
+            "UPDATE {} SET \"deleted\" = true, \"deleted_at\" = now(), \"synced_at\" = now(), \
+             \"version\" = $3 WHERE \"account_id\" = $1 AND NOT \"deleted\" AND \"version\" < $2",
+            self.qualified(data_type.table())
+        ))
+        .persistent(false)
+        .bind(account_id)
+        .bind(seen_since)
+        .bind(version)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.fail(action(), e))?;
+        tx.commit().await.map_err(|e| self.fail(action(), e))?;
+        Ok(done.rows_affected())
+    }
+
     async fn rows(
         &self,
         data_type: &'static DataType,

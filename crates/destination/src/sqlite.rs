@@ -544,6 +544,29 @@ impl Destination for SqliteDestination {
         Ok(done.rows_affected())
     }
 
+    async fn mark_unseen_deleted(
+        &self,
+        data_type: &'static DataType,
+        account_id: &str,
+        seen_since: i64,
+        version: i64,
+    ) -> Result<u64, DestinationError> {
+        let now = now_text();
+        let done = sqlx::query(&format!(
+            "UPDATE {} SET \"deleted\" = 1, \"deleted_at\" = ?1, \"synced_at\" = ?1, \"version\" = ?2 \
+             WHERE \"account_id\" = ?3 AND NOT \"deleted\" AND \"version\" < ?4",
+            quote(data_type.table())
+        ))
+        .bind(now)
+        .bind(version)
+        .bind(account_id)
+        .bind(seen_since)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.fail(Action::Write(data_type.table().into()), e))?;
+        Ok(done.rows_affected())
+    }
+
     async fn rows(
         &self,
         data_type: &'static DataType,

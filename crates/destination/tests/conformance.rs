@@ -598,6 +598,51 @@ async fn replace_checkpoint_splits_a_window_atomically(env: &Env) {
         .is_empty());
 }
 
+async fn mark_unseen_deleted_flags_rows_a_walk_did_not_see(env: &Env) {
+    env.dest.prepare(&[customers()]).await.expect("prepare");
+    env.write(
+        customers(),
+        vec![
+            customer("cus_old", 5, "Old"),
+            customer("cus_seen", 20, "Seen"),
+        ],
+        None,
+    )
+    .await;
+    let marked = env
+        .dest
+        .mark_unseen_deleted(customers(), ACCT, 10, 30)
+        .await
+        .expect("mark");
+    assert_eq!(marked, 1);
+    assert_eq!(
+        env.dest.live_ids(customers(), ACCT).await.expect("ids"),
+        vec!["cus_seen".to_string()]
+    );
+    let rows = env.rows(customers()).await;
+    let old = rows
+        .iter()
+        .find(|r| r.id == "cus_old")
+        .expect("kept as a row");
+    assert!(old.deleted && old.deleted_at.is_some());
+    assert_eq!(old.version, 30);
+    // Other accounts are untouched, and a second pass finds nothing more.
+    assert_eq!(
+        env.dest
+            .mark_unseen_deleted(customers(), "acct_other", 100, 100)
+            .await
+            .expect("mark"),
+        0
+    );
+    assert_eq!(
+        env.dest
+            .mark_unseen_deleted(customers(), ACCT, 10, 31)
+            .await
+            .expect("mark"),
+        0
+    );
+}
+
 async fn mark_deleted_and_live_ids(env: &Env) {
     env.dest.prepare(&[customers()]).await.expect("prepare");
     let ids = ["cus_a", "cus_b", "cus_c", "cus_d"];
@@ -912,7 +957,11 @@ async fn live_child_ids_follow_one_parent(env: &Env) {
     };
     env.write(
         lines,
-        vec![line("il_1", "in_a"), line("il_2", "in_a"), line("il_3", "in_b")],
+        vec![
+            line("il_1", "in_a"),
+            line("il_2", "in_a"),
+            line("il_3", "in_b"),
+        ],
         None,
     )
     .await;
@@ -930,7 +979,11 @@ async fn live_child_ids_follow_one_parent(env: &Env) {
         .mark_deleted(lines, ACCT, &ids(&["il_2"]), 11)
         .await
         .expect("mark deleted");
-    assert_eq!(of("in_a").await, ids(&["il_1"]), "deleted children are left out");
+    assert_eq!(
+        of("in_a").await,
+        ids(&["il_1"]),
+        "deleted children are left out"
+    );
     assert!(env
         .dest
         .live_child_ids(lines, "acct_other", "invoice", "in_a")
@@ -986,6 +1039,7 @@ conformance!(
     checkpoint_commits_and_rolls_back_with_rows,
     replace_checkpoint_splits_a_window_atomically,
     mark_deleted_and_live_ids,
+    mark_unseen_deleted_flags_rows_a_walk_did_not_see,
     state_get_and_set,
     add_column_keeps_data_and_never_retypes,
     unicode_quotes_and_large_objects_round_trip,

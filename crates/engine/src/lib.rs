@@ -5,6 +5,7 @@
 //! - [`run`]: executing a full sync;
 //! - [`report`]: progress events and the per-data-type summary.
 
+pub mod backfill;
 pub mod check;
 pub mod cursor;
 pub mod plan;
@@ -15,4 +16,6 @@ pub use check::{check_stripe, StripeCheck, TypeAccess};
 pub use cursor::{load_cursor, store_cursor, EventsCursor, EVENTS_CURSOR_KEY};
 pub use plan::{plan_streams, Stream};
 pub use report::{Progress, RunStatus, SyncReport, TypeReport, TypeStatus};
-pub use run::{resolve_account, run_full_sync, EngineError, ProgressFn, SyncOptions};
+pub use run::{
+    account_info, resolve_account, run_full_sync, AccountInfo, EngineError, ProgressFn, SyncOptions,
+};

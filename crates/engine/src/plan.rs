@@ -5,6 +5,8 @@
 //! types; it is tested without any I/O.
 
 use cls_catalog::{DataType, CATALOG};
+use cls_destination::Checkpoint;
+use cls_source::Window;
 
 /// One top-level list walked by a run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +39,59 @@ impl Stream {
         } else {
             self.children.first().copied().unwrap_or(self.walk)
         }
+    }
+}
+
+impl Stream {
+    /// The key a stream's checkpoints are saved under: the data types it stores, so a run that
+    /// chooses differently (the parent alone, then parent and children) never resumes windows
+    /// walked for another selection.
+    pub fn checkpoint_key(&self) -> String {
+        self.stored_types()
+            .iter()
+            .map(|t| t.name)
+            .collect::<Vec<_>>()
+            .join("+")
+    }
+}
+
+/// Where a stream's backfill begins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackfillStart {
+    /// Nothing to resume: walk the whole range from the newest object.
+    Fresh,
+    /// An interrupted run left these windows unfinished, each with the cursor of its last
+    /// written page.
+    Resume(Vec<(Window, Option<String>)>),
+}
+
+/// Decides from saved checkpoints whether to resume. Checkpoints that are all done (a finished
+/// run), unreadable, or overlapping (written by something else) mean a fresh start: resuming
+/// from them could skip objects.
+pub fn backfill_start(checkpoints: &[Checkpoint]) -> BackfillStart {
+    let mut windows = Vec::with_capacity(checkpoints.len());
+    for cp in checkpoints {
+        match cp.window.parse::<Window>() {
+            Ok(w) => windows.push((w, cp)),
+            Err(_) => return BackfillStart::Fresh,
+        }
+    }
+    windows.sort_by_key(|(w, _)| w.start);
+    if windows
+        .windows(2)
+        .any(|pair| pair[0].0.end > pair[1].0.start)
+    {
+        return BackfillStart::Fresh;
+    }
+    let open: Vec<(Window, Option<String>)> = windows
+        .into_iter()
+        .filter(|(_, cp)| !cp.done)
+        .map(|(w, cp)| (w, cp.cursor.clone()))
+        .collect();
+    if open.is_empty() {
+        BackfillStart::Fresh
+    } else {
+        BackfillStart::Resume(open)
     }
 }
 
@@ -104,6 +159,99 @@ mod tests {
             CATALOG.len(),
             "every chosen type is stored exactly once"
         );
+    }
+
+    fn cp(window: &str, cursor: Option<&str>, done: bool) -> Checkpoint {
+        Checkpoint {
+            data_type: "customers".into(),
+            window: window.into(),
+            cursor: cursor.map(str::to_string),
+            done,
+        }
+    }
+
+    #[test]
+    fn no_checkpoints_or_only_finished_ones_start_fresh() {
+        assert_eq!(backfill_start(&[]), BackfillStart::Fresh);
+        assert_eq!(
+            backfill_start(&[cp("0..10", None, true), cp("10..20", Some("c"), true)]),
+            BackfillStart::Fresh
+        );
+    }
+
+    #[test]
+    fn unfinished_windows_resume_at_their_cursor() {
+        let got = backfill_start(&[
+            cp("10..20", Some("cus_b"), false),
+            cp("0..10", None, false),
+            cp("20..30", Some("cus_z"), true),
+        ]);
+        let w = |a, b| Window::new(a, b).expect("window");
+        assert_eq!(
+            got,
+            BackfillStart::Resume(vec![(w(0, 10), None), (w(10, 20), Some("cus_b".into()))])
+        );
+    }
+
+    #[test]
+    fn damaged_or_overlapping_checkpoints_start_fresh() {
+        assert_eq!(
+            backfill_start(&[cp("x..9", None, false)]),
+            BackfillStart::Fresh
+        );
+        assert_eq!(
+            backfill_start(&[cp("0..10", None, false), cp("5..20", None, false)]),
+            BackfillStart::Fresh
+        );
+    }
+
+    #[test]
+    fn checkpoint_keys_follow_what_is_stored() {
+        let both = plan_streams(&chosen("subscriptions,subscription_items"));
+        let items = plan_streams(&chosen("subscription_items"));
+        assert_eq!(both[0].checkpoint_key(), "subscriptions+subscription_items");
+        assert_eq!(items[0].checkpoint_key(), "subscription_items");
+    }
+
+    proptest::proptest! {
+        /// Whatever sequence of splits a run made, its checkpoints partition the original range:
+        /// resuming them walks every second exactly once.
+        #[test]
+        fn windows_from_any_splits_partition_the_range(
+            cuts in proptest::collection::vec((0usize..64, 0i64..1_000_000), 0..40),
+            finished in proptest::collection::vec(proptest::bool::ANY, 64),
+        ) {
+            let whole = Window::new(0, 1_000_000).expect("window");
+            let mut windows = vec![whole];
+            for (pick, at) in cuts {
+                let i = pick % windows.len();
+                let w = windows[i];
+                let last = w.start + at % w.len();
+                if let Some((keep, new)) = w.split_remaining(last, None) {
+                    windows[i] = keep;
+                    windows.push(new);
+                }
+            }
+            let cps: Vec<Checkpoint> = windows
+                .iter()
+                .enumerate()
+                .map(|(i, w)| cp(&w.to_string(), None, finished[i % finished.len()]))
+                .collect();
+            let mut sorted = windows.clone();
+            sorted.sort();
+            proptest::prop_assert_eq!(sorted.first().map(|w| w.start), Some(0));
+            proptest::prop_assert_eq!(sorted.last().map(|w| w.end), Some(1_000_000));
+            for pair in sorted.windows(2) {
+                proptest::prop_assert_eq!(pair[0].end, pair[1].start);
+            }
+            match backfill_start(&cps) {
+                BackfillStart::Fresh => proptest::prop_assert!(cps.iter().all(|c| c.done)),
+                BackfillStart::Resume(open) => {
+                    let expected = cps.iter().filter(|c| !c.done).count();
+                    proptest::prop_assert_eq!(open.len(), expected);
+                }
+            }
+        }
     }
 
     #[test]

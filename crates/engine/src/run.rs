@@ -1,6 +1,11 @@
 //! Executing a full sync: walk every planned stream concurrently under the client's shared
-//! rate budget, turn pages into rows, and hand them to one writer through a bounded channel so
-//! fetching and writing overlap while memory stays bounded (a full channel pauses the walks).
+//! rate budget (each stream itself by several windows, see [`crate::backfill`]), turn pages into
+//! rows, and hand them to one writer through a bounded channel so fetching and writing overlap
+//! while memory stays bounded (a full channel pauses the walks).
+//!
+//! A run is resumable: checkpoints saved with the rows let a rerun after a crash continue each
+//! stream's unfinished windows. A stream that completes reconciles deletions (rows the walk did
+//! not see are objects Stripe no longer has) and forgets its checkpoints.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -8,19 +13,16 @@ use std::time::Instant;
 
 use cls_catalog::DataType;
 use cls_destination::{Batch, Checkpoint, Destination, DestinationError, Row, WriteStats};
-use cls_source::{embedded_children, fetch_children, fetch_page, Window};
+use cls_source::Window;
 use cls_stripe::{RequestCounters, StripeClient, StripeError};
-use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::backfill::{backfill_stream, Pacer};
 use crate::cursor::{latest_events_cursor, store_cursor};
-use crate::plan::{plan_streams, Stream};
+use crate::plan::{backfill_start, plan_streams, BackfillStart, Stream};
 use crate::report::{Progress, RunStatus, SyncReport, TypeReport, TypeStatus};
-
-/// How many child lists of one page are fetched at once (e.g. payment methods of 100
-/// customers); the client's rate budget still governs the pace.
-const CHILD_FETCH_CONCURRENCY: usize = 8;
 
 /// Pages waiting to be written before the walks pause.
 const WRITE_QUEUE: usize = 16;
@@ -50,23 +52,44 @@ pub enum EngineError {
 /// Callback receiving progress events.
 pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
 
-/// Finds the Stripe account id of the key. A restricted key without account access still names
+/// What a run needs to know about the Stripe account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountInfo {
+    /// The account id (`acct_…`).
+    pub id: String,
+    /// When the account was created (unix seconds), when Stripe tells this key.
+    pub created: Option<i64>,
+}
+
+/// Finds the Stripe account of the key. A restricted key without account access still names
 /// the account in Stripe's 403 message, which is enough to key the data by account.
+pub async fn account_info(
+    client: &StripeClient,
+    counters: &RequestCounters,
+) -> Result<AccountInfo, StripeError> {
+    match client.get("/v1/account", &[], counters).await {
+        Ok(v) => Ok(AccountInfo {
+            id: v
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or("acct_unknown")
+                .to_string(),
+            created: v.get("created").and_then(Value::as_i64),
+        }),
+        Err(StripeError::PermissionDenied { message, .. }) => Ok(AccountInfo {
+            id: account_in_message(&message).unwrap_or_else(|| "acct_unknown".to_string()),
+            created: None,
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// The Stripe account id of the key (see [`account_info`]).
 pub async fn resolve_account(
     client: &StripeClient,
     counters: &RequestCounters,
 ) -> Result<String, StripeError> {
-    match client.get("/v1/account", &[], counters).await {
-        Ok(v) => Ok(v
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or("acct_unknown")
-            .to_string()),
-        Err(StripeError::PermissionDenied { message, .. }) => {
-            Ok(account_in_message(&message).unwrap_or_else(|| "acct_unknown".to_string()))
-        }
-        Err(e) => Err(e),
-    }
+    Ok(account_info(client, counters).await?.id)
 }
 
 /// The `acct_…` id quoted in a Stripe permission message, if any.
@@ -80,33 +103,41 @@ fn account_in_message(message: &str) -> Option<String> {
 }
 
 /// One unit of work for the writer.
-enum WriteJob {
+pub(crate) enum WriteJob {
+    /// Rows of one data type, with the checkpoint they complete.
     Rows {
         data_type: &'static DataType,
         rows: Vec<Row>,
         checkpoint: Option<Checkpoint>,
+    },
+    /// A window's checkpoint replaced by its parts (a split).
+    Split {
+        key: String,
+        retire: String,
+        replacements: Vec<Checkpoint>,
     },
     /// Answered once every job sent before it is written (or the writer failed).
     Flush(oneshot::Sender<()>),
 }
 
 /// State shared by the walks of one run.
-struct RunCtx {
-    client: StripeClient,
+pub(crate) struct RunCtx {
+    pub(crate) client: StripeClient,
     /// Version of every row read in this run: the fetch time in milliseconds.
-    version: i64,
-    window: Window,
-    counters: HashMap<&'static str, Arc<RequestCounters>>,
+    pub(crate) version: i64,
+    pub(crate) counters: HashMap<&'static str, Arc<RequestCounters>>,
     objects: Mutex<HashMap<&'static str, u64>>,
-    progress: ProgressFn,
+    pub(crate) progress: ProgressFn,
+    pub(crate) pacer: Pacer,
 }
 
 impl RunCtx {
-    fn counters(&self, t: &DataType) -> Arc<RequestCounters> {
+    pub(crate) fn counters(&self, t: &DataType) -> Arc<RequestCounters> {
         self.counters.get(t.name).cloned().unwrap_or_default()
     }
 
-    fn count(&self, t: &'static DataType, n: u64) -> u64 {
+    /// Adds `n` objects read of `t`; returns the total so far.
+    pub(crate) fn count(&self, t: &'static DataType, n: u64) -> u64 {
         let mut m = self.objects.lock().unwrap_or_else(|p| p.into_inner());
         let c = m.entry(t.name).or_default();
         *c += n;
@@ -114,197 +145,102 @@ impl RunCtx {
     }
 }
 
-fn rows_from(objects: Vec<Value>, version: i64) -> Vec<Row> {
-    objects
-        .into_iter()
-        .filter_map(|object| {
-            let Some(id) = object.get("id").and_then(Value::as_str) else {
-                tracing::warn!(object = %object.get("object").unwrap_or(&serde_json::Value::Null), "Stripe returned an object without an id; it cannot be stored");
-                return None;
-            };
-            let id = id.to_string();
-            Some(Row {
-                id,
-                object,
-                version,
-                deleted: false,
-            })
-        })
-        .collect()
-}
-
-fn last_id(objects: &[Value]) -> Option<String> {
-    objects
-        .last()
-        .and_then(|o| o.get("id"))
-        .and_then(Value::as_str)
-        .map(str::to_string)
-}
-
 /// The errors of the data types that failed, by data type.
-type StreamErrors = HashMap<&'static str, StripeError>;
+pub(crate) type StreamErrors = HashMap<&'static str, StripeError>;
+
+/// What a stream's backfill remembers across a crash, beside its checkpoints (which hold its
+/// windows): the version its rows are at least, for reconciling deletions at the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct BackfillState {
+    /// Rows written by this backfill (by any process of it) have at least this version.
+    version: i64,
+}
+
+fn state_key(stream: &Stream) -> String {
+    format!("backfill:{}", stream.checkpoint_key())
+}
 
 /// How one stream ended.
 struct StreamOutcome {
     errors: StreamErrors,
     ended: Instant,
+    deleted: HashMap<&'static str, u64>,
 }
 
-/// Walks one top-level list within the run's window, sending rows of the stored types to the
-/// writer; returns which of its data types failed.
-async fn walk(ctx: Arc<RunCtx>, stream: Stream, tx: mpsc::Sender<WriteJob>) -> StreamOutcome {
-    let errors = walk_pages(&ctx, &stream, &tx).await;
-    // Wait until this stream's rows are written, so its report counts only what is stored.
+/// Plans (fresh or resumed), walks, reconciles and closes one stream.
+async fn sync_stream(
+    ctx: Arc<RunCtx>,
+    dest: Arc<dyn Destination>,
+    account: AccountInfo,
+    stream: Stream,
+    now: i64,
+    tx: mpsc::Sender<WriteJob>,
+) -> Result<StreamOutcome, DestinationError> {
+    let key = stream.checkpoint_key();
+    let saved: Option<BackfillState> = dest
+        .get_state(&account.id, &state_key(&stream))
+        .await?
+        .and_then(|raw| serde_json::from_str(&raw).ok());
+    let checkpoints = dest.checkpoints(&account.id, &key).await?;
+    let (state, start) = match (saved, backfill_start(&checkpoints)) {
+        (Some(state), BackfillStart::Resume(windows)) => {
+            tracing::info!(stream = %key, windows = windows.len(), "resuming an interrupted backfill");
+            (state, windows)
+        }
+        _ => {
+            let state = BackfillState {
+                version: ctx.version,
+            };
+            let whole = Window::everything_before(now);
+            dest.clear_checkpoints(&account.id, &key).await?;
+            dest.set_state(
+                &account.id,
+                &state_key(&stream),
+                &serde_json::to_string(&state).unwrap_or_default(),
+            )
+            .await?;
+            (state, vec![(whole, None)])
+        }
+    };
+    for t in stream.stored_types() {
+        (ctx.progress)(Progress::Started { data_type: t.name });
+    }
+    let errors = backfill_stream(
+        ctx.clone(),
+        stream.clone(),
+        start,
+        tx.clone(),
+        account.created,
+    )
+    .await;
+    // Wait until this stream's rows are written before reconciling or reporting.
     let (done_tx, done_rx) = oneshot::channel();
     if tx.send(WriteJob::Flush(done_tx)).await.is_ok() {
         let _ = done_rx.await;
     }
-    StreamOutcome {
+    let mut deleted = HashMap::new();
+    if errors.is_empty() {
+        // Every object of the range was written with a version of at least `state.version`:
+        // live rows below it are objects Stripe no longer lists. Only data types whose objects
+        // Stripe deletes are reconciled (events, for one, expire instead).
+        for t in stream.stored_types().into_iter().filter(|t| t.deletable) {
+            let n = dest
+                .mark_unseen_deleted(t, &account.id, state.version, ctx.version)
+                .await?;
+            deleted.insert(t.name, n);
+        }
+        dest.clear_checkpoints(&account.id, &key).await?;
+        dest.set_state(&account.id, &state_key(&stream), "").await?;
+    }
+    Ok(StreamOutcome {
         errors,
         ended: Instant::now(),
-    }
-}
-
-async fn walk_pages(ctx: &RunCtx, stream: &Stream, tx: &mpsc::Sender<WriteJob>) -> StreamErrors {
-    let mut errors = StreamErrors::new();
-    for t in stream.stored_types() {
-        (ctx.progress)(Progress::Started { data_type: t.name });
-    }
-    let walk_counters = ctx.counters(stream.accounting_type());
-    let mut cursor: Option<String> = None;
-    loop {
-        let page = match fetch_page(
-            &ctx.client,
-            stream.walk,
-            Some(ctx.window),
-            cursor.as_deref(),
-            &walk_counters,
-        )
-        .await
-        {
-            Ok(p) => p,
-            Err(e) => {
-                // The walk itself failed: every data type it feeds is incomplete.
-                for t in stream.stored_types() {
-                    errors.entry(t.name).or_insert_with(|| e.clone());
-                }
-                break;
-            }
-        };
-        let has_more = page.has_more;
-        let next = last_id(&page.data);
-        let fraction = page
-            .data
-            .last()
-            .and_then(|o| o.get("created"))
-            .and_then(Value::as_i64)
-            .map(|c| ctx.window.walked_fraction(c));
-
-        for child in &stream.children {
-            if errors.contains_key(child.name) {
-                continue;
-            }
-            match read_children(ctx, child, &page.data).await {
-                Ok(objs) => {
-                    let n = objs.len() as u64;
-                    let total = ctx.count(child, n);
-                    let rows = rows_from(objs, ctx.version);
-                    if tx
-                        .send(WriteJob::Rows {
-                            data_type: child,
-                            rows,
-                            checkpoint: None,
-                        })
-                        .await
-                        .is_err()
-                    {
-                        return errors;
-                    }
-                    (ctx.progress)(Progress::Advanced {
-                        data_type: child.name,
-                        objects: total,
-                        fraction: if has_more { fraction } else { Some(1.0) },
-                    });
-                }
-                Err(e) => {
-                    errors.insert(child.name, e);
-                }
-            }
-        }
-
-        let checkpoint = Checkpoint {
-            data_type: stream.walk.name.to_string(),
-            window: ctx.window.to_string(),
-            cursor: next.clone(),
-            done: !has_more,
-        };
-        let n = page.data.len() as u64;
-        let (data_type, rows) = if stream.store {
-            (stream.walk, rows_from(page.data, ctx.version))
-        } else {
-            (stream.accounting_type(), Vec::new())
-        };
-        if tx
-            .send(WriteJob::Rows {
-                data_type,
-                rows,
-                checkpoint: Some(checkpoint),
-            })
-            .await
-            .is_err()
-        {
-            return errors;
-        }
-        if stream.store {
-            let total = ctx.count(stream.walk, n);
-            (ctx.progress)(Progress::Advanced {
-                data_type: stream.walk.name,
-                objects: total,
-                fraction: if has_more { fraction } else { Some(1.0) },
-            });
-        }
-        match (has_more, next) {
-            (true, Some(id)) => cursor = Some(id),
-            _ => break,
-        }
-    }
-    errors
-}
-
-/// The children of every parent on a page: embedded ones, plus fetched rest where the embedded
-/// page says `has_more`.
-async fn read_children(
-    ctx: &RunCtx,
-    child: &'static DataType,
-    parents: &[Value],
-) -> Result<Vec<Value>, StripeError> {
-    let counters = ctx.counters(child);
-    let mut out = Vec::new();
-    let mut to_fetch = Vec::new();
-    for parent in parents {
-        let Some(parent_id) = parent.get("id").and_then(Value::as_str) else {
-            continue;
-        };
-        let embedded = embedded_children(child, parent);
-        out.extend(embedded.items);
-        if embedded.fetch_more {
-            to_fetch.push((parent_id.to_string(), embedded.after));
-        }
-    }
-    let fetched: Vec<Vec<Value>> = futures::stream::iter(to_fetch)
-        .map(|(parent_id, after)| {
-            let counters = counters.clone();
-            async move { fetch_children(&ctx.client, child, &parent_id, after, &counters).await }
-        })
-        .buffered(CHILD_FETCH_CONCURRENCY)
-        .try_collect()
-        .await?;
-    out.extend(fetched.into_iter().flatten());
-    Ok(out)
+        deleted,
+    })
 }
 
 /// Writes jobs one at a time in arrival order. Order matters: a page's checkpoint must not be
-/// committed before the rows of earlier pages.
+/// committed before the rows of earlier pages, nor a split before the page it follows.
 async fn write_loop(
     dest: Arc<dyn Destination>,
     account_id: String,
@@ -315,6 +251,14 @@ async fn write_loop(
         match job {
             WriteJob::Flush(done) => {
                 let _ = done.send(());
+            }
+            WriteJob::Split {
+                key,
+                retire,
+                replacements,
+            } => {
+                dest.replace_checkpoint(&account_id, &key, &retire, &replacements)
+                    .await?;
             }
             WriteJob::Rows {
                 data_type,
@@ -343,7 +287,7 @@ async fn write_loop(
     Ok(())
 }
 
-/// Runs a full sync of the chosen data types into `dest`.
+/// Runs a full sync of the chosen data types into `dest`, resuming an interrupted one.
 ///
 /// The key is checked (by reading the account) before the destination is touched, so an
 /// invalid key writes nothing. A data type that fails (a missing permission, retries
@@ -356,10 +300,12 @@ pub async fn run_full_sync(
 ) -> Result<SyncReport, EngineError> {
     let started = Instant::now();
     let account_counters = RequestCounters::default();
-    let account_id = resolve_account(client, &account_counters).await?;
+    let account = account_info(client, &account_counters).await?;
     dest.prepare(&options.types).await?;
 
     let now_ms = chrono::Utc::now().timestamp_millis();
+    // Objects created in the current second may still be arriving: the range ends at it and
+    // they are left to the next run.
     let now = options.now.unwrap_or(now_ms / 1000);
     // Taken before any list is walked, so changes made during the backfill are replayed by the
     // next incremental run. Without it (no permission to read events) runs stay full.
@@ -371,6 +317,7 @@ pub async fn run_full_sync(
             None
         }
     };
+
     let counters: HashMap<&'static str, Arc<RequestCounters>> = options
         .types
         .iter()
@@ -379,45 +326,55 @@ pub async fn run_full_sync(
     let ctx = Arc::new(RunCtx {
         client: client.clone(),
         version: now_ms,
-        // Objects created in the current second may still be arriving: the window ends at it
-        // and they are left to the next run.
-        window: Window::everything_before(now),
         counters,
         objects: Mutex::new(HashMap::new()),
         progress: progress.clone(),
+        pacer: Pacer::new(client.rates()),
     });
 
     let stats = Arc::new(Mutex::new(HashMap::new()));
     let (tx, rx) = mpsc::channel(WRITE_QUEUE);
     let writer = tokio::spawn(write_loop(
         dest.clone(),
-        account_id.clone(),
+        account.id.clone(),
         rx,
         stats.clone(),
     ));
 
-    let streams = plan_streams(&options.types);
     let mut starts: HashMap<&'static str, Instant> = HashMap::new();
     let mut tasks = Vec::new();
-    for stream in streams {
-        for t in stream.stored_types() {
+    for stream in plan_streams(&options.types) {
+        let types = stream.stored_types();
+        for t in &types {
             starts.insert(t.name, Instant::now());
         }
-        let types = stream.stored_types();
-        let handle = tokio::spawn(walk(ctx.clone(), stream, tx.clone()));
+        let handle = tokio::spawn(sync_stream(
+            ctx.clone(),
+            dest.clone(),
+            account.clone(),
+            stream,
+            now,
+            tx.clone(),
+        ));
         tasks.push((types, handle));
     }
     drop(tx);
 
     let mut errors: StreamErrors = HashMap::new();
     let mut ends: HashMap<&'static str, Instant> = HashMap::new();
+    let mut deleted: HashMap<&'static str, u64> = HashMap::new();
+    let mut failure: Option<EngineError> = None;
     for (types, handle) in tasks {
         match handle.await {
-            Ok(outcome) => {
+            Ok(Ok(outcome)) => {
                 errors.extend(outcome.errors);
+                deleted.extend(outcome.deleted);
                 for t in &types {
                     ends.insert(t.name, outcome.ended);
                 }
+            }
+            Ok(Err(e)) => {
+                failure.get_or_insert(EngineError::Destination(e));
             }
             Err(join) => {
                 for t in &types {
@@ -432,9 +389,8 @@ pub async fn run_full_sync(
         }
         for t in types {
             let span = (starts.get(t.name), ends.get(t.name));
-            (progress)(Progress::Finished(type_report(
-                &ctx, t, &stats, &errors, span,
-            )));
+            let report = type_report(&ctx, t, &stats, &errors, &deleted, span);
+            (progress)(Progress::Finished(report));
         }
     }
     match writer.await {
@@ -446,15 +402,18 @@ pub async fn run_full_sync(
             }))
         }
     }
+    if let Some(e) = failure {
+        return Err(e);
+    }
     let types = options
         .types
         .iter()
         .map(|t| {
             let span = (starts.get(t.name), ends.get(t.name));
-            type_report(&ctx, t, &stats, &errors, span)
+            type_report(&ctx, t, &stats, &errors, &deleted, span)
         })
         .collect();
-    let report = SyncReport::new(account_id, types, started.elapsed().as_secs_f64());
+    let report = SyncReport::new(account.id, types, started.elapsed().as_secs_f64());
     if let (RunStatus::Succeeded, Some(cursor)) = (report.status, cursor) {
         store_cursor(dest.as_ref(), &report.account_id, &cursor).await?;
     }
@@ -466,6 +425,7 @@ fn type_report(
     t: &'static DataType,
     stats: &Mutex<HashMap<&'static str, WriteStats>>,
     errors: &StreamErrors,
+    deleted: &HashMap<&'static str, u64>,
     (started, ended): (Option<&Instant>, Option<&Instant>),
 ) -> TypeReport {
     let written = stats
@@ -498,7 +458,7 @@ fn type_report(
         objects,
         inserted: written.inserted,
         updated: written.updated,
-        deleted: 0,
+        deleted: deleted.get(t.name).copied().unwrap_or(0),
         requests: c.requests,
         retries: c.retries,
         rate_limited: c.rate_limited,
@@ -522,15 +482,11 @@ mod tests {
     }
 
     #[test]
-    fn rows_keep_the_object_whole_and_skip_objects_without_id() {
-        let objs = vec![
-            serde_json::json!({"id": "cus_1", "object": "customer"}),
-            serde_json::json!({"object": "customer"}),
-        ];
-        let rows = rows_from(objs, 42);
-        assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].id, "cus_1");
-        assert_eq!(rows[0].version, 42);
-        assert_eq!(rows[0].object["object"], "customer");
+    fn backfill_state_round_trips() {
+        let s = BackfillState {
+            version: 1_700_000_000_123,
+        };
+        let raw = serde_json::to_string(&s).expect("serializes");
+        assert_eq!(serde_json::from_str::<BackfillState>(&raw).ok(), Some(s));
     }
 }

@@ -65,6 +65,40 @@ impl Window {
         ))
     }
 
+    /// Splits off the untouched older part of a window that a newest-first walk is in.
+    ///
+    /// The walk has seen every object newer than `last_created` and some created exactly at
+    /// `last_created`. What is left is `[start, last_created]`; it is cut at a second `mid` in
+    /// `(start, last_created]`, so the walk keeps `[mid, end)` — which still holds
+    /// `last_created`, whose remaining ties only its cursor can reach — and `[start, mid)` is
+    /// handed to a new walk. `at_least`, when inside the left part, moves the cut down to it
+    /// (e.g. the account's creation time, so one cut separates the empty years before it).
+    /// `None` when the left part is a single second (or `last_created` is outside the window).
+    pub fn split_remaining(
+        &self,
+        last_created: i64,
+        hint: Option<i64>,
+    ) -> Option<(Window, Window)> {
+        if !self.contains(last_created) || last_created - self.start < 1 {
+            return None;
+        }
+        let half = self.start + (last_created - self.start + 1) / 2;
+        let mid = match hint {
+            Some(h) if self.start < h && h < half => h,
+            _ => half,
+        };
+        Some((
+            Window {
+                start: mid,
+                end: self.end,
+            },
+            Window {
+                start: self.start,
+                end: mid,
+            },
+        ))
+    }
+
     /// How far a newest-first walk has come when the last object seen was created at `created`:
     /// 0.0 at the start of the walk (newest end), 1.0 at the oldest end.
     pub fn walked_fraction(&self, created: i64) -> f64 {
@@ -115,6 +149,55 @@ mod tests {
     fn a_single_second_cannot_split() {
         assert_eq!(Window::new(7, 8).expect("one second").split(), None);
         assert_eq!(Window::new(8, 8), None);
+    }
+
+    #[test]
+    fn split_remaining_keeps_the_cursor_second_and_hands_off_older_seconds() {
+        let w = Window::new(0, 100).expect("non-empty");
+        let (keep, new) = w.split_remaining(40, None).expect("splittable");
+        assert_eq!((keep.start, keep.end, new.start, new.end), (20, 100, 0, 20));
+        assert!(
+            keep.contains(40),
+            "ties at the cursor's second stay with the cursor"
+        );
+        // A hint inside the older part moves the cut there.
+        let (keep, new) = w.split_remaining(40, Some(5)).expect("splittable");
+        assert_eq!((keep.start, new.end), (5, 5));
+        // A hint outside is ignored.
+        let (keep, _) = w.split_remaining(40, Some(90)).expect("splittable");
+        assert_eq!(keep.start, 20);
+    }
+
+    #[test]
+    fn nothing_to_split_when_the_rest_is_one_second_or_outside() {
+        let w = Window::new(10, 20).expect("non-empty");
+        assert_eq!(w.split_remaining(10, None), None, "only second 10 is left");
+        assert_eq!(w.split_remaining(25, None), None, "outside the window");
+        assert!(w.split_remaining(11, None).is_some());
+    }
+
+    proptest::proptest! {
+        /// Splits never lose or duplicate a second: the kept and handed-off windows are
+        /// disjoint and cover the original, and the cursor's second stays with the cursor.
+        #[test]
+        fn splits_are_disjoint_covering_and_keep_the_cursor(
+            start in -1000i64..1000,
+            len in 1i64..5000,
+            at in 0i64..5000,
+            hint in proptest::option::of(-2000i64..7000),
+        ) {
+            let w = Window::new(start, start + len).expect("non-empty");
+            let last = start + at % len;
+            if let Some((keep, new)) = w.split_remaining(last, hint) {
+                proptest::prop_assert_eq!(new.start, w.start);
+                proptest::prop_assert_eq!(new.end, keep.start);
+                proptest::prop_assert_eq!(keep.end, w.end);
+                proptest::prop_assert!(new.start < new.end && keep.start < keep.end);
+                proptest::prop_assert!(keep.contains(last));
+            } else {
+                proptest::prop_assert!(last == w.start);
+            }
+        }
     }
 
     #[test]

@@ -196,6 +196,8 @@ struct Shared {
     authorization: HeaderValue,
     policy: RetryPolicy,
     budget: RateBudget,
+    /// The configured rates: requests per second for the account, and per endpoint.
+    rates: (u32, u32),
 }
 
 /// A read-only Stripe client. Clones share one connection pool and one rate budget.
@@ -297,11 +299,18 @@ impl StripeClient {
                 max_backoff: config.max_backoff,
             },
             budget: RateBudget::new(global_rps, config.per_endpoint_rps, adaptation),
+            rates: (global_rps, config.per_endpoint_rps),
         };
         Ok(StripeClient {
             shared: Arc::new(shared),
             account: config.stripe_account,
         })
+    }
+
+    /// The rate budget's configured rates: (requests per second for the whole account,
+    /// requests per second for any one endpoint). Callers size their concurrency with them.
+    pub fn rates(&self) -> (u32, u32) {
+        self.shared.rates
     }
 
     /// The key requests are sent with.

@@ -1,0 +1,440 @@
+//! The parallel backfill of one stream: its `created` range is walked by several cursors at
+//! once, each owning a disjoint window, so requests flow at the rate budget's ceiling.
+//!
+//! A walk starts with one window. While the run has spare capacity — fewer requests in flight
+//! than the rate budget can serve at the measured latency — a walk that has more pages hands the
+//! older, untouched part of its window to a new walk ([`Window::split_remaining`]). Splitting
+//! only when capacity is idle keeps windows few, so almost every page is full.
+//!
+//! Every page's rows reach the writer with the window's checkpoint, and a split replaces the
+//! window's checkpoint by its two parts in one transaction; the writer keeps that order, so the
+//! saved checkpoints always partition the range and a killed run resumes where it stopped.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cls_catalog::DataType;
+use cls_destination::{Checkpoint, Row};
+use cls_source::{embedded_children, fetch_children, fetch_page, Window};
+use cls_stripe::StripeError;
+use futures::{StreamExt, TryStreamExt};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::plan::Stream;
+use crate::report::Progress;
+use crate::run::{RunCtx, StreamErrors, WriteJob};
+
+/// How many child lists of one page are fetched at once (e.g. payment methods of 100
+/// customers); the client's rate budget still governs the pace.
+const CHILD_FETCH_CONCURRENCY: usize = 8;
+
+/// Latency assumed before any request has been measured.
+const DEFAULT_LATENCY: Duration = Duration::from_millis(300);
+
+/// Headroom over `rate × latency` requests in flight, so the budget never waits on a walk.
+const HEADROOM: f64 = 1.25;
+
+/// Decides when the run has room for one more walk: it shares the count of walks in flight
+/// across all streams of a run.
+pub(crate) struct Pacer {
+    global_rps: f64,
+    endpoint_rps: f64,
+    active: AtomicUsize,
+}
+
+impl Pacer {
+    pub(crate) fn new((global_rps, endpoint_rps): (u32, u32)) -> Self {
+        Pacer {
+            global_rps: f64::from(global_rps),
+            endpoint_rps: f64::from(endpoint_rps),
+            active: AtomicUsize::new(0),
+        }
+    }
+
+    /// Whether a stream with `stream_active` walks may start another, given the mean latency.
+    fn has_room(&self, stream_active: usize, latency: Duration) -> bool {
+        let l = latency.as_secs_f64();
+        let total = (self.global_rps * l * HEADROOM).ceil() as usize + 1;
+        let per_endpoint = (self.endpoint_rps * l * HEADROOM).ceil() as usize + 1;
+        self.active.load(Ordering::Relaxed) < total && stream_active < per_endpoint
+    }
+}
+
+/// What the walks of one stream share.
+struct StreamShared {
+    stream: Stream,
+    key: String,
+    /// Walks of this stream in flight.
+    active: AtomicUsize,
+    /// Set when a walk failed: the others stop at their next page.
+    failed: AtomicBool,
+    errors: Mutex<StreamErrors>,
+    /// Seconds not walked yet, per walk, and the whole range's length: the progress fraction.
+    remaining: Mutex<HashMap<u64, i64>>,
+    total_seconds: i64,
+    next_walk: AtomicUsize,
+    /// Where a split may cut first (the account's creation time).
+    hint: Option<i64>,
+}
+
+impl StreamShared {
+    fn fraction(&self, walk: u64, remaining: i64) -> f64 {
+        let mut m = self.remaining.lock().unwrap_or_else(|p| p.into_inner());
+        m.insert(walk, remaining.max(0));
+        let left: i64 = m.values().sum();
+        (1.0 - left as f64 / self.total_seconds.max(1) as f64).clamp(0.0, 1.0)
+    }
+
+    fn fail(&self, types: &[&'static DataType], e: &StripeError) {
+        self.failed.store(true, Ordering::Relaxed);
+        let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        for t in types {
+            errors.entry(t.name).or_insert_with(|| e.clone());
+        }
+    }
+
+    fn child_failed(&self, child: &'static DataType) -> bool {
+        self.errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(child.name)
+    }
+}
+
+/// A window to walk, and where in it to continue.
+type WalkStart = (Window, Option<String>);
+
+/// Walks every window of a stream until all are done; returns the data types that failed.
+pub(crate) async fn backfill_stream(
+    ctx: Arc<RunCtx>,
+    stream: Stream,
+    start: Vec<WalkStart>,
+    tx: mpsc::Sender<WriteJob>,
+    hint: Option<i64>,
+) -> StreamErrors {
+    let total_seconds = start.iter().map(|(w, _)| w.len()).sum();
+    let shared = Arc::new(StreamShared {
+        key: stream.checkpoint_key(),
+        stream,
+        active: AtomicUsize::new(0),
+        failed: AtomicBool::new(false),
+        errors: Mutex::new(StreamErrors::new()),
+        remaining: Mutex::new(HashMap::new()),
+        total_seconds,
+        next_walk: AtomicUsize::new(0),
+        hint,
+    });
+    let (spawn_tx, mut spawn_rx) = mpsc::unbounded_channel::<WalkStart>();
+    let mut walks = JoinSet::new();
+    let launch = |walks: &mut JoinSet<()>, (w, cursor): WalkStart| {
+        shared.active.fetch_add(1, Ordering::Relaxed);
+        ctx.pacer.active.fetch_add(1, Ordering::Relaxed);
+        walks.spawn(walk(
+            ctx.clone(),
+            shared.clone(),
+            w,
+            cursor,
+            tx.clone(),
+            spawn_tx.clone(),
+        ));
+    };
+    for s in start {
+        launch(&mut walks, s);
+    }
+    loop {
+        tokio::select! {
+            Some(next) = spawn_rx.recv() => launch(&mut walks, next),
+            joined = walks.join_next() => match joined {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    let err = StripeError::Network { message: format!("a sync task stopped unexpectedly: {e}") };
+                    shared.fail(&shared.stream.stored_types(), &err);
+                }
+                None => match spawn_rx.try_recv() {
+                    Ok(next) => launch(&mut walks, next),
+                    Err(_) => break,
+                },
+            },
+        }
+    }
+    let errors = shared
+        .errors
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    errors
+}
+
+/// Mean request latency over the run so far.
+fn mean_latency(ctx: &RunCtx) -> Duration {
+    let (mut sum, mut n) = (Duration::ZERO, 0u32);
+    for c in ctx.counters.values() {
+        if let Some(l) = c.mean_latency() {
+            sum += l;
+            n += 1;
+        }
+    }
+    if n == 0 {
+        DEFAULT_LATENCY
+    } else {
+        sum / n
+    }
+}
+
+/// Walks one window, newest first, splitting off older parts while the run has room.
+async fn walk(
+    ctx: Arc<RunCtx>,
+    shared: Arc<StreamShared>,
+    mut window: Window,
+    mut cursor: Option<String>,
+    tx: mpsc::Sender<WriteJob>,
+    spawn: mpsc::UnboundedSender<WalkStart>,
+) {
+    let id = shared.next_walk.fetch_add(1, Ordering::Relaxed) as u64;
+    walk_pages(&ctx, &shared, id, &mut window, &mut cursor, &tx, &spawn).await;
+    shared.active.fetch_sub(1, Ordering::Relaxed);
+    ctx.pacer.active.fetch_sub(1, Ordering::Relaxed);
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn walk_pages(
+    ctx: &RunCtx,
+    shared: &StreamShared,
+    id: u64,
+    window: &mut Window,
+    cursor: &mut Option<String>,
+    tx: &mpsc::Sender<WriteJob>,
+    spawn: &mpsc::UnboundedSender<WalkStart>,
+) {
+    let stream = &shared.stream;
+    let walk_counters = ctx.counters(stream.accounting_type());
+    loop {
+        if shared.failed.load(Ordering::Relaxed) {
+            return;
+        }
+        let page = match fetch_page(
+            &ctx.client,
+            stream.walk,
+            Some(*window),
+            cursor.as_deref(),
+            &walk_counters,
+        )
+        .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                // The walk itself failed: every data type it feeds is incomplete.
+                shared.fail(&stream.stored_types(), &e);
+                return;
+            }
+        };
+        let has_more = page.has_more;
+        let next = last_id(&page.data);
+        let last_created = page
+            .data
+            .last()
+            .and_then(|o| o.get("created"))
+            .and_then(Value::as_i64);
+        let fraction = shared.fraction(
+            id,
+            match (has_more, last_created) {
+                (true, Some(c)) => c - window.start,
+                (true, None) => window.len(),
+                (false, _) => 0,
+            },
+        );
+
+        for child in &stream.children {
+            if shared.child_failed(child) {
+                continue;
+            }
+            match read_children(ctx, child, &page.data).await {
+                Ok(objs) => {
+                    let total = ctx.count(child, objs.len() as u64);
+                    let job = WriteJob::Rows {
+                        data_type: child,
+                        rows: rows_from(objs, ctx.version),
+                        checkpoint: None,
+                    };
+                    if tx.send(job).await.is_err() {
+                        return;
+                    }
+                    (ctx.progress)(Progress::Advanced {
+                        data_type: child.name,
+                        objects: total,
+                        fraction: Some(fraction),
+                    });
+                }
+                Err(e) => shared.fail(&[child], &e),
+            }
+        }
+
+        let checkpoint = Checkpoint {
+            data_type: shared.key.clone(),
+            window: window.to_string(),
+            cursor: next.clone(),
+            done: !has_more,
+        };
+        let n = page.data.len() as u64;
+        let (data_type, rows) = if stream.store {
+            (stream.walk, rows_from(page.data, ctx.version))
+        } else {
+            (stream.accounting_type(), Vec::new())
+        };
+        let job = WriteJob::Rows {
+            data_type,
+            rows,
+            checkpoint: Some(checkpoint),
+        };
+        if tx.send(job).await.is_err() {
+            return;
+        }
+        if stream.store {
+            let total = ctx.count(stream.walk, n);
+            (ctx.progress)(Progress::Advanced {
+                data_type: stream.walk.name,
+                objects: total,
+                fraction: Some(fraction),
+            });
+        }
+        let (true, Some(next)) = (has_more, next) else {
+            return;
+        };
+        *cursor = Some(next);
+
+        // Room for another walk: hand the older, untouched part of this window to it.
+        let room = ctx
+            .pacer
+            .has_room(shared.active.load(Ordering::Relaxed), mean_latency(ctx));
+        if let (true, Some(last)) = (room, last_created) {
+            if let Some((keep, older)) = window.split_remaining(last, shared.hint) {
+                let retire = window.to_string();
+                let replacements = vec![
+                    Checkpoint {
+                        data_type: shared.key.clone(),
+                        window: keep.to_string(),
+                        cursor: cursor.clone(),
+                        done: false,
+                    },
+                    Checkpoint {
+                        data_type: shared.key.clone(),
+                        window: older.to_string(),
+                        cursor: None,
+                        done: false,
+                    },
+                ];
+                let job = WriteJob::Split {
+                    key: shared.key.clone(),
+                    retire,
+                    replacements,
+                };
+                if tx.send(job).await.is_err() {
+                    return;
+                }
+                *window = keep;
+                shared.fraction(id, last - keep.start);
+                let _ = spawn.send((older, None));
+            }
+        }
+    }
+}
+
+/// Turns objects into rows of one version; objects without an id cannot be stored.
+pub(crate) fn rows_from(objects: Vec<Value>, version: i64) -> Vec<Row> {
+    objects
+        .into_iter()
+        .filter_map(|object| {
+            let Some(id) = object.get("id").and_then(Value::as_str) else {
+                tracing::warn!(
+                    object = %object.get("object").unwrap_or(&serde_json::Value::Null),
+                    "Stripe returned an object without an id; it cannot be stored"
+                );
+                return None;
+            };
+            let id = id.to_string();
+            Some(Row {
+                id,
+                object,
+                version,
+                deleted: false,
+            })
+        })
+        .collect()
+}
+
+fn last_id(objects: &[Value]) -> Option<String> {
+    objects
+        .last()
+        .and_then(|o| o.get("id"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+/// The children of every parent on a page: embedded ones, plus the fetched rest where the
+/// embedded page says `has_more`.
+async fn read_children(
+    ctx: &RunCtx,
+    child: &'static DataType,
+    parents: &[Value],
+) -> Result<Vec<Value>, StripeError> {
+    let counters = ctx.counters(child);
+    let mut out = Vec::new();
+    let mut to_fetch = Vec::new();
+    for parent in parents {
+        let Some(parent_id) = parent.get("id").and_then(Value::as_str) else {
+            continue;
+        };
+        let embedded = embedded_children(child, parent);
+        out.extend(embedded.items);
+        if embedded.fetch_more {
+            to_fetch.push((parent_id.to_string(), embedded.after));
+        }
+    }
+    let fetched: Vec<Vec<Value>> = futures::stream::iter(to_fetch)
+        .map(|(parent_id, after)| {
+            let counters = counters.clone();
+            async move { fetch_children(&ctx.client, child, &parent_id, after, &counters).await }
+        })
+        .buffered(CHILD_FETCH_CONCURRENCY)
+        .try_collect()
+        .await?;
+    out.extend(fetched.into_iter().flatten());
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn room_follows_rate_times_latency() {
+        let p = Pacer::new((25, 25));
+        // 25 req/s × 0.25 s × 1.25 ≈ 8 (+1): a ninth and tenth walk may start, not an eleventh.
+        p.active.store(8, Ordering::Relaxed);
+        assert!(p.has_room(8, Duration::from_millis(250)));
+        p.active.store(10, Ordering::Relaxed);
+        assert!(!p.has_room(1, Duration::from_millis(250)));
+        // Live mode: the account has room, but one endpoint is capped at its own rate.
+        let live = Pacer::new((100, 25));
+        live.active.store(12, Ordering::Relaxed);
+        assert!(live.has_room(5, Duration::from_millis(250)));
+        assert!(!live.has_room(10, Duration::from_millis(250)));
+    }
+
+    #[test]
+    fn rows_keep_the_object_whole_and_skip_objects_without_id() {
+        let objs = vec![
+            serde_json::json!({"id": "cus_1", "object": "customer"}),
+            serde_json::json!({"object": "customer"}),
+        ];
+        let rows = rows_from(objs, 42);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].id, "cus_1");
+        assert_eq!(rows[0].version, 42);
+        assert_eq!(rows[0].object["object"], "customer");
+    }
+}
