@@ -1,5 +1,6 @@
 //! Measures the emulator against issue 2's targets: generation time for a large account, memory
-//! held per object, and list pages of 100 served per second to a local client.
+//! held per object, list pages of 100 served per second to a local client, and the time of 10,000
+//! mutations.
 //!
 //! `cargo run --release -p cls-emulator --example emulator-bench -- [customers] [seconds] [clients]`
 //! (defaults: 100000 customers, 10 s, 8 concurrent clients).
@@ -140,6 +141,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         p / secs,
         objs.load(Ordering::Relaxed) as f64 / secs,
         bytes.load(Ordering::Relaxed) as f64 / secs / 1e6
+    );
+    // Change over time: 10,000 seeded mutations through /_emulator/mutate.
+    let t2 = Instant::now();
+    let summary: serde_json::Value = http
+        .post(format!("{}/_emulator/mutate", emu.base_url))
+        .json(&serde_json::json!({"count": 10_000, "seed": 1}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    println!(
+        "mutate: 10000 mutations in {:.2} s ({} applied, {} events)",
+        t2.elapsed().as_secs_f64(),
+        summary["applied"],
+        summary["events"]
     );
     emu.shutdown().await;
     Ok(())

@@ -87,3 +87,72 @@ pub fn err(v: &Value) -> (&str, &str, &str, &str) {
 pub fn arr<'a>(export: &'a Value, object: &str) -> &'a Vec<Value> {
     export[object].as_array().unwrap()
 }
+
+/// Sends a form-encoded write (`POST`, or `DELETE` when `delete`) with `key`.
+pub async fn write_with(
+    emu: &RunningEmulator,
+    delete: bool,
+    path: &str,
+    form: &str,
+    key: &str,
+) -> (u16, Value) {
+    let url = format!("{}{path}", emu.base_url);
+    let c = reqwest::Client::new();
+    let req = if delete { c.delete(url) } else { c.post(url) };
+    let resp = req
+        .bearer_auth(key)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("idempotency-key", "test-key-1")
+        .body(form.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let body = resp.bytes().await.unwrap();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+/// `POST` with the secret key.
+pub async fn post(emu: &RunningEmulator, path: &str, form: &str) -> (u16, Value) {
+    write_with(emu, false, path, form, KEY).await
+}
+
+/// `DELETE` with the secret key.
+pub async fn delete(emu: &RunningEmulator, path: &str) -> (u16, Value) {
+    write_with(emu, true, path, "", KEY).await
+}
+
+/// The newest event of a type.
+pub async fn newest_event(emu: &RunningEmulator, ty: &str) -> Value {
+    let page = ok(emu, &format!("/v1/events?type={ty}&limit=1")).await;
+    page["data"][0].clone()
+}
+
+/// Checks every object of an export against the shape digest.
+pub fn check_export_shapes(export: &Value) -> usize {
+    let mut checked = 0;
+    for (object, items) in export.as_object().unwrap() {
+        for item in items.as_array().unwrap() {
+            let deleted = item.get("deleted") == Some(&Value::Bool(true));
+            let key = match cls_emulator::kinds::kind(object) {
+                Some(k) if deleted => k.deleted_digest.unwrap().to_string(),
+                Some(k) => k.digest.to_string(),
+                None => object.clone(),
+            };
+            let errors = cls_emulator::shapes::check(&key, item);
+            assert!(errors.is_empty(), "{object} {}: {errors:?}", item["id"]);
+            if object == "event" {
+                let inner = &item["data"]["object"];
+                let k = cls_emulator::kinds::kind(inner["object"].as_str().unwrap()).unwrap();
+                let errors = cls_emulator::shapes::check(k.digest, inner);
+                assert!(
+                    errors.is_empty(),
+                    "event {} data.object: {errors:?}",
+                    item["id"]
+                );
+            }
+            checked += 1;
+        }
+    }
+    checked
+}
