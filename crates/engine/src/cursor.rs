@@ -27,6 +27,11 @@ pub struct EventsCursor {
     pub created: i64,
     /// The data types the data is current for.
     pub types: Vec<String>,
+    /// Rank of that event among the events of its second, in feed order (see
+    /// [`crate::events::Sequencer`]); 0 when a full sync took the cursor, which does not know it.
+    /// Cursors stored before this field existed read as 0.
+    #[serde(default)]
+    pub rank: u32,
 }
 
 /// Reads the newest event of the account (one request). `now` is used as the position when the
@@ -50,6 +55,7 @@ pub async fn latest_events_cursor(
             .and_then(Value::as_i64)
             .unwrap_or(now),
         types,
+        rank: 0,
     })
 }
 
@@ -85,6 +91,7 @@ mod tests {
             event_id: Some("evt_1".into()),
             created: 1_700_000_000,
             types: vec!["customers".into()],
+            rank: 3,
         };
         let raw = serde_json::to_string(&c).expect("serializes");
         assert_eq!(serde_json::from_str::<EventsCursor>(&raw).ok(), Some(c));

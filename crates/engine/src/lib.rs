@@ -3,19 +3,31 @@
 //!
 //! - [`plan`]: which lists to walk for the chosen data types (pure, tested without I/O);
 //! - [`run`]: executing a full sync;
+//! - [`events`]: what one Stripe event does to the tables and the version it writes with (pure);
+//! - [`incremental`]: following the events feed from the stored cursor, and the apply path
+//!   shared with webhooks;
 //! - [`report`]: progress events and the per-data-type summary.
 
 pub mod backfill;
 pub mod check;
 pub mod cursor;
+pub mod events;
+pub mod incremental;
 pub mod plan;
 pub mod report;
 pub mod run;
 
 pub use check::{check_stripe, StripeCheck, TypeAccess};
 pub use cursor::{load_cursor, store_cursor, EventsCursor, EVENTS_CURSOR_KEY};
+pub use events::{backfill_version, event_version, EventSource, Sequencer, SkipReason};
+pub use incremental::{
+    apply_events, plan_incremental, run_incremental, run_sync, ApplyStats, IncrementalPlan,
+    RequestedMode,
+};
 pub use plan::{plan_streams, Stream};
-pub use report::{Progress, RunStatus, SyncReport, TypeReport, TypeStatus};
+pub use report::{
+    EventsSummary, Progress, RunStatus, SyncMode, SyncReport, TypeReport, TypeStatus,
+};
 pub use run::{
     account_info, resolve_account, run_full_sync, AccountInfo, EngineError, ProgressFn, SyncOptions,
 };

@@ -42,6 +42,8 @@ pub struct TypeReport {
     pub rate_limited: u64,
     /// Wall-clock seconds from the data type's first request to its last write.
     pub seconds: f64,
+    /// `created` windows its list was walked in (several walk at once in a parallel backfill).
+    pub windows: u64,
 }
 
 impl TypeReport {
@@ -58,6 +60,7 @@ impl TypeReport {
             retries: 0,
             rate_limited: 0,
             seconds: 0.0,
+            windows: 0,
         }
     }
 
@@ -79,6 +82,38 @@ pub enum RunStatus {
     Failed,
 }
 
+/// How a run got its data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    /// Every chosen object was listed (a backfill).
+    #[default]
+    Full,
+    /// The events feed since the last run was applied (some data types may still have been
+    /// copied in full; the run's notes say which and why).
+    Incremental,
+}
+
+/// What an incremental run read from the events feed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EventsSummary {
+    /// Events read from the feed.
+    pub read: u64,
+    /// Events applied to at least one table.
+    pub applied: u64,
+    /// Events skipped because their data type was not chosen.
+    pub skipped_not_chosen: u64,
+    /// Events skipped because their object type is not in the catalog (`discount`, `tax_id`…).
+    pub skipped_unknown: u64,
+    /// Events skipped because they lacked an id, a type, a time or an object.
+    pub skipped_malformed: u64,
+    /// Requests made to the events feed.
+    pub requests: u64,
+    /// Id of the newest event applied (the new cursor), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
 /// The summary of a run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SyncReport {
@@ -90,6 +125,16 @@ pub struct SyncReport {
     pub types: Vec<TypeReport>,
     /// Wall-clock seconds of the whole run.
     pub seconds: f64,
+    /// Full or incremental.
+    pub mode: SyncMode,
+    /// What the run decided by itself and why, in words for a person (a fall back to a full
+    /// sync because the events cursor is older than Stripe keeps events, data types copied in
+    /// full because events cannot follow them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// The events feed, for incremental runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub events: Option<EventsSummary>,
 }
 
 impl SyncReport {
@@ -108,6 +153,9 @@ impl SyncReport {
             status,
             types,
             seconds,
+            mode: SyncMode::Full,
+            notes: Vec::new(),
+            events: None,
         }
     }
 
@@ -116,9 +164,10 @@ impl SyncReport {
         self.types.iter().map(|t| t.objects).sum()
     }
 
-    /// Total requests made.
+    /// Total requests made (the events feed's included).
     pub fn requests(&self) -> u64 {
-        self.types.iter().map(|t| t.requests).sum()
+        self.types.iter().map(|t| t.requests).sum::<u64>()
+            + self.events.as_ref().map_or(0, |e| e.requests)
     }
 }
 
