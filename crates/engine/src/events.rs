@@ -6,17 +6,19 @@
 //! Words used here:
 //! - *version*: the ordering key of a row (see `cls_destination::Row::version`). A write only
 //!   replaces a row holding a strictly smaller version.
-//! - *event version*: `created * 1000 + k`, where `k` is the event's rank among the events of
-//!   the same second, oldest first, in the events feed (`0..=999`). Stripe's `created` has
-//!   one-second resolution and event ids carry no order, so the feed's order is the only
-//!   tie-breaker there is.
+//! - *event version*: `created * 1_000_000 + k`, where `k` is the event's rank among the events
+//!   of the same second, oldest first, in the events feed. Stripe's `created` has one-second
+//!   resolution and event ids carry no order, so the feed's order is the only tie-breaker there
+//!   is. A million ranks per second, not a thousand: bursts of thousands of events in one second
+//!   happen (Stripe's own billing runs; the emulator's `/_emulator/mutate` records every change
+//!   of a call in the same second), and a saturated rank would make two events tie.
 //! - *backfill version*: what a full sync's rows carry, see [`backfill_version`].
 //!
 //! ## Why these rules give "newest wins, whatever the order"
 //! - Feed events get strictly increasing versions in feed order (the rank `k` is carried across
 //!   runs in the cursor, see [`Sequencer`]), so applying the feed in any order ends at the
 //!   newest event's snapshot of each object.
-//! - A backfill's rows carry `S * 1000 - 1`, where `S` is the `created` second of the newest
+//! - A backfill's rows carry `S * 1_000_000 - 1`, where `S` is the `created` second of the newest
 //!   event when the backfill started (the events cursor it stores). Every event the next
 //!   incremental run replays is from second `S` or later, so it outranks the backfill — which
 //!   is what is needed, since the backfill may have read an object before such an event changed
@@ -35,9 +37,11 @@ use cls_catalog::DataType;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// Highest rank an event can have within one second; later events of the same second share it
-/// (Stripe would have to emit more than 1000 events in one second on one account).
-pub const MAX_RANK: u32 = 999;
+/// Versions per second of `created`: an event's version is `created * RANKS_PER_SECOND + rank`.
+pub const RANKS_PER_SECOND: i64 = 1_000_000;
+
+/// Highest rank an event can have within one second; later events of the same second share it.
+pub const MAX_RANK: u32 = (RANKS_PER_SECOND - 1) as u32;
 
 /// Where events come from, which decides how ties within one second are broken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,17 +59,18 @@ pub enum EventSource {
 /// The version an event's snapshot is written with.
 pub fn event_version(created: i64, rank: u32) -> i64 {
     created
-        .saturating_mul(1000)
+        .saturating_mul(RANKS_PER_SECOND)
         .saturating_add(i64::from(rank.min(MAX_RANK)))
 }
 
 /// The version of rows read by a full sync whose events cursor sits at second
 /// `cursor_created` (see the module docs). Without a cursor (the key cannot read events, so no
-/// incremental run will ever follow), the local fetch time in milliseconds is used.
+/// incremental run will ever follow, though webhooks may), the local fetch time is used, on
+/// the same scale as event versions (`now_ms * 1000`, i.e. microseconds).
 pub fn backfill_version(cursor_created: Option<i64>, now_ms: i64) -> i64 {
     match cursor_created {
-        Some(s) => s.saturating_mul(1000).saturating_sub(1),
-        None => now_ms,
+        Some(s) => s.saturating_mul(RANKS_PER_SECOND).saturating_sub(1),
+        None => now_ms.saturating_mul(RANKS_PER_SECOND / 1000),
     }
 }
 
@@ -244,7 +249,8 @@ mod tests {
     fn versions_order_seconds_first_then_feed_rank() {
         assert!(event_version(10, 999) < event_version(11, 0));
         assert!(event_version(10, 1) > event_version(10, 0));
-        assert_eq!(event_version(10, 5000), event_version(10, MAX_RANK));
+        assert_eq!(event_version(10, u32::MAX), event_version(10, MAX_RANK));
+        assert!(event_version(10, 5000) < event_version(10, 5001));
     }
 
     #[test]
@@ -252,9 +258,10 @@ mod tests {
         let v = backfill_version(Some(1_000), 5);
         assert!(v < event_version(1_000, 0));
         assert!(v > event_version(999, MAX_RANK - 1));
-        // Only a second with 1000+ events (saturated rank) ties with a backfill.
+        // Only a second with a million events (saturated rank) ties with a backfill.
         assert_eq!(v, event_version(999, MAX_RANK));
-        assert_eq!(backfill_version(None, 1_234_567), 1_234_567);
+        assert_eq!(backfill_version(None, 1_234_567), 1_234_567_000);
+        assert!(backfill_version(None, 1_001_000) > event_version(1_000, MAX_RANK));
     }
 
     #[test]

@@ -325,7 +325,9 @@ pub async fn run_full_sync(
         .collect();
     let ctx = Arc::new(RunCtx {
         client: client.clone(),
-        version: now_ms,
+        // On Stripe's clock (the cursor's second), so the events after the cursor outrank
+        // what this backfill read: see `crate::events` for why.
+        version: crate::events::backfill_version(cursor.as_ref().map(|c| c.created), now_ms),
         counters,
         objects: Mutex::new(HashMap::new()),
         progress: progress.clone(),
