@@ -6,7 +6,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use cls_catalog::DataType;
-use cls_engine::{Progress, RunStatus, SyncReport, TypeStatus};
+use cls_engine::{Progress, RunStatus, SyncMode, SyncReport, TypeStatus};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Plain progress lines are printed at most this often per data type.
@@ -158,6 +158,25 @@ pub fn print_summary(report: &SyncReport) {
             println!("{name}: {error}");
         }
     }
+    if let Some(e) = &report.events {
+        println!();
+        println!(
+            "events: {} read, {} applied, {} skipped (data type not chosen: {}, unknown object: {}, malformed: {}), {} requests",
+            e.read,
+            e.applied,
+            e.skipped_not_chosen + e.skipped_unknown + e.skipped_malformed,
+            e.skipped_not_chosen,
+            e.skipped_unknown,
+            e.skipped_malformed,
+            e.requests
+        );
+    }
+    if !report.notes.is_empty() {
+        println!();
+        for note in &report.notes {
+            println!("note: {note}");
+        }
+    }
     println!();
     let verdict = match report.status {
         RunStatus::Succeeded => "succeeded",
@@ -165,8 +184,12 @@ pub fn print_summary(report: &SyncReport) {
         RunStatus::Failed => "FAILED: no data type was copied completely (see above)",
     };
     println!(
-        "account {}: {} objects, {} requests in {:.1} s — {verdict}",
+        "account {} ({} sync): {} objects, {} requests in {:.1} s — {verdict}",
         report.account_id,
+        match report.mode {
+            SyncMode::Full => "full",
+            SyncMode::Incremental => "incremental",
+        },
         report.objects(),
         report.requests(),
         report.seconds

@@ -1,10 +1,11 @@
-//! `cls sync`: a full backfill of the chosen data types into a database.
+//! `cls sync`: copy the chosen data types into a database — a full backfill, or only what
+//! changed since the last run (the events feed).
 
 use std::io::IsTerminal;
 use std::sync::Arc;
 
 use clap::Args;
-use cls_engine::{run_full_sync, RunStatus, SyncOptions};
+use cls_engine::{run_sync, RequestedMode, RunStatus, SyncOptions};
 use secrecy::SecretString;
 
 use super::{parse_database_url, parse_types, Outcome, StripeArgs};
@@ -28,6 +29,33 @@ pub struct SyncArgs {
     /// Print the summary as JSON on stdout (progress still goes to stderr).
     #[arg(long)]
     pub json: bool,
+    /// full: list every object; incremental: apply Stripe's events since the last run (falls
+    /// back to full, and says why, when the last run is older than the 30 days Stripe keeps
+    /// events or did not cover a data type); auto: incremental when a previous complete sync
+    /// of this account into this database exists, else full.
+    #[arg(long, value_enum, default_value_t = ModeArg::Auto, env = "CLS_SYNC_MODE")]
+    pub mode: ModeArg,
+}
+
+/// `--mode` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeArg {
+    /// List every object of the chosen data types.
+    Full,
+    /// Apply the events since the last run.
+    Incremental,
+    /// Incremental when possible, else full.
+    Auto,
+}
+
+impl From<ModeArg> for RequestedMode {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::Full => RequestedMode::Full,
+            ModeArg::Incremental => RequestedMode::Incremental,
+            ModeArg::Auto => RequestedMode::Auto,
+        }
+    }
 }
 
 /// Runs `cls sync`.
@@ -41,10 +69,11 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<Outcome> {
     let view = Arc::new(ProgressView::new(std::io::stderr().is_terminal(), &types));
     let progress_view = view.clone();
     let options = SyncOptions { types, now: None };
-    let report = run_full_sync(
+    let report = run_sync(
         &client,
         Arc::from(dest),
         &options,
+        args.mode.into(),
         Arc::new(move |p| progress_view.update(p)),
     )
     .await;
