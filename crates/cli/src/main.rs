@@ -30,6 +30,8 @@ enum Command {
     Check(commands::check::CheckArgs),
     /// Run the Stripe API emulator (seeded, offline) for tests, benchmarks and demos.
     Emulator(commands::emulator::EmulatorArgs),
+    /// Receive Stripe webhooks and apply their events to a database as they happen.
+    Listen(commands::listen::ListenArgs),
     /// Try Codeless Sync offline: a seeded Stripe emulator synced into SQLite under ./cls-data.
     Demo(commands::demo::DemoArgs),
 }
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
             Command::Check(args) => commands::check::run(args).await,
             Command::Emulator(args) => commands::emulator::run(args).await,
             Command::Demo(args) => commands::demo::run(args).await,
+            Command::Listen(args) => commands::listen::run(args).await,
         }
     });
     match result {

@@ -4,6 +4,7 @@
 pub mod check;
 pub mod demo;
 pub mod emulator;
+pub mod listen;
 pub mod sync;
 
 use std::process::ExitCode;

@@ -1,0 +1,170 @@
+//! `cls-server`: Codeless Sync's HTTP side. For now, the Stripe webhook receiver that `cls
+//! listen` runs (and `cls serve` will mount).
+//!
+//! - [`webhook`]: signature parsing and verification, pure;
+//! - [`router`]: `POST /webhooks/stripe` and `POST /webhooks/stripe/{configuration}`, which
+//!   verify a delivery and hand its event to the engine's [`cls_engine::apply_events`] — the
+//!   same path as events polled from the feed, so the same ordering guard and dedupe apply.
+//!
+//! Answers, as Stripe expects them:
+//! - `200` `{"received": true, …}`: the event is stored (or was already: a delivery of an event
+//!   already applied changes nothing, and Stripe must not retry it), or it is for data types
+//!   not chosen / an unknown object type (skipped, with the reason);
+//! - `400` `{"error": …}`: missing, malformed, forged or stale signature, an exact replay of a
+//!   delivery already received, or a body that is not an event — nothing is written;
+//! - `500`: the database failed; Stripe retries later.
+
+pub mod webhook;
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use cls_catalog::DataType;
+use cls_destination::Destination;
+use cls_engine::{apply_events, EventSource, SkipReason};
+use cls_stripe::StripeClient;
+use serde_json::{json, Value};
+
+pub use webhook::{ReplayGuard, SignatureError, WebhookSecret, DEFAULT_TOLERANCE_SECS};
+
+/// Everything the receiver needs.
+pub struct WebhookState {
+    /// The endpoint's signing secret.
+    pub secret: WebhookSecret,
+    /// Where events are applied.
+    pub dest: Arc<dyn Destination>,
+    /// For child lists beyond a parent's embedded page; without it they wait for the next
+    /// incremental run.
+    pub client: Option<StripeClient>,
+    /// The Stripe account the destination's rows belong to.
+    pub account_id: String,
+    /// The chosen data types.
+    pub types: Vec<&'static DataType>,
+    /// Tolerance of the signature's timestamp, in seconds.
+    pub tolerance: i64,
+    /// The receiver's clock (unix seconds); tests may fix it.
+    pub clock: fn() -> i64,
+    replay: Mutex<ReplayGuard>,
+}
+
+impl WebhookState {
+    /// A receiver with Stripe's default tolerance and the system clock.
+    pub fn new(
+        secret: WebhookSecret,
+        dest: Arc<dyn Destination>,
+        client: Option<StripeClient>,
+        account_id: String,
+        types: Vec<&'static DataType>,
+    ) -> Self {
+        WebhookState {
+            secret,
+            dest,
+            client,
+            account_id,
+            types,
+            tolerance: DEFAULT_TOLERANCE_SECS,
+            clock: || chrono::Utc::now().timestamp(),
+            replay: Mutex::new(ReplayGuard::default()),
+        }
+    }
+}
+
+/// The receiver's routes.
+pub fn router(state: Arc<WebhookState>) -> Router {
+    Router::new()
+        .route("/webhooks/stripe", post(receive))
+        // The configuration segment is for `cls serve`, which routes one endpoint per
+        // configuration; a single-configuration receiver accepts and ignores it.
+        .route("/webhooks/stripe/{configuration}", post(receive))
+        .with_state(state)
+}
+
+fn refuse(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
+
+async fn receive(
+    State(state): State<Arc<WebhookState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let now = (state.clock)();
+    let header = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok());
+    let verified =
+        webhook::verify(&body, header, &state.secret, now, state.tolerance).and_then(|v| {
+            let mut guard = state.replay.lock().unwrap_or_else(|p| p.into_inner());
+            guard.check(&v, now, state.tolerance)
+        });
+    if let Err(e) = verified {
+        tracing::warn!(error = %e, "webhook delivery refused");
+        return refuse(StatusCode::BAD_REQUEST, e.to_string());
+    }
+    let event: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                format!("the body is not JSON: {e}"),
+            )
+        }
+    };
+    let id = event
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or("?")
+        .to_string();
+    // A Connect event names the connected account; this receiver stores one account's data.
+    if let Some(account) = event.get("account").and_then(Value::as_str) {
+        if account != state.account_id {
+            return (
+                StatusCode::OK,
+                Json(json!({"received": true, "id": id, "skipped": "event of another account"})),
+            )
+                .into_response();
+        }
+    }
+    let applied = apply_events(
+        state.client.as_ref(),
+        state.dest.as_ref(),
+        &state.account_id,
+        &state.types,
+        std::slice::from_ref(&event),
+        EventSource::Webhook,
+    )
+    .await;
+    match applied {
+        Ok(stats) => {
+            if stats.skipped(SkipReason::Malformed) > 0 {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    "the body is not a Stripe event (id, type, created and data.object are required)"
+                        .to_string(),
+                );
+            }
+            let skipped = stats.skipped.keys().next().map(|r| r.as_str());
+            let written: u64 = stats.types.values().map(|t| t.inserted + t.updated).sum();
+            tracing::info!(event = %id, written, "webhook event applied");
+            (
+                StatusCode::OK,
+                Json(json!({
+                    "received": true,
+                    "id": id,
+                    "rows_written": written,
+                    "skipped": skipped,
+                })),
+            )
+                .into_response()
+        }
+        Err(e) => {
+            tracing::error!(event = %id, error = %e, "webhook event could not be applied");
+            refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+        }
+    }
+}
