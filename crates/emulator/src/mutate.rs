@@ -67,6 +67,7 @@ struct Pools {
     prices: Vec<String>,
     subscriptions: Vec<String>,
     invoices: Vec<String>,
+    all_invoices: Vec<String>,
 }
 
 fn live_ids(
@@ -113,6 +114,7 @@ pub fn mutate(store: &mut Store, now: i64, req: MutateRequest) -> (Value, Vec<By
         invoices: live_ids(store, "invoice", |r| {
             matches!(r.field("status"), Some("open" | "uncollectible"))
         }),
+        all_invoices: live_ids(store, "invoice", |_| true),
     };
     let mut w = Writer::new(store, req.seed, now);
     let mut by_kind: BTreeMap<&'static str, u64> = BTreeMap::new();
@@ -305,20 +307,14 @@ fn one(w: &mut Writer<'_>, p: &mut Pools) -> (&'static str, Result<(), ApiError>
         }
         90..=99 => {
             // Any invoice, not only open ones: metadata can change whatever the status.
-            let n = w.store.table("invoice").map_or(0, |t| t.len());
-            if n > 0 {
-                let k = w.rng.gen_range(0..n);
-                let id = w
-                    .store
-                    .table("invoice")
-                    .and_then(|t| t.iter().nth(k).map(|r| r.id.to_string()));
-                if let Some(id) = id {
-                    let form = Form::new().meta(
-                        "reconciled",
-                        Some(if w.rng.gen_bool(0.5) { "yes" } else { "no" }),
-                    );
-                    return ("invoice.update", w.update_invoice(&id, &form).map(drop));
-                }
+            if let Some(id) = pick(&mut w.rng, &mut p.all_invoices, |id| {
+                live(w.store, "invoice", id)
+            }) {
+                let form = Form::new().meta(
+                    "reconciled",
+                    Some(if w.rng.gen_bool(0.5) { "yes" } else { "no" }),
+                );
+                return ("invoice.update", w.update_invoice(&id, &form).map(drop));
             }
         }
         _ => {}

@@ -17,6 +17,11 @@
 //! `customer.subscription.deleted`); a product with prices cannot be deleted; prices are never
 //! deleted, only archived (`active=false`); a recurring price is mirrored by a plan of the same id,
 //! updated alongside it; a canceled subscription only takes `metadata` and `cancellation_details`.
+//!
+//! Not emulated: idempotent replays (the `Idempotency-Key` header is recorded in events' `request`
+//! but a repeated key runs again), creating subscriptions or invoices, changing subscription items,
+//! charges for paid invoices (a paid invoice is settled without a new charge), finalizing drafts on
+//! pay, detaching a deleted customer's payment methods.
 
 use crate::error::ApiError;
 use crate::form::{apply_metadata, Field, Form, Param};
@@ -435,20 +440,22 @@ impl<'a> Writer<'a> {
     /// then deletes it. Returns the deleted stub.
     pub fn delete_customer(&mut self, id: &str) -> Result<Bytes, ApiError> {
         let old = self.load("customer", id)?;
-        let live: Vec<String> = self
+        // An unordered scan, sorted after: oldest subscription first, deterministic.
+        let mut live: Vec<(crate::store::Key, String)> = self
             .store
             .table("subscription")
             .map(|t| {
-                t.iter()
+                t.unordered()
                     .filter(|r| {
                         r.field("customer") == Some(id)
                             && !matches!(r.field("status"), Some("canceled" | "incomplete_expired"))
                     })
-                    .map(|r| r.id.to_string())
+                    .map(|r| (r.key(), r.id.to_string()))
                     .collect()
             })
             .unwrap_or_default();
-        for sub in live {
+        live.sort();
+        for (_, sub) in live {
             self.cancel_subscription(&sub, &Form::new())?;
         }
         let before = Value::Object(old);
@@ -530,7 +537,7 @@ impl<'a> Writer<'a> {
     pub fn delete_product(&mut self, id: &str) -> Result<Bytes, ApiError> {
         let old = self.load("product", id)?;
         let has_prices = self.store.table("price").is_some_and(|t| {
-            t.iter()
+            t.unordered()
                 .any(|r| !r.deleted && r.field("product") == Some(id))
         });
         if has_prices {
