@@ -55,18 +55,20 @@ impl Stream {
     }
 }
 
-/// Where a stream's backfill begins.
+/// Where a stream's backfill begins when an interrupted run is resumed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackfillStart {
-    /// Nothing to resume: walk the whole range from the newest object.
+    /// Nothing usable saved: walk the whole range from the newest object.
     Fresh,
-    /// An interrupted run left these windows unfinished, each with the cursor of its last
+    /// The interrupted run finished this stream already.
+    Done,
+    /// The interrupted run left these windows unfinished, each with the cursor of its last
     /// written page.
     Resume(Vec<(Window, Option<String>)>),
 }
 
-/// Decides from saved checkpoints whether to resume. Checkpoints that are all done (a finished
-/// run), unreadable, or overlapping (written by something else) mean a fresh start: resuming
+/// Decides from a stream's saved checkpoints how an interrupted run continues it. Checkpoints
+/// that are unreadable or overlapping (written by something else) mean a fresh start: resuming
 /// from them could skip objects.
 pub fn backfill_start(checkpoints: &[Checkpoint]) -> BackfillStart {
     let mut windows = Vec::with_capacity(checkpoints.len());
@@ -77,10 +79,10 @@ pub fn backfill_start(checkpoints: &[Checkpoint]) -> BackfillStart {
         }
     }
     windows.sort_by_key(|(w, _)| w.start);
-    if windows
+    let overlapping = windows
         .windows(2)
-        .any(|pair| pair[0].0.end > pair[1].0.start)
-    {
+        .any(|pair| pair[0].0.end > pair[1].0.start);
+    if windows.is_empty() || overlapping {
         return BackfillStart::Fresh;
     }
     let open: Vec<(Window, Option<String>)> = windows
@@ -89,7 +91,7 @@ pub fn backfill_start(checkpoints: &[Checkpoint]) -> BackfillStart {
         .map(|(w, cp)| (w, cp.cursor.clone()))
         .collect();
     if open.is_empty() {
-        BackfillStart::Fresh
+        BackfillStart::Done
     } else {
         BackfillStart::Resume(open)
     }
@@ -171,11 +173,11 @@ mod tests {
     }
 
     #[test]
-    fn no_checkpoints_or_only_finished_ones_start_fresh() {
+    fn no_checkpoints_start_fresh_and_finished_ones_are_done() {
         assert_eq!(backfill_start(&[]), BackfillStart::Fresh);
         assert_eq!(
             backfill_start(&[cp("0..10", None, true), cp("10..20", Some("c"), true)]),
-            BackfillStart::Fresh
+            BackfillStart::Done
         );
     }
 
@@ -245,7 +247,8 @@ mod tests {
                 proptest::prop_assert_eq!(pair[0].end, pair[1].start);
             }
             match backfill_start(&cps) {
-                BackfillStart::Fresh => proptest::prop_assert!(cps.iter().all(|c| c.done)),
+                BackfillStart::Fresh => proptest::prop_assert!(false, "valid checkpoints"),
+                BackfillStart::Done => proptest::prop_assert!(cps.iter().all(|c| c.done)),
                 BackfillStart::Resume(open) => {
                     let expected = cps.iter().filter(|c| !c.done).count();
                     proptest::prop_assert_eq!(open.len(), expected);

@@ -20,7 +20,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::backfill::{backfill_stream, Pacer};
-use crate::cursor::{latest_events_cursor, store_cursor};
+use crate::cursor::{latest_events_cursor, store_cursor, EventsCursor};
 use crate::plan::{backfill_start, plan_streams, BackfillStart, Stream};
 use crate::report::{Progress, RunStatus, SyncReport, TypeReport, TypeStatus};
 
@@ -35,6 +35,10 @@ pub struct SyncOptions {
     /// Unix seconds treated as "now": objects created from this second on are left to the next
     /// run. `None` uses the clock.
     pub now: Option<i64>,
+    /// Walk the way the peers do — one cursor per data type, one data type at a time, one
+    /// child list at a time — instead of in parallel windows. Only the benchmark's baseline
+    /// wants this.
+    pub sequential: bool,
 }
 
 /// Errors that stop a whole run (as opposed to one data type failing).
@@ -127,6 +131,8 @@ pub(crate) struct RunCtx {
     pub(crate) version: i64,
     pub(crate) counters: HashMap<&'static str, Arc<RequestCounters>>,
     objects: Mutex<HashMap<&'static str, u64>>,
+    /// Windows walked per data type.
+    windows: Mutex<HashMap<&'static str, u64>>,
     pub(crate) progress: ProgressFn,
     pub(crate) pacer: Pacer,
 }
@@ -143,64 +149,77 @@ impl RunCtx {
         *c += n;
         *c
     }
+
+    /// Counts one more window walked for each of `types`.
+    pub(crate) fn count_window(&self, types: &[&'static DataType]) {
+        let mut m = self.windows.lock().unwrap_or_else(|p| p.into_inner());
+        for t in types {
+            *m.entry(t.name).or_default() += 1;
+        }
+    }
 }
 
 /// The errors of the data types that failed, by data type.
 pub(crate) type StreamErrors = HashMap<&'static str, StripeError>;
 
-/// What a stream's backfill remembers across a crash, beside its checkpoints (which hold its
-/// windows): the version its rows are at least, for reconciling deletions at the end.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-struct BackfillState {
-    /// Rows written by this backfill (by any process of it) have at least this version.
+/// A full sync that has started and not yet completed: what a rerun after a crash needs to
+/// continue it rather than start over (the windows themselves are in the checkpoints).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct RunState {
+    /// Rows written by this run (by any of its attempts) have at least this version.
     version: i64,
+    /// The `created` range walked ends here (exclusive).
+    end: i64,
+    /// The events cursor taken when the run began, stored when it completes.
+    cursor: Option<EventsCursor>,
 }
 
-fn state_key(stream: &Stream) -> String {
-    format!("backfill:{}", stream.checkpoint_key())
-}
+/// State key of the full sync in progress.
+const RUN_STATE_KEY: &str = "full_sync_in_progress";
 
 /// How one stream ended.
 struct StreamOutcome {
     errors: StreamErrors,
     ended: Instant,
     deleted: HashMap<&'static str, u64>,
+    /// Whether an interrupted attempt of this run had finished it already.
+    already_done: bool,
 }
 
-/// Plans (fresh or resumed), walks, reconciles and closes one stream.
+/// Plans (fresh or resumed), walks and reconciles one stream.
 async fn sync_stream(
     ctx: Arc<RunCtx>,
     dest: Arc<dyn Destination>,
     account: AccountInfo,
     stream: Stream,
-    now: i64,
+    run: Arc<RunState>,
+    resuming: bool,
     tx: mpsc::Sender<WriteJob>,
 ) -> Result<StreamOutcome, DestinationError> {
     let key = stream.checkpoint_key();
-    let saved: Option<BackfillState> = dest
-        .get_state(&account.id, &state_key(&stream))
-        .await?
-        .and_then(|raw| serde_json::from_str(&raw).ok());
-    let checkpoints = dest.checkpoints(&account.id, &key).await?;
-    let (state, start) = match (saved, backfill_start(&checkpoints)) {
-        (Some(state), BackfillStart::Resume(windows)) => {
-            tracing::info!(stream = %key, windows = windows.len(), "resuming an interrupted backfill");
-            (state, windows)
+    let whole = vec![(Window::everything_before(run.end), None)];
+    let start = if resuming {
+        match backfill_start(&dest.checkpoints(&account.id, &key).await?) {
+            BackfillStart::Done => {
+                return Ok(StreamOutcome {
+                    errors: StreamErrors::new(),
+                    ended: Instant::now(),
+                    deleted: HashMap::new(),
+                    already_done: true,
+                })
+            }
+            BackfillStart::Resume(windows) => {
+                tracing::info!(stream = %key, windows = windows.len(), "resuming an interrupted backfill");
+                windows
+            }
+            BackfillStart::Fresh => {
+                dest.clear_checkpoints(&account.id, &key).await?;
+                whole
+            }
         }
-        _ => {
-            let state = BackfillState {
-                version: ctx.version,
-            };
-            let whole = Window::everything_before(now);
-            dest.clear_checkpoints(&account.id, &key).await?;
-            dest.set_state(
-                &account.id,
-                &state_key(&stream),
-                &serde_json::to_string(&state).unwrap_or_default(),
-            )
-            .await?;
-            (state, vec![(whole, None)])
-        }
+    } else {
+        dest.clear_checkpoints(&account.id, &key).await?;
+        whole
     };
     for t in stream.stored_types() {
         (ctx.progress)(Progress::Started { data_type: t.name });
@@ -220,22 +239,21 @@ async fn sync_stream(
     }
     let mut deleted = HashMap::new();
     if errors.is_empty() {
-        // Every object of the range was written with a version of at least `state.version`:
+        // Every object of the range was written with a version of at least `run.version`:
         // live rows below it are objects Stripe no longer lists. Only data types whose objects
         // Stripe deletes are reconciled (events, for one, expire instead).
         for t in stream.stored_types().into_iter().filter(|t| t.deletable) {
             let n = dest
-                .mark_unseen_deleted(t, &account.id, state.version, ctx.version)
+                .mark_unseen_deleted(t, &account.id, run.version, ctx.version)
                 .await?;
             deleted.insert(t.name, n);
         }
-        dest.clear_checkpoints(&account.id, &key).await?;
-        dest.set_state(&account.id, &state_key(&stream), "").await?;
     }
     Ok(StreamOutcome {
         errors,
         ended: Instant::now(),
         deleted,
+        already_done: false,
     })
 }
 
@@ -304,19 +322,50 @@ pub async fn run_full_sync(
     dest.prepare(&options.types).await?;
 
     let now_ms = chrono::Utc::now().timestamp_millis();
-    // Objects created in the current second may still be arriving: the range ends at it and
-    // they are left to the next run.
-    let now = options.now.unwrap_or(now_ms / 1000);
-    // Taken before any list is walked, so changes made during the backfill are replayed by the
-    // next incremental run. Without it (no permission to read events) runs stay full.
-    let type_names = options.types.iter().map(|t| t.name.to_string()).collect();
-    let cursor = match latest_events_cursor(client, &account_counters, now, type_names).await {
-        Ok(c) => Some(c),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot read the events feed; the next run will be a full sync again");
-            None
+    // A run that was interrupted (killed, crashed) is continued: same range, same version
+    // floor, same events cursor — changes since its first attempt must replay.
+    let in_progress = dest
+        .get_state(&account.id, RUN_STATE_KEY)
+        .await?
+        .and_then(|raw| serde_json::from_str::<RunState>(&raw).ok());
+    let resuming = in_progress.is_some();
+    let run = match in_progress {
+        Some(run) => run,
+        None => {
+            // Objects created in the current second may still be arriving: the range ends at
+            // it and they are left to the next run.
+            let end = options.now.unwrap_or(now_ms / 1000);
+            // Taken before any list is walked, so changes made during the backfill are
+            // replayed by the next incremental run. Without it (no permission to read events)
+            // runs stay full.
+            let names = options.types.iter().map(|t| t.name.to_string()).collect();
+            let cursor = match latest_events_cursor(client, &account_counters, end, names).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the events feed; the next run will be a full sync again");
+                    None
+                }
+            };
+            let run = RunState {
+                // On Stripe's clock (the cursor's second), so the events after the cursor
+                // outrank what this backfill reads: see `crate::events` for why.
+                version: crate::events::backfill_version(
+                    cursor.as_ref().map(|c| c.created),
+                    now_ms,
+                ),
+                end,
+                cursor,
+            };
+            dest.set_state(
+                &account.id,
+                RUN_STATE_KEY,
+                &serde_json::to_string(&run).unwrap_or_default(),
+            )
+            .await?;
+            run
         }
     };
+    let run = Arc::new(run);
 
     let counters: HashMap<&'static str, Arc<RequestCounters>> = options
         .types
@@ -325,13 +374,14 @@ pub async fn run_full_sync(
         .collect();
     let ctx = Arc::new(RunCtx {
         client: client.clone(),
-        // On Stripe's clock (the cursor's second), so the events after the cursor outrank
-        // what this backfill read: see `crate::events` for why.
-        version: crate::events::backfill_version(cursor.as_ref().map(|c| c.created), now_ms),
+        // Every attempt of a run writes with the version its first attempt chose, which
+        // depends on the run's events cursor only (see `crate::events::backfill_version`).
+        version: run.version,
         counters,
         objects: Mutex::new(HashMap::new()),
+        windows: Mutex::new(HashMap::new()),
         progress: progress.clone(),
-        pacer: Pacer::new(client.rates()),
+        pacer: Pacer::new(client.rates(), options.sequential),
     });
 
     let stats = Arc::new(Mutex::new(HashMap::new()));
@@ -350,14 +400,22 @@ pub async fn run_full_sync(
         for t in &types {
             starts.insert(t.name, Instant::now());
         }
-        let handle = tokio::spawn(sync_stream(
+        let task = sync_stream(
             ctx.clone(),
             dest.clone(),
             account.clone(),
             stream,
-            now,
+            run.clone(),
+            resuming,
             tx.clone(),
-        ));
+        );
+        let handle = if options.sequential {
+            // One data type at a time: this one ends before the next starts.
+            let result = task.await;
+            tokio::spawn(async move { result })
+        } else {
+            tokio::spawn(task)
+        };
         tasks.push((types, handle));
     }
     drop(tx);
@@ -366,9 +424,13 @@ pub async fn run_full_sync(
     let mut ends: HashMap<&'static str, Instant> = HashMap::new();
     let mut deleted: HashMap<&'static str, u64> = HashMap::new();
     let mut failure: Option<EngineError> = None;
+    let mut already_done = Vec::new();
     for (types, handle) in tasks {
         match handle.await {
             Ok(Ok(outcome)) => {
+                if outcome.already_done {
+                    already_done.extend(types.iter().map(|t| t.name));
+                }
                 errors.extend(outcome.errors);
                 deleted.extend(outcome.deleted);
                 for t in &types {
@@ -415,8 +477,27 @@ pub async fn run_full_sync(
             type_report(&ctx, t, &stats, &errors, &deleted, span)
         })
         .collect();
-    let report = SyncReport::new(account.id, types, started.elapsed().as_secs_f64());
-    if let (RunStatus::Succeeded, Some(cursor)) = (report.status, cursor) {
+    let mut report = SyncReport::new(account.id, types, started.elapsed().as_secs_f64());
+    if resuming {
+        let mut note = format!(
+            "continued a full sync interrupted before it finished (started {})",
+            cls_catalog::rfc3339(run.end).unwrap_or_default()
+        );
+        if !already_done.is_empty() {
+            note.push_str(&format!(
+                "; already copied by then: {}",
+                already_done.join(", ")
+            ));
+        }
+        report.notes.push(note);
+    }
+    // The run is over (complete or not): the next one starts afresh. A partial run's cursor is
+    // not stored, so the next run is full again for the types that failed.
+    dest.set_state(&report.account_id, RUN_STATE_KEY, "")
+        .await?;
+    if let (RunStatus::Succeeded, Some(cursor)) = (report.status, run.cursor.clone()) {
+        let mut cursor = cursor;
+        cursor.types = options.types.iter().map(|t| t.name.to_string()).collect();
         store_cursor(dest.as_ref(), &report.account_id, &cursor).await?;
     }
     Ok(report)
@@ -468,6 +549,13 @@ fn type_report(
             (Some(s), Some(e)) => e.duration_since(*s).as_secs_f64(),
             _ => 0.0,
         },
+        windows: ctx
+            .windows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(t.name)
+            .copied()
+            .unwrap_or(0),
     }
 }
 
@@ -484,11 +572,13 @@ mod tests {
     }
 
     #[test]
-    fn backfill_state_round_trips() {
-        let s = BackfillState {
+    fn run_state_round_trips() {
+        let s = RunState {
             version: 1_700_000_000_123,
+            end: 1_700_000_000,
+            cursor: None,
         };
         let raw = serde_json::to_string(&s).expect("serializes");
-        assert_eq!(serde_json::from_str::<BackfillState>(&raw).ok(), Some(s));
+        assert_eq!(serde_json::from_str::<RunState>(&raw).ok(), Some(s));
     }
 }

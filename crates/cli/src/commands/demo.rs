@@ -73,7 +73,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
     let report = run_full_sync(
         &client,
         Arc::from(dest),
-        &SyncOptions { types, now: None },
+        &SyncOptions {
+            types,
+            now: None,
+            sequential: false,
+        },
         Arc::new(move |p| progress_view.update(p)),
     )
     .await;
