@@ -99,13 +99,20 @@ async fn receive(
         .and_then(|v| v.to_str().ok());
     let verified =
         webhook::verify(&body, header, &state.secret, now, state.tolerance).and_then(|v| {
-            let mut guard = state.replay.lock().unwrap_or_else(|p| p.into_inner());
-            guard.check(&v, now, state.tolerance)
+            let guard = state.replay.lock().unwrap_or_else(|p| p.into_inner());
+            guard.check(&v, now, state.tolerance).map(|()| v)
         });
-    if let Err(e) = verified {
-        tracing::warn!(error = %e, "webhook delivery refused");
-        return refuse(StatusCode::BAD_REQUEST, e.to_string());
-    }
+    let verified = match verified {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "webhook delivery refused");
+            return refuse(StatusCode::BAD_REQUEST, e.to_string());
+        }
+    };
+    let accept = || {
+        let mut guard = state.replay.lock().unwrap_or_else(|p| p.into_inner());
+        guard.accept(&verified, now, state.tolerance);
+    };
     let event: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
@@ -123,6 +130,7 @@ async fn receive(
     // A Connect event names the connected account; this receiver stores one account's data.
     if let Some(account) = event.get("account").and_then(Value::as_str) {
         if account != state.account_id {
+            accept();
             return (
                 StatusCode::OK,
                 Json(json!({"received": true, "id": id, "skipped": "event of another account"})),
@@ -148,6 +156,7 @@ async fn receive(
                         .to_string(),
                 );
             }
+            accept();
             let skipped = stats.skipped.keys().next().map(|r| r.as_str());
             let written: u64 = stats.types.values().map(|t| t.inserted + t.updated).sum();
             tracing::info!(event = %id, written, "webhook event applied");

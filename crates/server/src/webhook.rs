@@ -179,14 +179,25 @@ pub struct ReplayGuard {
 }
 
 impl ReplayGuard {
-    /// Records `v` unless it was already seen; forgets signatures older than the window.
-    pub fn check(&mut self, v: &Verified, now: i64, tolerance: i64) -> Result<(), SignatureError> {
-        self.seen.retain(|_, t| now - *t <= tolerance);
-        if self.seen.contains_key(&v.signature) {
+    /// Refuses `v` when it was already accepted; forgets signatures older than the window.
+    pub fn check(&self, v: &Verified, now: i64, tolerance: i64) -> Result<(), SignatureError> {
+        // Entries older than the window no longer count (the timestamp check refuses
+        // their deliveries anyway); `accept` prunes them.
+        if self
+            .seen
+            .get(&v.signature)
+            .is_some_and(|t| now - *t <= tolerance)
+        {
             return Err(SignatureError::Replayed);
         }
-        self.seen.insert(v.signature.clone(), v.timestamp);
         Ok(())
+    }
+
+    /// Remembers `v` as accepted. Called once its event is stored: a delivery that failed
+    /// (database down → 500) may be retried with the same signature.
+    pub fn accept(&mut self, v: &Verified, now: i64, tolerance: i64) {
+        self.seen.retain(|_, t| now - *t <= tolerance);
+        self.seen.insert(v.signature.clone(), v.timestamp);
     }
 }
 
@@ -280,6 +291,12 @@ mod tests {
         let header = sign(BODY, &secret(), NOW);
         let v = verify(BODY, Some(&header), &secret(), NOW, 300).expect("genuine");
         assert_eq!(guard.check(&v, NOW, 300), Ok(()));
+        assert_eq!(
+            guard.check(&v, NOW, 300),
+            Ok(()),
+            "not accepted yet: may be retried"
+        );
+        guard.accept(&v, NOW, 300);
         assert_eq!(guard.check(&v, NOW + 1, 300), Err(SignatureError::Replayed));
         // A fresh attempt of the same event (new t) is not a replay.
         let again = verify(
@@ -292,7 +309,7 @@ mod tests {
         .expect("genuine");
         assert_eq!(guard.check(&again, NOW + 5, 300), Ok(()));
         // Past the window, the old entry is forgotten (the timestamp check refuses it anyway).
-        guard.check(&again, NOW + 1000, 300).expect("forgotten");
+        guard.check(&v, NOW + 1000, 300).expect("forgotten");
     }
 
     proptest::proptest! {
