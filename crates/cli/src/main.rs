@@ -32,6 +32,8 @@ enum Command {
     Emulator(commands::emulator::EmulatorArgs),
     /// Receive Stripe webhooks and apply their events to a database as they happen.
     Listen(commands::listen::ListenArgs),
+    /// Measure a backfill against Stripe's rate limits (emulated) and the database's ceiling.
+    Bench(commands::bench::BenchArgs),
     /// Try Codeless Sync offline: a seeded Stripe emulator synced into SQLite under ./cls-data.
     Demo(commands::demo::DemoArgs),
 }
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
             Command::Check(args) => commands::check::run(args).await,
             Command::Emulator(args) => commands::emulator::run(args).await,
             Command::Demo(args) => commands::demo::run(args).await,
+            Command::Bench(args) => commands::bench::run(args).await,
             Command::Listen(args) => commands::listen::run(args).await,
         }
     });

@@ -68,7 +68,11 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<Outcome> {
     let dest = cls_destination::connect(&url, &args.schema).await?;
     let view = Arc::new(ProgressView::new(std::io::stderr().is_terminal(), &types));
     let progress_view = view.clone();
-    let options = SyncOptions { types, now: None };
+    let options = SyncOptions {
+        types,
+        now: None,
+        sequential: false,
+    };
     let report = run_sync(
         &client,
         Arc::from(dest),
