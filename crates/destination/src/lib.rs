@@ -78,6 +78,62 @@ pub struct Batch<'a> {
     pub checkpoint: Option<Checkpoint>,
 }
 
+/// A change to the checkpoints, applied inside a [`WriteSet`]'s transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckpointOp {
+    /// Upserts one checkpoint (what [`Batch::checkpoint`] does).
+    Save(Checkpoint),
+    /// Removes the checkpoint of window `retired` (a missing one is fine) and saves the
+    /// replacements (what [`Destination::replace_checkpoint`] does).
+    Replace {
+        /// The data type (checkpoint key) of the windows.
+        data_type: String,
+        /// Window text of the checkpoint to remove.
+        retired: String,
+        /// The checkpoints that take its place.
+        replacements: Vec<Checkpoint>,
+    },
+}
+
+/// Rows of several data types and checkpoint changes of one account, written in ONE
+/// transaction: either all of it is stored or none of it.
+///
+/// A single writer receiving many small pages uses it to pay one transaction for many of
+/// them; applying the set gives the same final state as applying its parts one by one in
+/// order (rows first, then the checkpoint operations in order), because a checkpoint only
+/// ever covers rows that came before it.
+#[derive(Debug, Clone)]
+pub struct WriteSet<'a> {
+    /// The Stripe account every row and checkpoint belongs to.
+    pub account_id: &'a str,
+    /// Rows per data type. A data type should appear at most once; if it appears again its
+    /// rows are appended to the first entry's (so de-duplication sees them all).
+    pub tables: Vec<(&'static DataType, Vec<Row>)>,
+    /// Checkpoint changes, applied in order after every row is written.
+    pub checkpoints: Vec<CheckpointOp>,
+}
+
+impl WriteSet<'_> {
+    /// Whether there is nothing to write (no row, no checkpoint change).
+    pub fn is_empty(&self) -> bool {
+        self.checkpoints.is_empty() && self.tables.iter().all(|(_, rows)| rows.is_empty())
+    }
+
+    /// The tables with each data type once, rows of repeated entries appended in order.
+    pub(crate) fn merged_tables(
+        tables: Vec<(&'static DataType, Vec<Row>)>,
+    ) -> Vec<(&'static DataType, Vec<Row>)> {
+        let mut out: Vec<(&'static DataType, Vec<Row>)> = Vec::with_capacity(tables.len());
+        for (data_type, rows) in tables {
+            match out.iter_mut().find(|(t, _)| t.name == data_type.name) {
+                Some((_, existing)) => existing.extend(rows),
+                None => out.push((data_type, rows)),
+            }
+        }
+        out
+    }
+}
+
 /// What one write did.
 #[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WriteStats {
@@ -153,6 +209,16 @@ pub trait Destination: Send + Sync {
     /// Upserts the batch's rows and saves its checkpoint, in one transaction. A row whose
     /// stored version is greater than or equal to the new one is left alone.
     async fn write(&self, batch: Batch<'_>) -> Result<WriteStats, DestinationError>;
+
+    /// Writes a whole [`WriteSet`] in one transaction: every table's rows (each upserted as
+    /// [`Destination::write`] does, with the same version guard and de-duplication), then the
+    /// checkpoint operations in order. Any failure rolls back all of it. Returns the stats of
+    /// each data type of the set, in the set's order (one entry per data type). An empty set
+    /// opens no transaction.
+    async fn write_set(
+        &self,
+        set: WriteSet<'_>,
+    ) -> Result<Vec<(&'static str, WriteStats)>, DestinationError>;
 
     /// Saved checkpoints of one data type, ordered by window.
     async fn checkpoints(

@@ -3,7 +3,10 @@
 //! Writes go `COPY … FROM STDIN` (text format, see `copy_text`) into a temporary staging
 //! table created `ON COMMIT DROP` inside the batch's transaction, then one
 //! `INSERT … SELECT … ON CONFLICT (id) DO UPDATE … WHERE t.version < EXCLUDED.version`, then the
-//! checkpoint upsert, then `COMMIT`.
+//! checkpoint upsert, then `COMMIT`. A write set does the same for each of its tables in one
+//! transaction, each table through its own staging table (`_cls_stage_0`, `_cls_stage_1`, …),
+//! then its checkpoint operations: the fixed cost of a transaction (BEGIN, COMMIT's WAL flush)
+//! is paid once for many pages.
 //!
 //! Transaction poolers (PgBouncer in transaction mode, Supabase's pooler) hand each
 //! *transaction* to whichever server connection is free, so nothing may outlive a
@@ -35,8 +38,8 @@ use crate::layout::{
     dedupe, index_name, indexed_columns, timestamp_in_range, CHECKPOINTS_TABLE, STATE_TABLE,
 };
 use crate::{
-    Batch, Checkpoint, DatabaseInfo, DatabaseKind, DatabaseUrl, Destination, DestinationError,
-    StoredRow, WriteStats,
+    Batch, Checkpoint, CheckpointOp, DatabaseInfo, DatabaseKind, DatabaseUrl, Destination,
+    DestinationError, Row, StoredRow, WriteSet, WriteStats,
 };
 
 /// How long opening a connection may take before the server counts as unreachable.
@@ -48,9 +51,6 @@ pub const MAX_CONNECTIONS: u32 = 6;
 
 /// COPY data is sent in pieces of about this size, so a batch never sits in memory twice.
 const COPY_CHUNK_BYTES: usize = 1 << 20;
-
-/// Name of the per-transaction staging table.
-const STAGE: &str = "pg_temp.\"_cls_stage\"";
 
 /// A PostgreSQL database and the schema the tables live in.
 pub struct PgDestination {
@@ -128,7 +128,6 @@ impl PgDestination {
         }
     }
 
-    /// A `map_err` adapter that classifies a driver error for `action`.
     /// Upserts one checkpoint inside the caller's transaction.
     async fn save_checkpoint(
         &self,
@@ -152,6 +151,177 @@ impl PgDestination {
         .await
         .map_err(|e| self.fail(Action::Write(CHECKPOINTS_TABLE.into()), e))?;
         Ok(())
+    }
+
+    /// Upserts one data type's rows inside the caller's transaction: `COPY` into the staging
+    /// table `stage` (a temporary table dropped at commit, so nothing outlives the transaction
+    /// on a pooler; each table of one transaction needs its own name), then one
+    /// `INSERT … SELECT … ON CONFLICT` guarded by the version.
+    async fn upsert_rows(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        account_id: &str,
+        data_type: &'static DataType,
+        rows: Vec<Row>,
+        stage: &str,
+    ) -> Result<WriteStats, DestinationError> {
+        let table = data_type.table();
+        let action = || Action::Write(table.to_string());
+        let received = rows.len() as u64;
+        let (rows, _) = dedupe(rows);
+        let mut stats = WriteStats::default();
+        if !rows.is_empty() {
+            let typed: Vec<String> = data_type.columns.iter().map(|c| quote(c.name)).collect();
+            let mut stage_cols = vec!["\"id\" text".to_string()];
+            stage_cols.extend(
+                data_type
+                    .columns
+                    .iter()
+                    .map(|c| format!("{} {}", quote(c.name), pg_type(c.kind))),
+            );
+            stage_cols.extend([
+                "\"data\" jsonb".to_string(),
+                "\"deleted\" boolean".to_string(),
+                "\"version\" bigint".to_string(),
+            ]);
+            (&mut **tx)
+                .execute(sqlx::raw_sql(&format!(
+                    "CREATE TEMP TABLE {stage} ({}) ON COMMIT DROP",
+                    stage_cols.join(", ")
+                )))
+                .await
+                .map_err(|e| self.fail(Action::CreateTemp, e))?;
+
+            let mut copy_cols = vec!["\"id\"".to_string()];
+            copy_cols.extend(typed.iter().cloned());
+            copy_cols.extend([
+                "\"data\"".into(),
+                "\"deleted\"".into(),
+                "\"version\"".into(),
+            ]);
+            let mut copy = tx
+                .copy_in_raw(&format!(
+                    "COPY {stage} ({}) FROM STDIN",
+                    copy_cols.join(", ")
+                ))
+                .await
+                .map_err(|e| self.fail(action(), e))?;
+            let mut out = CopyText::new();
+            for row in &rows {
+                out.text(&row.id);
+                for c in data_type.columns {
+                    copy_value(&mut out, c.extract(&row.object));
+                }
+                out.json(&row.object);
+                out.plain(if row.deleted { "t" } else { "f" });
+                out.plain(&row.version.to_string());
+                out.end_row();
+                if out.len() >= COPY_CHUNK_BYTES {
+                    copy.send(out.take())
+                        .await
+                        .map_err(|e| self.fail(action(), e))?;
+                }
+            }
+            if out.len() > 0 {
+                copy.send(out.take())
+                    .await
+                    .map_err(|e| self.fail(action(), e))?;
+            }
+            copy.finish().await.map_err(|e| self.fail(action(), e))?;
+
+            let mut insert_cols = vec!["\"id\"".to_string()];
+            insert_cols.extend(typed.iter().cloned());
+            insert_cols.extend(
+                [
+                    "data",
+                    "account_id",
+                    "deleted",
+                    "deleted_at",
+                    "synced_at",
+                    "version",
+                ]
+                .map(quote),
+            );
+            let mut select_cols = vec!["\"id\"".to_string()];
+            select_cols.extend(typed.iter().cloned());
+            select_cols.extend([
+                "\"data\"".to_string(),
+                "$1".to_string(),
+                "\"deleted\"".to_string(),
+                "CASE WHEN \"deleted\" THEN now() END".to_string(),
+                "now()".to_string(),
+                "\"version\"".to_string(),
+            ]);
+            let mut set: Vec<String> = typed
+                .iter()
+                .map(|c| format!("{c} = EXCLUDED.{c}"))
+                .collect();
+            set.extend([
+            "\"data\" = EXCLUDED.\"data\"".to_string(),
+            "\"account_id\" = EXCLUDED.\"account_id\"".to_string(),
+            "\"deleted\" = EXCLUDED.\"deleted\"".to_string(),
+            // Keep the first deletion time when a deleted object is seen again.
+            "\"deleted_at\" = CASE WHEN EXCLUDED.\"deleted\" THEN COALESCE(t.\"deleted_at\", EXCLUDED.\"deleted_at\") END"
+                .to_string(),
+            "\"synced_at\" = EXCLUDED.\"synced_at\"".to_string(),
+            "\"version\" = EXCLUDED.\"version\"".to_string(),
+        ]);
+            // xmax = 0 on the returned row means it was inserted, not updated; rows the
+            // WHERE guard left alone are not returned at all.
+            let sql = format!(
+                "WITH up AS (INSERT INTO {target} AS t ({insert}) SELECT {select} FROM {stage} \
+                 ON CONFLICT (\"id\") DO UPDATE SET {set} WHERE t.\"version\" < EXCLUDED.\"version\" \
+                 RETURNING (xmax = 0) AS inserted) \
+                 SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
+                target = self.qualified(table),
+                insert = insert_cols.join(", "),
+                select = select_cols.join(", "),
+                set = set.join(", "),
+            );
+            let (inserted, updated): (i64, i64) = sqlx::query_as(&sql)
+                .persistent(false)
+                .bind(text_for_postgres(account_id).as_ref())
+                .fetch_one(&mut **tx)
+                .await
+                .map_err(|e| self.fail(action(), e))?;
+            stats.inserted = inserted.max(0) as u64;
+            stats.updated = updated.max(0) as u64;
+        }
+        stats.skipped = received - stats.inserted - stats.updated;
+        Ok(stats)
+    }
+
+    /// Applies one checkpoint operation inside the caller's transaction.
+    async fn apply_checkpoint_op(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        account_id: &str,
+        op: &CheckpointOp,
+    ) -> Result<(), DestinationError> {
+        match op {
+            CheckpointOp::Save(cp) => self.save_checkpoint(tx, account_id, cp).await,
+            CheckpointOp::Replace {
+                data_type,
+                retired,
+                replacements,
+            } => {
+                sqlx::query(&format!(
+                    "DELETE FROM {} WHERE \"account_id\" = $1 AND \"data_type\" = $2 AND \"window\" = $3",
+                    self.qualified(CHECKPOINTS_TABLE)
+                ))
+                .persistent(false)
+                .bind(text_for_postgres(account_id).as_ref())
+                .bind(text_for_postgres(data_type).as_ref())
+                .bind(text_for_postgres(retired).as_ref())
+                .execute(&mut **tx)
+                .await
+                .map_err(|e| self.fail(Action::Write(CHECKPOINTS_TABLE.into()), e))?;
+                for cp in replacements {
+                    self.save_checkpoint(tx, account_id, cp).await?;
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Classifies a driver error that happened during `action`.
@@ -439,140 +609,56 @@ impl Destination for PgDestination {
 
     #[tracing::instrument(skip_all, fields(table = batch.data_type.table(), rows = batch.rows.len()))]
     async fn write(&self, batch: Batch<'_>) -> Result<WriteStats, DestinationError> {
-        let data_type = batch.data_type;
-        let table = data_type.table();
-        let action = || Action::Write(table.to_string());
-        if batch.rows.is_empty() && batch.checkpoint.is_none() {
-            return Ok(WriteStats::default());
-        }
-        let received = batch.rows.len() as u64;
-        let (rows, _) = dedupe(batch.rows);
-        let mut stats = WriteStats::default();
-        let mut tx = self.begin(action()).await?;
+        let stats = self
+            .write_set(WriteSet {
+                account_id: batch.account_id,
+                tables: vec![(batch.data_type, batch.rows)],
+                checkpoints: batch
+                    .checkpoint
+                    .map(CheckpointOp::Save)
+                    .into_iter()
+                    .collect(),
+            })
+            .await?;
+        Ok(stats.first().map(|(_, s)| *s).unwrap_or_default())
+    }
 
-        if !rows.is_empty() {
-            let typed: Vec<String> = data_type.columns.iter().map(|c| quote(c.name)).collect();
-            let mut stage_cols = vec!["\"id\" text".to_string()];
-            stage_cols.extend(
-                data_type
-                    .columns
-                    .iter()
-                    .map(|c| format!("{} {}", quote(c.name), pg_type(c.kind))),
-            );
-            stage_cols.extend([
-                "\"data\" jsonb".to_string(),
-                "\"deleted\" boolean".to_string(),
-                "\"version\" bigint".to_string(),
-            ]);
-            tx.execute(sqlx::raw_sql(&format!(
-                "CREATE TEMP TABLE {STAGE} ({}) ON COMMIT DROP",
-                stage_cols.join(", ")
-            )))
+    #[tracing::instrument(skip_all, fields(tables = set.tables.len(), checkpoints = set.checkpoints.len()))]
+    async fn write_set(
+        &self,
+        set: WriteSet<'_>,
+    ) -> Result<Vec<(&'static str, WriteStats)>, DestinationError> {
+        let tables = WriteSet::merged_tables(set.tables);
+        let mut out: Vec<(&'static str, WriteStats)> = tables
+            .iter()
+            .map(|(t, _)| (t.name, WriteStats::default()))
+            .collect();
+        if set.checkpoints.is_empty() && tables.iter().all(|(_, rows)| rows.is_empty()) {
+            return Ok(out);
+        }
+        // Errors outside one table's statements (BEGIN, COMMIT) name the first table written.
+        let first = tables
+            .first()
+            .map_or(CHECKPOINTS_TABLE, |(t, _)| t.table())
+            .to_string();
+        let mut tx = self.begin(Action::Write(first.clone())).await?;
+        for (i, (data_type, rows)) in tables.into_iter().enumerate() {
+            if rows.is_empty() {
+                continue;
+            }
+            let stage = format!("pg_temp.\"_cls_stage_{i}\"");
+            out[i].1 = self
+                .upsert_rows(&mut tx, set.account_id, data_type, rows, &stage)
+                .await?;
+        }
+        for op in &set.checkpoints {
+            self.apply_checkpoint_op(&mut tx, set.account_id, op)
+                .await?;
+        }
+        tx.commit()
             .await
-            .map_err(|e| self.fail(Action::CreateTemp, e))?;
-
-            let mut copy_cols = vec!["\"id\"".to_string()];
-            copy_cols.extend(typed.iter().cloned());
-            copy_cols.extend([
-                "\"data\"".into(),
-                "\"deleted\"".into(),
-                "\"version\"".into(),
-            ]);
-            let mut copy = tx
-                .copy_in_raw(&format!(
-                    "COPY {STAGE} ({}) FROM STDIN",
-                    copy_cols.join(", ")
-                ))
-                .await
-                .map_err(|e| self.fail(action(), e))?;
-            let mut out = CopyText::new();
-            for row in &rows {
-                out.text(&row.id);
-                for c in data_type.columns {
-                    copy_value(&mut out, c.extract(&row.object));
-                }
-                out.json(&row.object);
-                out.plain(if row.deleted { "t" } else { "f" });
-                out.plain(&row.version.to_string());
-                out.end_row();
-                if out.len() >= COPY_CHUNK_BYTES {
-                    copy.send(out.take())
-                        .await
-                        .map_err(|e| self.fail(action(), e))?;
-                }
-            }
-            if out.len() > 0 {
-                copy.send(out.take())
-                    .await
-                    .map_err(|e| self.fail(action(), e))?;
-            }
-            copy.finish().await.map_err(|e| self.fail(action(), e))?;
-
-            let mut insert_cols = vec!["\"id\"".to_string()];
-            insert_cols.extend(typed.iter().cloned());
-            insert_cols.extend(
-                [
-                    "data",
-                    "account_id",
-                    "deleted",
-                    "deleted_at",
-                    "synced_at",
-                    "version",
-                ]
-                .map(quote),
-            );
-            let mut select_cols = vec!["\"id\"".to_string()];
-            select_cols.extend(typed.iter().cloned());
-            select_cols.extend([
-                "\"data\"".to_string(),
-                "$1".to_string(),
-                "\"deleted\"".to_string(),
-                "CASE WHEN \"deleted\" THEN now() END".to_string(),
-                "now()".to_string(),
-                "\"version\"".to_string(),
-            ]);
-            let mut set: Vec<String> = typed
-                .iter()
-                .map(|c| format!("{c} = EXCLUDED.{c}"))
-                .collect();
-            set.extend([
-                "\"data\" = EXCLUDED.\"data\"".to_string(),
-                "\"account_id\" = EXCLUDED.\"account_id\"".to_string(),
-                "\"deleted\" = EXCLUDED.\"deleted\"".to_string(),
-                // Keep the first deletion time when a deleted object is seen again.
-                "\"deleted_at\" = CASE WHEN EXCLUDED.\"deleted\" THEN COALESCE(t.\"deleted_at\", EXCLUDED.\"deleted_at\") END"
-                    .to_string(),
-                "\"synced_at\" = EXCLUDED.\"synced_at\"".to_string(),
-                "\"version\" = EXCLUDED.\"version\"".to_string(),
-            ]);
-            // xmax = 0 on the returned row means it was inserted, not updated; rows the
-            // WHERE guard left alone are not returned at all.
-            let sql = format!(
-                "WITH up AS (INSERT INTO {target} AS t ({insert}) SELECT {select} FROM {STAGE} \
-                 ON CONFLICT (\"id\") DO UPDATE SET {set} WHERE t.\"version\" < EXCLUDED.\"version\" \
-                 RETURNING (xmax = 0) AS inserted) \
-                 SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
-                target = self.qualified(table),
-                insert = insert_cols.join(", "),
-                select = select_cols.join(", "),
-                set = set.join(", "),
-            );
-            let (inserted, updated): (i64, i64) = sqlx::query_as(&sql)
-                .persistent(false)
-                .bind(text_for_postgres(batch.account_id).as_ref())
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(|e| self.fail(action(), e))?;
-            stats.inserted = inserted.max(0) as u64;
-            stats.updated = updated.max(0) as u64;
-        }
-        stats.skipped = received - stats.inserted - stats.updated;
-
-        if let Some(cp) = &batch.checkpoint {
-            self.save_checkpoint(&mut tx, batch.account_id, cp).await?;
-        }
-        tx.commit().await.map_err(|e| self.fail(action(), e))?;
-        Ok(stats)
+            .map_err(|e| self.fail(Action::Write(first), e))?;
+        Ok(out)
     }
 
     async fn checkpoints(
@@ -615,23 +701,17 @@ impl Destination for PgDestination {
         retired: &str,
         replacements: &[Checkpoint],
     ) -> Result<(), DestinationError> {
-        let action = || Action::Write(CHECKPOINTS_TABLE.into());
-        let mut tx = self.begin(action()).await?;
-        sqlx::query(&format!(
-            "DELETE FROM {} WHERE \"account_id\" = $1 AND \"data_type\" = $2 AND \"window\" = $3",
-            self.qualified(CHECKPOINTS_TABLE)
-        ))
-        .persistent(false)
-        .bind(text_for_postgres(account_id).as_ref())
-        .bind(text_for_postgres(data_type).as_ref())
-        .bind(text_for_postgres(retired).as_ref())
-        .execute(&mut *tx)
+        self.write_set(WriteSet {
+            account_id,
+            tables: Vec::new(),
+            checkpoints: vec![CheckpointOp::Replace {
+                data_type: data_type.to_string(),
+                retired: retired.to_string(),
+                replacements: replacements.to_vec(),
+            }],
+        })
         .await
-        .map_err(|e| self.fail(action(), e))?;
-        for cp in replacements {
-            self.save_checkpoint(&mut tx, account_id, cp).await?;
-        }
-        tx.commit().await.map_err(|e| self.fail(action(), e))
+        .map(|_| ())
     }
 
     async fn clear_checkpoints(

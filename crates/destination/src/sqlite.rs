@@ -9,7 +9,7 @@
 //! busy timeout so concurrent writers wait instead of failing. Each batch is one
 //! `BEGIN IMMEDIATE` transaction: taking the write lock up front makes the "what is already
 //! stored" read and the upsert one consistent step, so the inserted/updated/skipped counts are
-//! exact.
+//! exact. A write set is one such transaction for all its tables and checkpoint operations.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -27,8 +27,8 @@ use crate::layout::{
     dedupe, index_name, indexed_columns, timestamp_in_range, CHECKPOINTS_TABLE, STATE_TABLE,
 };
 use crate::{
-    Batch, Checkpoint, DatabaseInfo, DatabaseKind, DatabaseUrl, Destination, DestinationError,
-    StoredRow, WriteStats,
+    Batch, Checkpoint, CheckpointOp, DatabaseInfo, DatabaseKind, DatabaseUrl, Destination,
+    DestinationError, Row, StoredRow, WriteSet, WriteStats,
 };
 
 /// How long a writer waits for another one to finish before giving up.
@@ -114,6 +114,129 @@ impl SqliteDestination {
         .await
         .map_err(|e| self.fail(Action::Write(CHECKPOINTS_TABLE.into()), e))?;
         Ok(())
+    }
+
+    /// Upserts one data type's rows inside the caller's `BEGIN IMMEDIATE` transaction: reads
+    /// the stored versions first (exact counts), then one guarded upsert per row that is new
+    /// or newer.
+    async fn upsert_rows(
+        &self,
+        tx: &mut Transaction<'static, Sqlite>,
+        account_id: &str,
+        data_type: &'static DataType,
+        rows: Vec<Row>,
+        now: &str,
+    ) -> Result<WriteStats, DestinationError> {
+        let table = data_type.table();
+        let action = || Action::Write(table.to_string());
+        let received = rows.len() as u64;
+        let (rows, _) = dedupe(rows);
+        let mut stats = WriteStats::default();
+        if !rows.is_empty() {
+            let ids =
+                serde_json::Value::from(rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>());
+            let existing: Vec<(String, i64)> = sqlx::query_as(&format!(
+                "SELECT \"id\", \"version\" FROM {} WHERE \"id\" IN (SELECT value FROM json_each(?))",
+                quote(table)
+            ))
+            .bind(ids.to_string())
+            .fetch_all(&mut **tx)
+            .await
+            .map_err(|e| self.fail(action(), e))?;
+            let existing: std::collections::HashMap<String, i64> = existing.into_iter().collect();
+
+            let mut cols = vec![quote("id")];
+            cols.extend(data_type.columns.iter().map(|c| quote(c.name)));
+            cols.extend(
+                [
+                    "data",
+                    "account_id",
+                    "deleted",
+                    "deleted_at",
+                    "synced_at",
+                    "version",
+                ]
+                .map(quote),
+            );
+            let placeholders = vec!["?"; cols.len()].join(", ");
+            let t = quote(table);
+            let mut set: Vec<String> = data_type
+                .columns
+                .iter()
+                .map(|c| format!("{0} = excluded.{0}", quote(c.name)))
+                .collect();
+            set.extend([
+                "\"data\" = excluded.\"data\"".to_string(),
+                "\"account_id\" = excluded.\"account_id\"".to_string(),
+                "\"deleted\" = excluded.\"deleted\"".to_string(),
+                format!(
+                    "\"deleted_at\" = CASE WHEN excluded.\"deleted\" THEN COALESCE({t}.\"deleted_at\", excluded.\"deleted_at\") END"
+                ),
+                "\"synced_at\" = excluded.\"synced_at\"".to_string(),
+                "\"version\" = excluded.\"version\"".to_string(),
+            ]);
+            let sql = format!(
+                "INSERT INTO {t} ({}) VALUES ({placeholders}) ON CONFLICT (\"id\") DO UPDATE SET {} \
+                 WHERE {t}.\"version\" < excluded.\"version\"",
+                cols.join(", "),
+                set.join(", ")
+            );
+            for row in &rows {
+                match existing.get(&row.id) {
+                    None => stats.inserted += 1,
+                    Some(&v) if v < row.version => stats.updated += 1,
+                    Some(_) => continue,
+                }
+                let mut q = sqlx::query(&sql).bind(row.id.as_str());
+                for c in data_type.columns {
+                    q = bind_value(q, c.extract(&row.object));
+                }
+                q.bind(row.object.to_string())
+                    .bind(account_id)
+                    .bind(i64::from(row.deleted))
+                    .bind(row.deleted.then_some(now))
+                    .bind(now)
+                    .bind(row.version)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(|e| self.fail(action(), e))?;
+            }
+        }
+        stats.skipped = received - stats.inserted - stats.updated;
+        Ok(stats)
+    }
+
+    /// Applies one checkpoint operation inside the caller's transaction.
+    async fn apply_checkpoint_op(
+        &self,
+        tx: &mut Transaction<'static, Sqlite>,
+        account_id: &str,
+        op: &CheckpointOp,
+        now: &str,
+    ) -> Result<(), DestinationError> {
+        match op {
+            CheckpointOp::Save(cp) => self.save_checkpoint(tx, account_id, cp, now).await,
+            CheckpointOp::Replace {
+                data_type,
+                retired,
+                replacements,
+            } => {
+                sqlx::query(&format!(
+                    "DELETE FROM {} WHERE \"account_id\" = ? AND \"data_type\" = ? AND \"window\" = ?",
+                    quote(CHECKPOINTS_TABLE)
+                ))
+                .bind(account_id)
+                .bind(data_type.as_str())
+                .bind(retired.as_str())
+                .execute(&mut **tx)
+                .await
+                .map_err(|e| self.fail(Action::Write(CHECKPOINTS_TABLE.into()), e))?;
+                for cp in replacements {
+                    self.save_checkpoint(tx, account_id, cp, now).await?;
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Classifies a driver error that happened during `action`.
@@ -336,96 +459,55 @@ impl Destination for SqliteDestination {
     }
 
     async fn write(&self, batch: Batch<'_>) -> Result<WriteStats, DestinationError> {
-        let data_type = batch.data_type;
-        let table = data_type.table();
-        let action = || Action::Write(table.to_string());
-        if batch.rows.is_empty() && batch.checkpoint.is_none() {
-            return Ok(WriteStats::default());
+        let stats = self
+            .write_set(WriteSet {
+                account_id: batch.account_id,
+                tables: vec![(batch.data_type, batch.rows)],
+                checkpoints: batch
+                    .checkpoint
+                    .map(CheckpointOp::Save)
+                    .into_iter()
+                    .collect(),
+            })
+            .await?;
+        Ok(stats.first().map(|(_, s)| *s).unwrap_or_default())
+    }
+
+    async fn write_set(
+        &self,
+        set: WriteSet<'_>,
+    ) -> Result<Vec<(&'static str, WriteStats)>, DestinationError> {
+        let tables = WriteSet::merged_tables(set.tables);
+        let mut out: Vec<(&'static str, WriteStats)> = tables
+            .iter()
+            .map(|(t, _)| (t.name, WriteStats::default()))
+            .collect();
+        if set.checkpoints.is_empty() && tables.iter().all(|(_, rows)| rows.is_empty()) {
+            return Ok(out);
         }
-        let received = batch.rows.len() as u64;
-        let (rows, _) = dedupe(batch.rows);
-        let mut stats = WriteStats::default();
+        // Errors outside one table's statements (BEGIN, COMMIT) name the first table written.
+        let first = tables
+            .first()
+            .map_or(CHECKPOINTS_TABLE, |(t, _)| t.table())
+            .to_string();
         let now = now_text();
-        let mut tx = self.begin(action()).await?;
-
-        if !rows.is_empty() {
-            let ids =
-                serde_json::Value::from(rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>());
-            let existing: Vec<(String, i64)> = sqlx::query_as(&format!(
-                "SELECT \"id\", \"version\" FROM {} WHERE \"id\" IN (SELECT value FROM json_each(?))",
-                quote(table)
-            ))
-            .bind(ids.to_string())
-            .fetch_all(&mut *tx)
-            .await
-            .map_err(|e| self.fail(action(), e))?;
-            let existing: std::collections::HashMap<String, i64> = existing.into_iter().collect();
-
-            let mut cols = vec![quote("id")];
-            cols.extend(data_type.columns.iter().map(|c| quote(c.name)));
-            cols.extend(
-                [
-                    "data",
-                    "account_id",
-                    "deleted",
-                    "deleted_at",
-                    "synced_at",
-                    "version",
-                ]
-                .map(quote),
-            );
-            let placeholders = vec!["?"; cols.len()].join(", ");
-            let t = quote(table);
-            let mut set: Vec<String> = data_type
-                .columns
-                .iter()
-                .map(|c| format!("{0} = excluded.{0}", quote(c.name)))
-                .collect();
-            set.extend([
-                "\"data\" = excluded.\"data\"".to_string(),
-                "\"account_id\" = excluded.\"account_id\"".to_string(),
-                "\"deleted\" = excluded.\"deleted\"".to_string(),
-                format!(
-                    "\"deleted_at\" = CASE WHEN excluded.\"deleted\" THEN COALESCE({t}.\"deleted_at\", excluded.\"deleted_at\") END"
-                ),
-                "\"synced_at\" = excluded.\"synced_at\"".to_string(),
-                "\"version\" = excluded.\"version\"".to_string(),
-            ]);
-            let sql = format!(
-                "INSERT INTO {t} ({}) VALUES ({placeholders}) ON CONFLICT (\"id\") DO UPDATE SET {} \
-                 WHERE {t}.\"version\" < excluded.\"version\"",
-                cols.join(", "),
-                set.join(", ")
-            );
-            for row in &rows {
-                match existing.get(&row.id) {
-                    None => stats.inserted += 1,
-                    Some(&v) if v < row.version => stats.updated += 1,
-                    Some(_) => continue,
-                }
-                let mut q = sqlx::query(&sql).bind(row.id.as_str());
-                for c in data_type.columns {
-                    q = bind_value(q, c.extract(&row.object));
-                }
-                q.bind(row.object.to_string())
-                    .bind(batch.account_id)
-                    .bind(i64::from(row.deleted))
-                    .bind(row.deleted.then(|| now.clone()))
-                    .bind(now.as_str())
-                    .bind(row.version)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|e| self.fail(action(), e))?;
+        let mut tx = self.begin(Action::Write(first.clone())).await?;
+        for (i, (data_type, rows)) in tables.into_iter().enumerate() {
+            if rows.is_empty() {
+                continue;
             }
-        }
-        stats.skipped = received - stats.inserted - stats.updated;
-
-        if let Some(cp) = &batch.checkpoint {
-            self.save_checkpoint(&mut tx, batch.account_id, cp, &now)
+            out[i].1 = self
+                .upsert_rows(&mut tx, set.account_id, data_type, rows, &now)
                 .await?;
         }
-        tx.commit().await.map_err(|e| self.fail(action(), e))?;
-        Ok(stats)
+        for op in &set.checkpoints {
+            self.apply_checkpoint_op(&mut tx, set.account_id, op, &now)
+                .await?;
+        }
+        tx.commit()
+            .await
+            .map_err(|e| self.fail(Action::Write(first), e))?;
+        Ok(out)
     }
 
     async fn checkpoints(
@@ -463,23 +545,17 @@ impl Destination for SqliteDestination {
         retired: &str,
         replacements: &[Checkpoint],
     ) -> Result<(), DestinationError> {
-        let action = || Action::Write(CHECKPOINTS_TABLE.into());
-        let now = now_text();
-        let mut tx = self.begin(action()).await?;
-        sqlx::query(&format!(
-            "DELETE FROM {} WHERE \"account_id\" = ? AND \"data_type\" = ? AND \"window\" = ?",
-            quote(CHECKPOINTS_TABLE)
-        ))
-        .bind(account_id)
-        .bind(data_type)
-        .bind(retired)
-        .execute(&mut *tx)
+        self.write_set(WriteSet {
+            account_id,
+            tables: Vec::new(),
+            checkpoints: vec![CheckpointOp::Replace {
+                data_type: data_type.to_string(),
+                retired: retired.to_string(),
+                replacements: replacements.to_vec(),
+            }],
+        })
         .await
-        .map_err(|e| self.fail(action(), e))?;
-        for cp in replacements {
-            self.save_checkpoint(&mut tx, account_id, cp, &now).await?;
-        }
-        tx.commit().await.map_err(|e| self.fail(action(), e))
+        .map(|_| ())
     }
 
     async fn clear_checkpoints(

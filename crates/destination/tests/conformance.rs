@@ -9,7 +9,8 @@ use std::collections::HashMap;
 
 use cls_catalog::DataType;
 use cls_destination::{
-    connect, Batch, Checkpoint, DatabaseKind, DatabaseUrl, Destination, Row, StoredRow, WriteStats,
+    connect, Batch, Checkpoint, CheckpointOp, DatabaseKind, DatabaseUrl, Destination, Row,
+    StoredRow, WriteSet, WriteStats,
 };
 use cls_testkit::db::{sqlite_url, temp_dir, TestDb};
 use serde_json::{json, Value};
@@ -598,6 +599,269 @@ async fn replace_checkpoint_splits_a_window_atomically(env: &Env) {
         .is_empty());
 }
 
+fn invoice(id: &str, version: i64, customer: &str) -> Row {
+    Row {
+        id: id.to_string(),
+        object: json!({
+            "id": id,
+            "object": "invoice",
+            "customer": customer,
+            "amount_due": 1200,
+            "created": 1_700_000_000,
+        }),
+        version,
+        deleted: false,
+    }
+}
+
+fn window_cp(data_type: &str, window: &str, cursor: Option<&str>, done: bool) -> Checkpoint {
+    Checkpoint {
+        data_type: data_type.into(),
+        window: window.into(),
+        cursor: cursor.map(String::from),
+        done,
+    }
+}
+
+fn stats(inserted: u64, updated: u64, skipped: u64) -> WriteStats {
+    WriteStats {
+        inserted,
+        updated,
+        skipped,
+    }
+}
+
+async fn write_set_counts_each_table_and_applies_checkpoints_in_order(env: &Env) {
+    env.dest
+        .prepare(&[customers(), invoices()])
+        .await
+        .expect("prepare");
+    env.write(customers(), vec![customer("cus_old", 5, "Old")], None)
+        .await;
+    env.write(
+        customers(),
+        vec![],
+        Some(window_cp("customers", "0..100", Some("cus_0"), false)),
+    )
+    .await;
+
+    let got = env
+        .dest
+        .write_set(WriteSet {
+            account_id: ACCT,
+            tables: vec![
+                (
+                    customers(),
+                    vec![
+                        customer("cus_a", 1, "A"),
+                        customer("cus_b", 1, "B"),
+                        // Older than stored: left alone.
+                        customer("cus_old", 4, "Older"),
+                    ],
+                ),
+                (invoices(), vec![invoice("in_1", 1, "cus_a")]),
+                // The same data type again: appended to the first entry, de-duplicated with
+                // it (the higher version wins, the other counts as skipped).
+                (
+                    customers(),
+                    vec![customer("cus_a", 2, "A2"), customer("cus_old", 6, "Newer")],
+                ),
+            ],
+            checkpoints: vec![
+                CheckpointOp::Save(window_cp("customers", "0..100", Some("cus_a"), false)),
+                // The later save of one window wins.
+                CheckpointOp::Save(window_cp("customers", "0..100", Some("cus_b"), false)),
+                CheckpointOp::Save(window_cp("invoices", "0..100", Some("in_1"), false)),
+                // A split after the saves retires the saved window...
+                CheckpointOp::Replace {
+                    data_type: "customers".into(),
+                    retired: "0..100".into(),
+                    replacements: vec![
+                        window_cp("customers", "0..50", None, false),
+                        window_cp("customers", "50..100", Some("cus_b"), false),
+                    ],
+                },
+                // ...and a save after the split updates one of its parts.
+                CheckpointOp::Save(window_cp("customers", "0..50", None, true)),
+            ],
+        })
+        .await
+        .expect("write set");
+    assert_eq!(
+        got,
+        vec![("customers", stats(2, 1, 2)), ("invoices", stats(1, 0, 0))],
+        "one entry per data type, in the set's order"
+    );
+    let stored = objects(&env.rows(customers()).await);
+    assert_eq!(stored.len(), 3);
+    assert_eq!(stored["cus_a"]["name"], "A2");
+    assert_eq!(stored["cus_old"]["name"], "Newer");
+    assert_eq!(
+        objects(&env.rows(invoices()).await)["in_1"]["customer"],
+        "cus_a"
+    );
+    assert_eq!(
+        env.dest.checkpoints(ACCT, "customers").await.expect("cps"),
+        vec![
+            window_cp("customers", "0..50", None, true),
+            window_cp("customers", "50..100", Some("cus_b"), false),
+        ]
+    );
+    assert_eq!(
+        env.dest.checkpoints(ACCT, "invoices").await.expect("cps"),
+        vec![window_cp("invoices", "0..100", Some("in_1"), false)]
+    );
+
+    // Nothing to do: no transaction, zero counts.
+    let empty = env
+        .dest
+        .write_set(WriteSet {
+            account_id: ACCT,
+            tables: vec![(invoices(), vec![])],
+            checkpoints: vec![],
+        })
+        .await
+        .expect("empty set");
+    assert_eq!(empty, vec![("invoices", WriteStats::default())]);
+    // Checkpoint operations alone.
+    let only_cps = env
+        .dest
+        .write_set(WriteSet {
+            account_id: ACCT,
+            tables: vec![],
+            checkpoints: vec![CheckpointOp::Replace {
+                data_type: "invoices".into(),
+                retired: "0..100".into(),
+                replacements: vec![],
+            }],
+        })
+        .await
+        .expect("checkpoints only");
+    assert!(only_cps.is_empty());
+    assert!(env
+        .dest
+        .checkpoints(ACCT, "invoices")
+        .await
+        .expect("cps")
+        .is_empty());
+}
+
+async fn write_set_is_one_transaction(env: &Env) {
+    env.dest
+        .prepare(&[customers(), invoices()])
+        .await
+        .expect("prepare");
+    env.write(customers(), vec![customer("cus_a", 1, "A")], None)
+        .await;
+    env.write(invoices(), vec![invoice("in_1", 1, "cus_a")], None)
+        .await;
+
+    // The rows of both tables are written first; the checkpoint table being gone fails the
+    // set at its checkpoint operations, which must roll every table back.
+    env.raw
+        .exec(&format!("DROP TABLE {}", env.table("_cls_checkpoints")))
+        .await;
+    let err = env
+        .dest
+        .write_set(WriteSet {
+            account_id: ACCT,
+            tables: vec![
+                (
+                    customers(),
+                    vec![customer("cus_new", 1, "N"), customer("cus_a", 2, "A2")],
+                ),
+                (
+                    invoices(),
+                    vec![invoice("in_new", 1, "cus_new"), invoice("in_1", 2, "cus_b")],
+                ),
+            ],
+            checkpoints: vec![
+                CheckpointOp::Save(window_cp("customers", "0..100", Some("cus_new"), false)),
+                CheckpointOp::Replace {
+                    data_type: "invoices".into(),
+                    retired: "0..100".into(),
+                    replacements: vec![window_cp("invoices", "0..50", None, false)],
+                },
+            ],
+        })
+        .await
+        .expect_err("checkpoint table is gone");
+    assert!(err.to_string().contains("_cls_checkpoints"), "{err}");
+    env.dest
+        .prepare(&[customers(), invoices()])
+        .await
+        .expect("prepare recreates");
+    let customers_now = objects(&env.rows(customers()).await);
+    assert_eq!(customers_now.len(), 1, "cus_new was rolled back");
+    assert_eq!(
+        customers_now["cus_a"]["name"], "A",
+        "the update was rolled back"
+    );
+    let invoices_now = objects(&env.rows(invoices()).await);
+    assert_eq!(invoices_now.len(), 1, "in_new was rolled back");
+    assert_eq!(invoices_now["in_1"]["customer"], "cus_a");
+
+    // A set whose second table fails rolls back the first table's rows and the checkpoints.
+    env.raw
+        .exec(&format!("DROP TABLE {}", env.table("invoices")))
+        .await;
+    let err = env
+        .dest
+        .write_set(WriteSet {
+            account_id: ACCT,
+            tables: vec![
+                (customers(), vec![customer("cus_new", 1, "N")]),
+                (invoices(), vec![invoice("in_new", 1, "cus_new")]),
+            ],
+            checkpoints: vec![CheckpointOp::Save(window_cp(
+                "customers",
+                "0..100",
+                Some("cus_new"),
+                false,
+            ))],
+        })
+        .await
+        .expect_err("invoices is gone");
+    assert!(err.to_string().contains("invoices"), "{err}");
+    assert_eq!(objects(&env.rows(customers()).await).len(), 1);
+    assert!(env
+        .dest
+        .checkpoints(ACCT, "customers")
+        .await
+        .expect("cps")
+        .is_empty());
+
+    // Afterwards the same connection pool writes sets normally (no staging table left over).
+    env.dest
+        .prepare(&[customers(), invoices()])
+        .await
+        .expect("prepare recreates");
+    for round in 0..3 {
+        let got = env
+            .dest
+            .write_set(WriteSet {
+                account_id: ACCT,
+                tables: vec![
+                    (
+                        customers(),
+                        vec![customer(&format!("cus_r{round}"), 1, "R")],
+                    ),
+                    (
+                        invoices(),
+                        vec![invoice(&format!("in_r{round}"), 1, "cus_a")],
+                    ),
+                ],
+                checkpoints: vec![],
+            })
+            .await
+            .expect("write set");
+        assert_eq!(
+            got,
+            vec![("customers", stats(1, 0, 0)), ("invoices", stats(1, 0, 0))]
+        );
+    }
+}
+
 async fn mark_unseen_deleted_flags_rows_a_walk_did_not_see(env: &Env) {
     env.dest.prepare(&[customers()]).await.expect("prepare");
     env.write(
@@ -1038,6 +1302,8 @@ conformance!(
     older_never_overwrites_newer,
     checkpoint_commits_and_rolls_back_with_rows,
     replace_checkpoint_splits_a_window_atomically,
+    write_set_counts_each_table_and_applies_checkpoints_in_order,
+    write_set_is_one_transaction,
     mark_deleted_and_live_ids,
     mark_unseen_deleted_flags_rows_a_walk_did_not_see,
     state_get_and_set,
