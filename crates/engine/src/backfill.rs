@@ -35,6 +35,9 @@ const CHILD_FETCH_CONCURRENCY: usize = 8;
 /// Parents written per checkpoint when each costs a child request (payment methods).
 const PARENTS_PER_CHECKPOINT: usize = 2 * CHILD_FETCH_CONCURRENCY;
 
+/// A walk splits only when about this many objects are left in its window (three pages).
+const MIN_OBJECTS_TO_SPLIT: f64 = 300.0;
+
 /// Latency assumed before any request has been measured.
 const DEFAULT_LATENCY: Duration = Duration::from_millis(300);
 
@@ -254,11 +257,10 @@ async fn walk_pages(
         };
         let has_more = page.has_more;
         let next = last_id(&page.data);
-        let last_created = page
-            .data
-            .last()
-            .and_then(|o| o.get("created"))
-            .and_then(Value::as_i64);
+        let created = |o: Option<&Value>| o.and_then(|o| o.get("created")).and_then(Value::as_i64);
+        let first_created = created(page.data.first());
+        let last_created = created(page.data.last());
+        let page_len = page.data.len();
         let fraction = shared.fraction(
             id,
             match (has_more, last_created) {
@@ -309,11 +311,20 @@ async fn walk_pages(
         };
         *cursor = Some(next);
 
-        // Room for another walk: hand the older, untouched part of this window to it.
+        // Room for another walk, and enough left for two: hand the older, untouched part of
+        // this window to it. Each window ends on a partial page, so splitting a walk that is
+        // nearly done would cost more requests than it saves time.
         let room = ctx
             .pacer
             .has_room(shared.active.load(Ordering::Relaxed), mean_latency(ctx));
-        if let (true, Some(last)) = (room, last_created) {
+        let worth = match (first_created, last_created) {
+            (Some(first), Some(last)) => {
+                window.estimated_remaining(page_len, first, last, shared.hint)
+                    >= MIN_OBJECTS_TO_SPLIT
+            }
+            _ => false,
+        };
+        if let (true, true, Some(last)) = (room, worth, last_created) {
             if let Some((keep, older)) = window.split_remaining(last, shared.hint) {
                 let retire = window.to_string();
                 let replacements = vec![

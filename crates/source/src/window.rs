@@ -99,6 +99,24 @@ impl Window {
         ))
     }
 
+    /// About how many objects remain for a newest-first walk that just read a page of
+    /// `page_len` objects created from `last_created` up to `first_created`: the page's density
+    /// times the seconds left, which start at `floor` when that is inside the window (nothing
+    /// is expected before the account existed). Stripe accounts grow over time, so older
+    /// seconds tend to be sparser and this errs high.
+    pub fn estimated_remaining(
+        &self,
+        page_len: usize,
+        first_created: i64,
+        last_created: i64,
+        floor: Option<i64>,
+    ) -> f64 {
+        let from = floor.map_or(self.start, |f| f.clamp(self.start, self.end));
+        let left = (last_created - from + 1).max(0) as f64;
+        let spread = (first_created - last_created + 1).max(1) as f64;
+        page_len as f64 * left / spread
+    }
+
     /// How far a newest-first walk has come when the last object seen was created at `created`:
     /// 0.0 at the start of the walk (newest end), 1.0 at the oldest end.
     pub fn walked_fraction(&self, created: i64) -> f64 {
@@ -174,6 +192,17 @@ mod tests {
         assert_eq!(w.split_remaining(10, None), None, "only second 10 is left");
         assert_eq!(w.split_remaining(25, None), None, "outside the window");
         assert!(w.split_remaining(11, None).is_some());
+    }
+
+    #[test]
+    fn remaining_objects_follow_the_page_density() {
+        let w = Window::new(0, 1000).expect("non-empty");
+        // 100 objects over 10 seconds, 500 seconds left: about 5,000 objects.
+        assert_eq!(w.estimated_remaining(100, 509, 500, None), 5010.0);
+        // Nothing is expected before the account existed.
+        assert_eq!(w.estimated_remaining(100, 509, 500, Some(450)), 510.0);
+        // All in one second: the spread counts as one second.
+        assert_eq!(w.estimated_remaining(100, 500, 500, Some(500)), 100.0);
     }
 
     proptest::proptest! {
