@@ -24,7 +24,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Copy the chosen Stripe data types into a database (a full backfill).
+    /// Copy the chosen Stripe data types into a database: in full the first time, then only
+    /// what changed (from Stripe's events feed).
     Sync(commands::sync::SyncArgs),
     /// Test Connection: check the Stripe key, its permissions per data type, and the database.
     Check(commands::check::CheckArgs),
