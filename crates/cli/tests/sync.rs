@@ -494,3 +494,60 @@ async fn a_database_user_without_privileges_gets_the_grant_to_run() {
         "never prints the password:\n{all}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_answers_are_absorbed_and_counted() {
+    // The client is told Stripe allows far more than the emulator does, so 429s must come.
+    let mut config = cls_emulator::EmulatorConfig::new(17, 30);
+    config.rate_limits = true;
+    let emulator = cls_testkit::emulator::spawn_emulator_with(config).await;
+    let db = TestDb::new().await;
+    let out = cls(
+        &[
+            "sync",
+            "--json",
+            "--types",
+            "customers,payment_methods,invoices,invoice_line_items",
+            "--global-rps",
+            "400",
+            "--endpoint-rps",
+            "200",
+        ],
+        &[
+            ("STRIPE_API_KEY", FULL_KEY),
+            ("DATABASE_URL", db.url.as_str()),
+            ("CLS_STRIPE_API_BASE", emulator.base_url.as_str()),
+        ],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "429s are retried, the run succeeds:\n{}",
+        text(&out)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    assert_eq!(report["status"], "succeeded");
+    let limited: u64 = report["types"]
+        .as_array()
+        .expect("types")
+        .iter()
+        .filter_map(|t| t["rate_limited"].as_u64())
+        .sum();
+    assert!(
+        limited > 0,
+        "the emulator answered 429 and the summary counts it: {report}"
+    );
+    let want = export(&emulator.base_url).await;
+    for name in [
+        "customers",
+        "payment_methods",
+        "invoices",
+        "invoice_line_items",
+    ] {
+        let t = cls_catalog::find(name).expect("in catalog");
+        let table = pg_table(&db.url, "stripe", name).await;
+        assert_table_equals_export(t, table.as_ref(), &want);
+    }
+    db.drop_now().await;
+    emulator.shutdown().await;
+}
