@@ -2,17 +2,17 @@
 //! and still copy every object exactly once; a run killed with SIGKILL at random points and
 //! started again ends exactly as an uninterrupted run, re-fetching little.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::process::Stdio;
 use std::time::Duration;
 
 use cls_catalog::CATALOG;
 use cls_emulator::EmulatorConfig;
-use cls_testkit::db::TestDb;
 use cls_testkit::emulator::spawn_emulator_with;
+use common::{assert_live_rows_equal_export, export, is_deleted, requests_total, Db};
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
-use sqlx::Row;
 
 const KEY: &str = "rk_test_cls_emulator";
 
@@ -32,72 +32,18 @@ fn command(args: &[&str], db_url: &str, api_base: &str) -> tokio::process::Comma
     cmd
 }
 
-async fn requests_total(base_url: &str) -> u64 {
-    let stats: Value = reqwest::get(format!("{base_url}/_emulator/stats"))
-        .await
-        .expect("stats answers")
-        .json()
-        .await
-        .expect("stats are JSON");
-    stats["requests_total"].as_u64().expect("requests_total")
-}
-
-/// Live objects of the export, by object type and id.
-async fn export(base_url: &str) -> BTreeMap<String, BTreeMap<String, Value>> {
-    let all: BTreeMap<String, Vec<Value>> = reqwest::get(format!("{base_url}/_emulator/export"))
-        .await
-        .expect("export answers")
-        .json()
-        .await
-        .expect("export is JSON");
-    all.into_iter()
-        .map(|(object, items)| {
-            let live = items
-                .into_iter()
-                .filter(|o| o.get("deleted").and_then(Value::as_bool) != Some(true))
-                .filter_map(|o| Some((o.get("id")?.as_str()?.to_string(), o)))
-                .collect();
-            (object, live)
-        })
-        .collect()
-}
-
 /// Asserts every table equals the emulator's live objects of its type.
-async fn assert_db_equals_export(db_url: &str, base_url: &str) {
+async fn assert_db_equals_export(db: &Db, base_url: &str) {
     let want = export(base_url).await;
-    let pool = sqlx::PgPool::connect(db_url).await.expect("connect");
     for t in CATALOG {
-        let sql = format!(
-            "select id, data::text as data from stripe.\"{}\" where not deleted",
-            t.name
-        );
-        let rows = sqlx::query(&sql)
-            .fetch_all(&pool)
-            .await
-            .unwrap_or_else(|e| panic!("table {}: {e}", t.name));
-        let got: BTreeMap<String, Value> = rows
-            .into_iter()
-            .map(|r| {
-                let data: String = r.get("data");
-                (r.get("id"), serde_json::from_str(&data).expect("JSON"))
-            })
-            .collect();
-        let empty = BTreeMap::new();
-        let expected = want.get(t.object).unwrap_or(&empty);
-        let missing = expected.keys().filter(|id| !got.contains_key(*id)).count();
-        let extra = got.keys().filter(|id| !expected.contains_key(*id)).count();
-        assert_eq!((missing, extra), (0, 0), "{}: missing, extra rows", t.name);
-        for (id, obj) in expected {
-            assert_eq!(&got[id], obj, "{}: {id} differs", t.name);
-        }
+        assert_live_rows_equal_export(t, db.table(t.name).await.as_ref(), &want);
     }
-    pool.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn windows_split_under_the_budget_and_copy_every_object_once() {
     let emulator = spawn_emulator_with(config(21, 120, 15)).await;
-    let db = TestDb::new().await;
+    let db = Db::pg().await;
     let out = command(
         &[
             "sync",
@@ -109,7 +55,7 @@ async fn windows_split_under_the_budget_and_copy_every_object_once() {
             "--endpoint-rps",
             "100",
         ],
-        &db.url,
+        &db.url(),
         &emulator.base_url,
     )
     .output()
@@ -134,7 +80,6 @@ async fn windows_split_under_the_budget_and_copy_every_object_once() {
     );
 
     let want = export(&emulator.base_url).await;
-    let pool = sqlx::PgPool::connect(&db.url).await.expect("connect");
     for name in [
         "invoices",
         "invoice_line_items",
@@ -143,12 +88,12 @@ async fn windows_split_under_the_budget_and_copy_every_object_once() {
         "events",
     ] {
         let t = cls_catalog::find(name).expect("catalog");
-        let ids: Vec<String> = sqlx::query_scalar(&format!("select id from stripe.\"{name}\""))
-            .fetch_all(&pool)
-            .await
-            .expect("rows");
-        let expected = want.get(t.object).map(|m| m.len()).unwrap_or(0);
-        assert_eq!(ids.len(), expected, "{name}: every object exactly once");
+        let rows = db.table(name).await.expect("table exists");
+        let expected = want
+            .get(t.object)
+            .map(|m| m.values().filter(|o| !is_deleted(o)).count())
+            .unwrap_or(0);
+        assert_eq!(rows.len(), expected, "{name}: every object exactly once");
         let listed: u64 = report["types"]
             .as_array()
             .expect("types")
@@ -158,8 +103,7 @@ async fn windows_split_under_the_budget_and_copy_every_object_once() {
             .expect("reported");
         assert_eq!(listed as usize, expected, "{name}: no object fetched twice");
     }
-    pool.close().await;
-    db.drop_now().await;
+    db.finish().await;
     emulator.shutdown().await;
 }
 
@@ -168,8 +112,8 @@ async fn a_backfill_killed_at_random_points_resumes_to_the_same_result() {
     // Two emulators with the same seed hold the same account: one measures an uninterrupted
     // run's requests, the other is synced through kills.
     let clean_emulator = spawn_emulator_with(config(33, 150, 10)).await;
-    let clean_db = TestDb::new().await;
-    let clean = command(&["sync"], &clean_db.url, &clean_emulator.base_url)
+    let clean_db = Db::pg().await;
+    let clean = command(&["sync"], &clean_db.url(), &clean_emulator.base_url)
         .output()
         .await
         .expect("cls runs");
@@ -179,16 +123,17 @@ async fn a_backfill_killed_at_random_points_resumes_to_the_same_result() {
         String::from_utf8_lossy(&clean.stderr)
     );
     let clean_requests = requests_total(&clean_emulator.base_url).await;
-    clean_db.drop_now().await;
+    clean_db.finish().await;
     clean_emulator.shutdown().await;
 
     let emulator = spawn_emulator_with(config(33, 150, 10)).await;
-    let db = TestDb::new().await;
+    let db = Db::pg().await;
+    let url = db.url();
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let mut kills = 0u64;
     let mut finished = false;
     for _ in 0..12 {
-        let mut child = command(&["sync"], &db.url, &emulator.base_url)
+        let mut child = command(&["sync"], &url, &emulator.base_url)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -211,7 +156,7 @@ async fn a_backfill_killed_at_random_points_resumes_to_the_same_result() {
         }
     }
     if !finished {
-        let last = command(&["sync"], &db.url, &emulator.base_url)
+        let last = command(&["sync"], &url, &emulator.base_url)
             .output()
             .await
             .expect("cls runs");
@@ -222,7 +167,7 @@ async fn a_backfill_killed_at_random_points_resumes_to_the_same_result() {
         );
     }
     assert!(kills >= 1, "the test must kill at least one run");
-    assert_db_equals_export(&db.url, &emulator.base_url).await;
+    assert_db_equals_export(&db, &emulator.base_url).await;
 
     // Each killed attempt may re-fetch only what it had in flight: one page per walk (at most
     // one walk per stream here, 20 streams, as the rate budget leaves no room for splits at
@@ -235,6 +180,6 @@ async fn a_backfill_killed_at_random_points_resumes_to_the_same_result() {
         refetched <= kills * 29,
         "{refetched} extra requests after {kills} kills (clean run: {clean_requests})"
     );
-    db.drop_now().await;
+    db.finish().await;
     emulator.shutdown().await;
 }

@@ -5,16 +5,16 @@
 //! live object of a chosen type must be a live row with `data` equal to the API's object, and
 //! no other row may be live (objects deleted in Stripe are rows flagged `deleted`).
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
-use std::process::{Output, Stdio};
+use std::process::Stdio;
 
 use cls_catalog::DataType;
 use cls_server::webhook::{sign, WebhookSecret};
-use cls_testkit::db::{temp_dir, TestDb};
 use cls_testkit::emulator::spawn_emulator;
+use common::{cls, export, is_deleted, requests_total, text, Db};
 use serde_json::{json, Value};
-use sqlx::Row;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 const KEY: &str = "rk_test_cls_emulator";
@@ -24,27 +24,6 @@ const SECRET: &str = "whsec_cls_incremental_test";
 /// events are skipped as "not chosen".
 const TYPES: &str = "customers,prices,plans,subscriptions,subscription_items,invoices,\
                      invoice_line_items,payment_intents,charges,events";
-
-async fn cls(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cls"));
-    cmd.args(args)
-        .env_remove("STRIPE_API_KEY")
-        .env_remove("DATABASE_URL")
-        .env_remove("CLS_STRIPE_API_BASE")
-        .env_remove("CLS_SYNC_MODE");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().await.expect("the cls binary runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// `cls sync --json` with `extra` arguments; the parsed report.
 async fn sync(env: &[(&str, &str)], extra: &[&str]) -> Value {
@@ -59,105 +38,6 @@ fn chosen() -> Vec<&'static DataType> {
     cls_catalog::parse_list(TYPES).expect("valid types")
 }
 
-/// A destination database for one test.
-enum Db {
-    Pg(TestDb),
-    Lite(PathBuf),
-}
-
-impl Db {
-    async fn pg() -> Db {
-        Db::Pg(TestDb::new().await)
-    }
-
-    fn lite() -> Db {
-        Db::Lite(temp_dir("cls_incr").join("cls.db"))
-    }
-
-    fn url(&self) -> String {
-        match self {
-            Db::Pg(db) => db.url.clone(),
-            Db::Lite(path) => format!("sqlite://{}", path.display()),
-        }
-    }
-
-    /// id → (data, deleted) of one table.
-    async fn table(&self, table: &str) -> BTreeMap<String, (Value, bool)> {
-        let rows: Vec<(String, String, bool)> = match self {
-            Db::Pg(db) => {
-                let pool = sqlx::PgPool::connect(&db.url).await.expect("connect");
-                let sql = format!("select id, data::text as data, deleted from stripe.\"{table}\"");
-                let rows = sqlx::query(&sql)
-                    .fetch_all(&pool)
-                    .await
-                    .expect("read table");
-                pool.close().await;
-                rows.into_iter()
-                    .map(|r| (r.get("id"), r.get("data"), r.get("deleted")))
-                    .collect()
-            }
-            Db::Lite(path) => {
-                let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
-                    .await
-                    .expect("open");
-                let sql = format!("select id, data, deleted from \"{table}\"");
-                let rows = sqlx::query(&sql)
-                    .fetch_all(&pool)
-                    .await
-                    .expect("read table");
-                pool.close().await;
-                rows.into_iter()
-                    .map(|r| (r.get("id"), r.get("data"), r.get("deleted")))
-                    .collect()
-            }
-        };
-        rows.into_iter()
-            .map(|(id, data, deleted)| {
-                (
-                    id,
-                    (serde_json::from_str(&data).expect("data is JSON"), deleted),
-                )
-            })
-            .collect()
-    }
-
-    async fn dest(&self) -> Box<dyn cls_destination::Destination> {
-        let url = cls_destination::DatabaseUrl::parse(&self.url()).expect("valid url");
-        cls_destination::connect(&url, "stripe")
-            .await
-            .expect("connect")
-    }
-
-    async fn finish(self) {
-        if let Db::Pg(db) = self {
-            db.drop_now().await;
-        }
-    }
-}
-
-/// The emulator's export: object type → id → object (deleted ones as stubs).
-async fn export(base_url: &str) -> BTreeMap<String, BTreeMap<String, Value>> {
-    let all: BTreeMap<String, Vec<Value>> = reqwest::get(format!("{base_url}/_emulator/export"))
-        .await
-        .expect("export answers")
-        .json()
-        .await
-        .expect("export is JSON");
-    all.into_iter()
-        .map(|(object, items)| {
-            let by_id = items
-                .into_iter()
-                .filter_map(|o| Some((o.get("id")?.as_str()?.to_string(), o)))
-                .collect();
-            (object, by_id)
-        })
-        .collect()
-}
-
-fn is_deleted(o: &Value) -> bool {
-    o.get("deleted").and_then(Value::as_bool) == Some(true)
-}
-
 /// Asserts every chosen table equals the export exactly; returns deleted rows per table.
 async fn assert_equals_export(db: &Db, base_url: &str) -> BTreeMap<&'static str, usize> {
     let want = export(base_url).await;
@@ -165,7 +45,7 @@ async fn assert_equals_export(db: &Db, base_url: &str) -> BTreeMap<&'static str,
     let mut deleted = BTreeMap::new();
     for t in chosen() {
         let expected = want.get(t.object).unwrap_or(&empty);
-        let table = db.table(t.name).await;
+        let table = db.table(t.name).await.expect("the table exists");
         let live: BTreeMap<&String, &Value> = table
             .iter()
             .filter(|(_, (_, d))| !d)
@@ -204,16 +84,6 @@ async fn assert_equals_export(db: &Db, base_url: &str) -> BTreeMap<&'static str,
         deleted.insert(t.name, table.values().filter(|(_, d)| *d).count());
     }
     deleted
-}
-
-async fn requests_total(base_url: &str) -> u64 {
-    let stats: Value = reqwest::get(format!("{base_url}/_emulator/stats"))
-        .await
-        .expect("stats answer")
-        .json()
-        .await
-        .expect("stats are JSON");
-    stats["requests_total"].as_u64().expect("requests_total")
 }
 
 async fn mutate(base_url: &str, count: usize, seed: u64) -> Value {
@@ -583,7 +453,7 @@ async fn webhooks_shuffled_and_duplicated_converge_on_the_export() {
         .into_iter()
         .filter(|t| !t.is_child() && t.name != "events")
     {
-        let table = db.table(t.name).await;
+        let table = db.table(t.name).await.expect("the table exists");
         for ((object, id), (_, n)) in &newest {
             if object != t.object || *n != 1 {
                 continue;
@@ -654,7 +524,10 @@ async fn forged_stale_and_replayed_signatures_are_refused_and_write_nothing() {
     let (status, _) = deliver(&client, &listener.url, &altered, Some(&good)).await;
     assert_eq!(status, 400, "an altered body must not verify");
     assert!(
-        db.table("customers").await.is_empty(),
+        db.table("customers")
+            .await
+            .expect("the table exists")
+            .is_empty(),
         "nothing was written by refused deliveries"
     );
 
@@ -663,7 +536,7 @@ async fn forged_stale_and_replayed_signatures_are_refused_and_write_nothing() {
     assert_eq!(status, 200, "{answer}");
     let (status, answer) = deliver(&client, &listener.url, &body, Some(&good)).await;
     assert_eq!(status, 400, "a replay must be refused: {answer}");
-    let after_first = db.table("customers").await;
+    let after_first = db.table("customers").await.expect("the table exists");
     assert_eq!(after_first["cus_a"].0["name"], "Ada");
 
     // Stripe's retry of the same event (a fresh signature) is accepted and changes nothing.
@@ -679,7 +552,10 @@ async fn forged_stale_and_replayed_signatures_are_refused_and_write_nothing() {
         (200, &json!(0)),
         "{answer}"
     );
-    assert_eq!(db.table("customers").await, after_first);
+    assert_eq!(
+        db.table("customers").await.expect("the table exists"),
+        after_first
+    );
 
     // An older snapshot arriving late does not overwrite the newer one.
     let old = serde_json::to_vec(&customer_event("a", "Old Ada", now() - 100)).expect("json");
@@ -691,7 +567,10 @@ async fn forged_stale_and_replayed_signatures_are_refused_and_write_nothing() {
     )
     .await;
     assert_eq!(status, 200);
-    assert_eq!(db.table("customers").await["cus_a"].0["name"], "Ada");
+    assert_eq!(
+        db.table("customers").await.expect("the table exists")["cus_a"].0["name"],
+        "Ada"
+    );
 
     // Unknown object types and types not chosen are skipped safely: no object row is
     // written (the event itself is kept in `events`, like every event of the feed).
@@ -722,7 +601,10 @@ async fn forged_stale_and_replayed_signatures_are_refused_and_write_nothing() {
         assert_eq!(status, 200, "{ty}: {answer}");
         assert!(answer["skipped"].is_string(), "{ty}: {answer}");
     }
-    assert_eq!(db.table("customers").await, after_first);
+    assert_eq!(
+        db.table("customers").await.expect("the table exists"),
+        after_first
+    );
     // A signed body that is not an event is refused.
     let b = br#"{"hello":"world"}"#;
     let (status, _) = deliver(&client, &listener.url, b, Some(&sign(b, &secret(), now()))).await;
@@ -737,9 +619,9 @@ async fn forged_stale_and_replayed_signatures_are_refused_and_write_nothing() {
     )
     .await;
     assert_eq!(status, 200, "{answer}");
-    let customers = db.table("customers").await;
+    let customers = db.table("customers").await.expect("the table exists");
     assert_eq!(customers.len(), 2, "{customers:?}");
-    let events = db.table("events").await;
+    let events = db.table("events").await.expect("the table exists");
     assert_eq!(
         events.keys().cloned().collect::<Vec<_>>(),
         vec![

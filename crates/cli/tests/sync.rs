@@ -5,150 +5,28 @@
 //! live object of a chosen type must be in its table with `data` equal to the API's object, and
 //! nothing else may be there.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Output;
 
-use cls_catalog::{DataType, CATALOG};
+use cls_catalog::CATALOG;
 use cls_testkit::db::TestDb;
 use cls_testkit::emulator::spawn_emulator;
+use common::{assert_live_rows_equal_export, cls, export, text, Db, Table};
 use serde_json::Value;
-use sqlx::Row;
 
 const FULL_KEY: &str = "rk_test_cls_emulator";
 const LIMITED_KEY: &str = "rk_test_cls_limited";
 
-/// Runs the `cls` binary with the given arguments and environment.
-async fn cls(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cls"));
-    cmd.args(args)
-        .env_remove("STRIPE_API_KEY")
-        .env_remove("DATABASE_URL")
-        .env_remove("CLS_STRIPE_API_BASE");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().await.expect("the cls binary runs")
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// The emulator's export: object type → live objects by id.
-async fn export(base_url: &str) -> BTreeMap<String, BTreeMap<String, Value>> {
-    let all: BTreeMap<String, Vec<Value>> = reqwest::get(format!("{base_url}/_emulator/export"))
-        .await
-        .expect("export answers")
-        .json()
-        .await
-        .expect("export is JSON");
-    all.into_iter()
-        .map(|(object, items)| {
-            let live = items
-                .into_iter()
-                .filter(|o| o.get("deleted").and_then(Value::as_bool) != Some(true))
-                .filter_map(|o| Some((o.get("id")?.as_str()?.to_string(), o)))
-                .collect();
-            (object, live)
-        })
-        .collect()
-}
-
-/// Rows of one table: id → (data, deleted).
-type Table = BTreeMap<String, (Value, bool)>;
-
-async fn pg_table(url: &str, schema: &str, table: &str) -> Option<Table> {
-    let pool = sqlx::PgPool::connect(url)
-        .await
-        .expect("connect to the test database");
-    let sql = format!("select id, data::text as data, deleted from \"{schema}\".\"{table}\"");
-    let rows = sqlx::query(&sql).fetch_all(&pool).await.ok()?;
-    pool.close().await;
-    Some(
-        rows.into_iter()
-            .map(|r| {
-                let data: String = r.get("data");
-                let deleted: bool = r.get("deleted");
-                (
-                    r.get::<String, _>("id"),
-                    (serde_json::from_str(&data).expect("data is JSON"), deleted),
-                )
-            })
-            .collect(),
-    )
-}
-
-async fn sqlite_table(path: &Path, table: &str) -> Option<Table> {
-    let url = format!("sqlite://{}", path.display());
-    let pool = sqlx::SqlitePool::connect(&url)
-        .await
-        .expect("open the SQLite file");
-    let sql = format!("select id, data, deleted from \"{table}\"");
-    let rows = sqlx::query(&sql).fetch_all(&pool).await.ok()?;
-    pool.close().await;
-    Some(
-        rows.into_iter()
-            .map(|r| {
-                let data: String = r.get("data");
-                let deleted: bool = r.get("deleted");
-                (
-                    r.get::<String, _>("id"),
-                    (serde_json::from_str(&data).expect("data is JSON"), deleted),
-                )
-            })
-            .collect(),
-    )
-}
-
-/// Asserts a table holds exactly the live objects the emulator exports for its data type.
-fn assert_table_equals_export(
-    t: &DataType,
-    table: Option<&Table>,
-    export: &BTreeMap<String, BTreeMap<String, Value>>,
-) {
-    let empty = BTreeMap::new();
-    let expected = export.get(t.object).unwrap_or(&empty);
-    let table = table.unwrap_or_else(|| panic!("table {} is missing", t.name));
-    let got: BTreeMap<&String, &Value> = table
-        .iter()
-        .filter(|(_, (_, deleted))| !deleted)
-        .map(|(id, (data, _))| (id, data))
-        .collect();
-    let missing: Vec<_> = expected.keys().filter(|id| !got.contains_key(id)).collect();
-    let extra: Vec<_> = got
-        .keys()
-        .filter(|id| !expected.contains_key(**id))
-        .collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "{}: {} missing (e.g. {:?}), {} extra (e.g. {:?})",
-        t.name,
-        missing.len(),
-        missing.first(),
-        extra.len(),
-        extra.first()
-    );
-    for (id, want) in expected {
-        assert_eq!(
-            got[id], want,
-            "{}: row {id} differs from the API's object",
-            t.name
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_sync_into_postgres_equals_the_export_and_a_rerun_changes_nothing() {
     let emulator = spawn_emulator(7, 40).await;
-    let db = TestDb::new().await;
+    let db = Db::pg().await;
+    let url = db.url();
     let env = [
         ("STRIPE_API_KEY", FULL_KEY),
-        ("DATABASE_URL", db.url.as_str()),
+        ("DATABASE_URL", url.as_str()),
         ("CLS_STRIPE_API_BASE", emulator.base_url.as_str()),
     ];
     let out = cls(&["sync"], &env).await;
@@ -158,8 +36,8 @@ async fn full_sync_into_postgres_equals_the_export_and_a_rerun_changes_nothing()
     let want = export(&emulator.base_url).await;
     let mut first = BTreeMap::new();
     for t in CATALOG {
-        let table = pg_table(&db.url, "stripe", t.name).await;
-        assert_table_equals_export(t, table.as_ref(), &want);
+        let table = db.table(t.name).await;
+        assert_live_rows_equal_export(t, table.as_ref(), &want);
         first.insert(t.name, table);
     }
     assert!(
@@ -176,7 +54,7 @@ async fn full_sync_into_postgres_equals_the_export_and_a_rerun_changes_nothing()
     let report: Value = serde_json::from_slice(&again.stdout).expect("--json prints JSON");
     assert_eq!(report["status"], "succeeded");
     for t in CATALOG {
-        let table = pg_table(&db.url, "stripe", t.name).await;
+        let table = db.table(t.name).await;
         let (a, b) = (first[t.name].as_ref(), table.as_ref());
         let data = |x: Option<&Table>| {
             x.map(|m| {
@@ -192,16 +70,15 @@ async fn full_sync_into_postgres_equals_the_export_and_a_rerun_changes_nothing()
             t.name
         );
     }
-    db.drop_now().await;
+    db.finish().await;
     emulator.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_sync_into_sqlite_equals_the_export() {
     let emulator = spawn_emulator(11, 25).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("stripe.db");
-    let url = format!("sqlite://{}", path.display());
+    let db = Db::lite();
+    let url = db.url();
     let out = cls(
         &[
             "sync",
@@ -216,8 +93,8 @@ async fn full_sync_into_sqlite_equals_the_export() {
     assert!(out.status.success(), "sync failed:\n{}", text(&out));
     let want = export(&emulator.base_url).await;
     for t in CATALOG {
-        let table = sqlite_table(&path, t.name).await;
-        assert_table_equals_export(t, table.as_ref(), &want);
+        let table = db.table(t.name).await;
+        assert_live_rows_equal_export(t, table.as_ref(), &want);
     }
     emulator.shutdown().await;
 }
@@ -225,7 +102,8 @@ async fn full_sync_into_sqlite_equals_the_export() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_lacking_permissions_syncs_the_rest_and_exits_partial() {
     let emulator = spawn_emulator(3, 15).await;
-    let db = TestDb::new().await;
+    let db = Db::pg().await;
+    let url = db.url();
     let out = cls(
         &[
             "sync",
@@ -235,7 +113,7 @@ async fn a_key_lacking_permissions_syncs_the_rest_and_exits_partial() {
         ],
         &[
             ("STRIPE_API_KEY", LIMITED_KEY),
-            ("DATABASE_URL", db.url.as_str()),
+            ("DATABASE_URL", url.as_str()),
             ("CLS_STRIPE_API_BASE", emulator.base_url.as_str()),
         ],
     )
@@ -277,10 +155,10 @@ async fn a_key_lacking_permissions_syncs_the_rest_and_exits_partial() {
     let want = export(&emulator.base_url).await;
     for name in ["customers", "products"] {
         let t = cls_catalog::find(name).expect("in catalog");
-        let table = pg_table(&db.url, "stripe", name).await;
-        assert_table_equals_export(t, table.as_ref(), &want);
+        let table = db.table(name).await;
+        assert_live_rows_equal_export(t, table.as_ref(), &want);
     }
-    db.drop_now().await;
+    db.finish().await;
     emulator.shutdown().await;
 }
 
@@ -501,7 +379,8 @@ async fn rate_limit_answers_are_absorbed_and_counted() {
     let mut config = cls_emulator::EmulatorConfig::new(17, 30);
     config.rate_limits = true;
     let emulator = cls_testkit::emulator::spawn_emulator_with(config).await;
-    let db = TestDb::new().await;
+    let db = Db::pg().await;
+    let url = db.url();
     let out = cls(
         &[
             "sync",
@@ -515,7 +394,7 @@ async fn rate_limit_answers_are_absorbed_and_counted() {
         ],
         &[
             ("STRIPE_API_KEY", FULL_KEY),
-            ("DATABASE_URL", db.url.as_str()),
+            ("DATABASE_URL", url.as_str()),
             ("CLS_STRIPE_API_BASE", emulator.base_url.as_str()),
         ],
     )
@@ -545,9 +424,9 @@ async fn rate_limit_answers_are_absorbed_and_counted() {
         "invoice_line_items",
     ] {
         let t = cls_catalog::find(name).expect("in catalog");
-        let table = pg_table(&db.url, "stripe", name).await;
-        assert_table_equals_export(t, table.as_ref(), &want);
+        let table = db.table(name).await;
+        assert_live_rows_equal_export(t, table.as_ref(), &want);
     }
-    db.drop_now().await;
+    db.finish().await;
     emulator.shutdown().await;
 }
