@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use cls_catalog::DataType;
-use cls_destination::{Batch, Checkpoint, Destination, DestinationError, Row, WriteStats};
+use cls_destination::{
+    Checkpoint, CheckpointOp, Destination, DestinationError, Row, WriteSet, WriteStats,
+};
 use cls_source::Window;
 use cls_stripe::{RequestCounters, StripeClient, StripeError};
 use serde::{Deserialize, Serialize};
@@ -257,8 +259,83 @@ async fn sync_stream(
     })
 }
 
-/// Writes jobs one at a time in arrival order. Order matters: a page's checkpoint must not be
-/// committed before the rows of earlier pages, nor a split before the page it follows.
+/// A write set gathers at most this many rows: enough to spread a transaction's fixed cost
+/// (BEGIN, staging tables, COMMIT's WAL flush) over many pages, small enough to keep memory
+/// and the time one set holds its row locks modest.
+const SET_MAX_ROWS: usize = 5_000;
+
+/// A write set gathers at most this many jobs (pages, empty last pages, splits): each
+/// checkpoint operation is one statement of the set's transaction.
+const SET_MAX_JOBS: usize = 64;
+
+/// Jobs received together, to be written as one [`WriteSet`].
+#[derive(Default)]
+struct PendingSet {
+    /// Rows per data type, data types in order of first arrival, rows in arrival order.
+    tables: Vec<(&'static DataType, Vec<Row>)>,
+    /// Checkpoint saves and splits in arrival order.
+    checkpoints: Vec<CheckpointOp>,
+    /// Flushes to answer once the set is committed.
+    flushes: Vec<oneshot::Sender<()>>,
+    jobs: usize,
+    rows: usize,
+}
+
+impl PendingSet {
+    /// Adds one job. Rows go to their data type's list and checkpoints after every row: the
+    /// whole set commits at once, so a checkpoint still commits with the rows it covers, and
+    /// the checkpoint operations keep their order, so the final state is the one applying
+    /// the jobs one by one would give.
+    fn add(&mut self, job: WriteJob) {
+        self.jobs += 1;
+        match job {
+            WriteJob::Flush(done) => self.flushes.push(done),
+            WriteJob::Split {
+                key,
+                retire,
+                replacements,
+            } => self.checkpoints.push(CheckpointOp::Replace {
+                data_type: key,
+                retired: retire,
+                replacements,
+            }),
+            WriteJob::Rows {
+                data_type,
+                rows,
+                checkpoint,
+            } => {
+                self.rows += rows.len();
+                if !rows.is_empty() {
+                    match self
+                        .tables
+                        .iter_mut()
+                        .find(|(t, _)| t.name == data_type.name)
+                    {
+                        Some((_, existing)) => existing.extend(rows),
+                        None => self.tables.push((data_type, rows)),
+                    }
+                }
+                if let Some(cp) = checkpoint {
+                    self.checkpoints.push(CheckpointOp::Save(cp));
+                }
+            }
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.jobs >= SET_MAX_JOBS || self.rows >= SET_MAX_ROWS
+    }
+}
+
+/// Writes the jobs in arrival order, many per transaction: after one job arrives, whatever
+/// else is already queued (up to [`SET_MAX_ROWS`] rows or [`SET_MAX_JOBS`] jobs) joins it in
+/// one [`WriteSet`], without waiting for more. Order matters and is kept: a page's checkpoint
+/// is never committed before the rows of earlier pages (they are in the same or an earlier
+/// transaction), nor a split before the page it follows (checkpoint operations keep their
+/// order). A flush is answered once the set holding every job sent before it is committed.
+///
+/// Rows of one id arriving twice in one set are de-duplicated before the upsert, so such a
+/// repeat counts as skipped where writing the jobs one by one would have counted an update.
 async fn write_loop(
     dest: Arc<dyn Destination>,
     account_id: String,
@@ -266,40 +343,43 @@ async fn write_loop(
     stats: Arc<Mutex<HashMap<&'static str, WriteStats>>>,
 ) -> Result<(), DestinationError> {
     while let Some(job) = rx.recv().await {
-        match job {
-            WriteJob::Flush(done) => {
-                let _ = done.send(());
+        let mut set = PendingSet::default();
+        set.add(job);
+        while !set.full() {
+            match rx.try_recv() {
+                Ok(job) => set.add(job),
+                // Empty (nothing queued right now) or closed (the next recv ends the loop).
+                Err(_) => break,
             }
-            WriteJob::Split {
-                key,
-                retire,
-                replacements,
-            } => {
-                dest.replace_checkpoint(&account_id, &key, &retire, &replacements)
-                    .await?;
+        }
+        let (jobs, rows) = (set.jobs, set.rows);
+        let began = Instant::now();
+        let PendingSet {
+            tables,
+            checkpoints,
+            flushes,
+            ..
+        } = set;
+        let written = WriteSet {
+            account_id: &account_id,
+            tables,
+            checkpoints,
+        };
+        if !written.is_empty() {
+            let got = dest.write_set(written).await?;
+            let mut m = stats.lock().unwrap_or_else(|p| p.into_inner());
+            for (name, s) in got {
+                *m.entry(name).or_default() += s;
             }
-            WriteJob::Rows {
-                data_type,
-                rows,
-                checkpoint,
-            } => {
-                if rows.is_empty() && checkpoint.is_none() {
-                    continue;
-                }
-                let got = dest
-                    .write(Batch {
-                        data_type,
-                        account_id: &account_id,
-                        rows,
-                        checkpoint,
-                    })
-                    .await?;
-                let mut m = stats.lock().unwrap_or_else(|p| p.into_inner());
-                let s = m.entry(data_type.name).or_default();
-                s.inserted += got.inserted;
-                s.updated += got.updated;
-                s.skipped += got.skipped;
-            }
+        }
+        tracing::debug!(
+            jobs,
+            rows,
+            ms = began.elapsed().as_millis() as u64,
+            "wrote a set"
+        );
+        for done in flushes {
+            let _ = done.send(());
         }
     }
     Ok(())
