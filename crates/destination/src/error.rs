@@ -183,6 +183,17 @@ pub enum DestinationError {
 }
 
 impl DestinationError {
+    /// Whether a row that was to be new exists already (a unique violation).
+    pub fn is_unique_violation(&self) -> bool {
+        match self {
+            DestinationError::Sql {
+                source: sqlx::Error::Database(db),
+                ..
+            } => db.is_unique_violation(),
+            _ => false,
+        }
+    }
+
     /// Whether trying the same operation again later may succeed without anyone changing
     /// anything (network blips, a busy or restarting server). Configuration and privilege
     /// problems are not retriable; a full disk needs a person.

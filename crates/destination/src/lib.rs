@@ -111,6 +111,11 @@ pub struct WriteSet<'a> {
     pub tables: Vec<(&'static DataType, Vec<Row>)>,
     /// Checkpoint changes, applied in order after every row is written.
     pub checkpoints: Vec<CheckpointOp>,
+    /// Every row is new to its table: a first backfill into tables that were empty when it
+    /// began. PostgreSQL then copies straight into the tables instead of through a staging
+    /// table and an upsert; should a row exist after all, the set is written again the usual
+    /// way, so the flag only ever changes speed.
+    pub insert_only: bool,
 }
 
 impl WriteSet<'_> {
@@ -244,6 +249,9 @@ pub trait Destination: Send + Sync {
         account_id: &str,
         data_type: &str,
     ) -> Result<(), DestinationError>;
+
+    /// Whether the table of `data_type` holds any row (of any account).
+    async fn has_rows(&self, data_type: &'static DataType) -> Result<bool, DestinationError>;
 
     /// Ids of the rows of `account_id` that are not deleted, sorted.
     async fn live_ids(

@@ -164,13 +164,18 @@ impl PgDestination {
         data_type: &'static DataType,
         rows: Vec<Row>,
         stage: &str,
+        insert_only: bool,
     ) -> Result<WriteStats, DestinationError> {
         let table = data_type.table();
         let action = || Action::Write(table.to_string());
         let received = rows.len() as u64;
         let (rows, _) = dedupe(rows);
         let mut stats = WriteStats::default();
-        if !rows.is_empty() {
+        if insert_only && !rows.is_empty() {
+            self.copy_into_table(tx, account_id, data_type, &rows)
+                .await?;
+            stats.inserted = rows.len() as u64;
+        } else if !rows.is_empty() {
             let typed: Vec<String> = data_type.columns.iter().map(|c| quote(c.name)).collect();
             let mut stage_cols = vec!["\"id\" text".to_string()];
             stage_cols.extend(
@@ -291,6 +296,71 @@ impl PgDestination {
         Ok(stats)
     }
 
+    /// Copies rows straight into their table (no staging table, no upsert): for rows that are
+    /// all new to it. A row that exists after all fails the COPY with a unique violation.
+    async fn copy_into_table(
+        &self,
+        tx: &mut Transaction<'static, Postgres>,
+        account_id: &str,
+        data_type: &'static DataType,
+        rows: &[Row],
+    ) -> Result<(), DestinationError> {
+        let action = || Action::Write(data_type.table().to_string());
+        let mut cols = vec!["\"id\"".to_string()];
+        cols.extend(data_type.columns.iter().map(|c| quote(c.name)));
+        cols.extend(
+            [
+                "data",
+                "account_id",
+                "deleted",
+                "deleted_at",
+                "synced_at",
+                "version",
+            ]
+            .map(quote),
+        );
+        let mut copy = tx
+            .copy_in_raw(&format!(
+                "COPY {} ({}) FROM STDIN",
+                self.qualified(data_type.table()),
+                cols.join(", ")
+            ))
+            .await
+            .map_err(|e| self.fail(action(), e))?;
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let account = text_for_postgres(account_id);
+        let mut out = CopyText::new();
+        for row in rows {
+            out.text(&row.id);
+            for c in data_type.columns {
+                copy_value(&mut out, c.extract(&row.object));
+            }
+            out.json(&row.object);
+            out.text(&account);
+            out.plain(if row.deleted { "t" } else { "f" });
+            if row.deleted {
+                out.plain(&now);
+            } else {
+                out.null();
+            }
+            out.plain(&now);
+            out.plain(&row.version.to_string());
+            out.end_row();
+            if out.len() >= COPY_CHUNK_BYTES {
+                copy.send(out.take())
+                    .await
+                    .map_err(|e| self.fail(action(), e))?;
+            }
+        }
+        if out.len() > 0 {
+            copy.send(out.take())
+                .await
+                .map_err(|e| self.fail(action(), e))?;
+        }
+        copy.finish().await.map_err(|e| self.fail(action(), e))?;
+        Ok(())
+    }
+
     /// Applies one checkpoint operation inside the caller's transaction.
     async fn apply_checkpoint_op(
         &self,
@@ -322,6 +392,52 @@ impl PgDestination {
                 Ok(())
             }
         }
+    }
+
+    /// One attempt at a write set, in one transaction.
+    async fn write_set_once(
+        &self,
+        set: WriteSet<'_>,
+        insert_only: bool,
+    ) -> Result<Vec<(&'static str, WriteStats)>, DestinationError> {
+        let tables = WriteSet::merged_tables(set.tables);
+        let mut out: Vec<(&'static str, WriteStats)> = tables
+            .iter()
+            .map(|(t, _)| (t.name, WriteStats::default()))
+            .collect();
+        if set.checkpoints.is_empty() && tables.iter().all(|(_, rows)| rows.is_empty()) {
+            return Ok(out);
+        }
+        // Errors outside one table's statements (BEGIN, COMMIT) name the first table written.
+        let first = tables
+            .first()
+            .map_or(CHECKPOINTS_TABLE, |(t, _)| t.table())
+            .to_string();
+        let mut tx = self.begin(Action::Write(first.clone())).await?;
+        for (i, (data_type, rows)) in tables.into_iter().enumerate() {
+            if rows.is_empty() {
+                continue;
+            }
+            let stage = format!("pg_temp.\"_cls_stage_{i}\"");
+            out[i].1 = self
+                .upsert_rows(
+                    &mut tx,
+                    set.account_id,
+                    data_type,
+                    rows,
+                    &stage,
+                    insert_only,
+                )
+                .await?;
+        }
+        for op in &set.checkpoints {
+            self.apply_checkpoint_op(&mut tx, set.account_id, op)
+                .await?;
+        }
+        tx.commit()
+            .await
+            .map_err(|e| self.fail(Action::Write(first), e))?;
+        Ok(out)
     }
 
     /// Classifies a driver error that happened during `action`.
@@ -613,6 +729,7 @@ impl Destination for PgDestination {
             .write_set(WriteSet {
                 account_id: batch.account_id,
                 tables: vec![(batch.data_type, batch.rows)],
+                insert_only: false,
                 checkpoints: batch
                     .checkpoint
                     .map(CheckpointOp::Save)
@@ -628,39 +745,41 @@ impl Destination for PgDestination {
         &self,
         set: WriteSet<'_>,
     ) -> Result<Vec<(&'static str, WriteStats)>, DestinationError> {
-        let tables = WriteSet::merged_tables(set.tables);
-        let mut out: Vec<(&'static str, WriteStats)> = tables
-            .iter()
-            .map(|(t, _)| (t.name, WriteStats::default()))
-            .collect();
-        if set.checkpoints.is_empty() && tables.iter().all(|(_, rows)| rows.is_empty()) {
-            return Ok(out);
+        if !set.insert_only {
+            return self.write_set_once(set, false).await;
         }
-        // Errors outside one table's statements (BEGIN, COMMIT) name the first table written.
-        let first = tables
-            .first()
-            .map_or(CHECKPOINTS_TABLE, |(t, _)| t.table())
-            .to_string();
-        let mut tx = self.begin(Action::Write(first.clone())).await?;
-        for (i, (data_type, rows)) in tables.into_iter().enumerate() {
-            if rows.is_empty() {
-                continue;
+        // Keep a copy to write again the usual way should a row exist after all.
+        let retry = WriteSet {
+            account_id: set.account_id,
+            tables: set.tables.clone(),
+            checkpoints: set.checkpoints.clone(),
+            insert_only: false,
+        };
+        match self.write_set_once(set, true).await {
+            Err(e) if e.is_unique_violation() => {
+                tracing::info!(
+                    "a row of an insert-only set existed already: writing it again with upserts"
+                );
+                self.write_set_once(retry, false).await
             }
-            let stage = format!("pg_temp.\"_cls_stage_{i}\"");
-            out[i].1 = self
-                .upsert_rows(&mut tx, set.account_id, data_type, rows, &stage)
-                .await?;
+            other => other,
         }
-        for op in &set.checkpoints {
-            self.apply_checkpoint_op(&mut tx, set.account_id, op)
-                .await?;
-        }
-        tx.commit()
-            .await
-            .map_err(|e| self.fail(Action::Write(first), e))?;
-        Ok(out)
     }
 
+    async fn has_rows(&self, data_type: &'static DataType) -> Result<bool, DestinationError> {
+        let action = || Action::Read(data_type.table().into());
+        let mut tx = self.begin(action()).await?;
+        let any: bool = sqlx::query_scalar(&format!(
+            "SELECT EXISTS (SELECT 1 FROM {})",
+            self.qualified(data_type.table())
+        ))
+        .persistent(false)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| self.fail(action(), e))?;
+        tx.commit().await.map_err(|e| self.fail(action(), e))?;
+        Ok(any)
+    }
     async fn checkpoints(
         &self,
         account_id: &str,
@@ -704,6 +823,7 @@ impl Destination for PgDestination {
         self.write_set(WriteSet {
             account_id,
             tables: Vec::new(),
+            insert_only: false,
             checkpoints: vec![CheckpointOp::Replace {
                 data_type: data_type.to_string(),
                 retired: retired.to_string(),

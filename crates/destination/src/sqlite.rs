@@ -463,6 +463,7 @@ impl Destination for SqliteDestination {
             .write_set(WriteSet {
                 account_id: batch.account_id,
                 tables: vec![(batch.data_type, batch.rows)],
+                insert_only: false,
                 checkpoints: batch
                     .checkpoint
                     .map(CheckpointOp::Save)
@@ -548,6 +549,7 @@ impl Destination for SqliteDestination {
         self.write_set(WriteSet {
             account_id,
             tables: Vec::new(),
+            insert_only: false,
             checkpoints: vec![CheckpointOp::Replace {
                 data_type: data_type.to_string(),
                 retired: retired.to_string(),
@@ -573,6 +575,17 @@ impl Destination for SqliteDestination {
         .await
         .map_err(|e| self.fail(Action::Write(CHECKPOINTS_TABLE.into()), e))?;
         Ok(())
+    }
+
+    async fn has_rows(&self, data_type: &'static DataType) -> Result<bool, DestinationError> {
+        let any: bool = sqlx::query_scalar(&format!(
+            "SELECT EXISTS (SELECT 1 FROM {})",
+            quote(data_type.table())
+        ))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| self.fail(Action::Read(data_type.table().into()), e))?;
+        Ok(any)
     }
 
     async fn live_ids(

@@ -648,6 +648,7 @@ async fn write_set_counts_each_table_and_applies_checkpoints_in_order(env: &Env)
     let got = env
         .dest
         .write_set(WriteSet {
+            insert_only: false,
             account_id: ACCT,
             tables: vec![
                 (
@@ -716,6 +717,7 @@ async fn write_set_counts_each_table_and_applies_checkpoints_in_order(env: &Env)
     let empty = env
         .dest
         .write_set(WriteSet {
+            insert_only: false,
             account_id: ACCT,
             tables: vec![(invoices(), vec![])],
             checkpoints: vec![],
@@ -727,6 +729,7 @@ async fn write_set_counts_each_table_and_applies_checkpoints_in_order(env: &Env)
     let only_cps = env
         .dest
         .write_set(WriteSet {
+            insert_only: false,
             account_id: ACCT,
             tables: vec![],
             checkpoints: vec![CheckpointOp::Replace {
@@ -764,6 +767,7 @@ async fn write_set_is_one_transaction(env: &Env) {
     let err = env
         .dest
         .write_set(WriteSet {
+            insert_only: false,
             account_id: ACCT,
             tables: vec![
                 (
@@ -808,6 +812,7 @@ async fn write_set_is_one_transaction(env: &Env) {
     let err = env
         .dest
         .write_set(WriteSet {
+            insert_only: false,
             account_id: ACCT,
             tables: vec![
                 (customers(), vec![customer("cus_new", 1, "N")]),
@@ -840,6 +845,7 @@ async fn write_set_is_one_transaction(env: &Env) {
         let got = env
             .dest
             .write_set(WriteSet {
+                insert_only: false,
                 account_id: ACCT,
                 tables: vec![
                     (
@@ -905,6 +911,71 @@ async fn mark_unseen_deleted_flags_rows_a_walk_did_not_see(env: &Env) {
             .expect("mark"),
         0
     );
+}
+
+async fn insert_only_sets_copy_new_rows_and_fall_back_when_one_exists(env: &Env) {
+    env.dest.prepare(&[customers()]).await.expect("prepare");
+    assert!(!env.dest.has_rows(customers()).await.expect("has_rows"));
+    let got = env
+        .dest
+        .write_set(WriteSet {
+            insert_only: true,
+            account_id: ACCT,
+            tables: vec![(
+                customers(),
+                vec![customer("cus_a", 5, "A"), customer("cus_b", 5, "B")],
+            )],
+            checkpoints: vec![CheckpointOp::Save(Checkpoint {
+                data_type: "customers".into(),
+                window: "0..10".into(),
+                cursor: Some("cus_b".into()),
+                done: false,
+            })],
+        })
+        .await
+        .expect("insert-only set");
+    assert_eq!(got[0].1.inserted, 2);
+    assert!(env.dest.has_rows(customers()).await.expect("has_rows"));
+    let rows = env.rows(customers()).await;
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].object["name"], "A");
+    assert!(!rows[0].deleted && rows[0].version == 5);
+    assert_eq!(
+        env.dest
+            .checkpoints(ACCT, "customers")
+            .await
+            .expect("cps")
+            .len(),
+        1,
+        "the checkpoint commits with the rows"
+    );
+    // A row that exists after all: the set is written again with upserts, nothing is lost
+    // and the version guard still holds.
+    let got = env
+        .dest
+        .write_set(WriteSet {
+            insert_only: true,
+            account_id: ACCT,
+            tables: vec![(
+                customers(),
+                vec![
+                    customer("cus_a", 6, "A2"),
+                    customer("cus_c", 6, "C"),
+                    customer("cus_b", 1, "old"),
+                ],
+            )],
+            checkpoints: vec![],
+        })
+        .await
+        .expect("falls back");
+    assert_eq!(
+        (got[0].1.inserted, got[0].1.updated, got[0].1.skipped),
+        (1, 1, 1)
+    );
+    let rows = objects(&env.rows(customers()).await);
+    assert_eq!(rows["cus_a"]["name"], "A2");
+    assert_eq!(rows["cus_b"]["name"], "B");
+    assert_eq!(rows["cus_c"]["name"], "C");
 }
 
 async fn mark_deleted_and_live_ids(env: &Env) {
@@ -1305,6 +1376,7 @@ conformance!(
     write_set_counts_each_table_and_applies_checkpoints_in_order,
     write_set_is_one_transaction,
     mark_deleted_and_live_ids,
+    insert_only_sets_copy_new_rows_and_fall_back_when_one_exists,
     mark_unseen_deleted_flags_rows_a_walk_did_not_see,
     state_get_and_set,
     add_column_keeps_data_and_never_retypes,

@@ -336,11 +336,15 @@ impl PendingSet {
 ///
 /// Rows of one id arriving twice in one set are de-duplicated before the upsert, so such a
 /// repeat counts as skipped where writing the jobs one by one would have counted an update.
+///
+/// `insert_only` says every row is new to its table (a first backfill into empty tables), so
+/// the destination may copy rows straight in (see [`WriteSet::insert_only`]).
 async fn write_loop(
     dest: Arc<dyn Destination>,
     account_id: String,
     mut rx: mpsc::Receiver<WriteJob>,
     stats: Arc<Mutex<HashMap<&'static str, WriteStats>>>,
+    insert_only: bool,
 ) -> Result<(), DestinationError> {
     while let Some(job) = rx.recv().await {
         let mut set = PendingSet::default();
@@ -364,6 +368,7 @@ async fn write_loop(
             account_id: &account_id,
             tables,
             checkpoints,
+            insert_only,
         };
         if !written.is_empty() {
             let got = dest.write_set(written).await?;
@@ -466,11 +471,22 @@ pub async fn run_full_sync(
 
     let stats = Arc::new(Mutex::new(HashMap::new()));
     let (tx, rx) = mpsc::channel(WRITE_QUEUE);
+    // A first backfill into empty tables can copy rows straight in: no window is walked
+    // twice, so every row is new. A resumed run re-reads the pages that were in flight, and a
+    // table with rows (another account, an earlier sync) may hold any id: both upsert.
+    let mut insert_only = !resuming;
+    for t in &options.types {
+        if !insert_only {
+            break;
+        }
+        insert_only = !dest.has_rows(t).await?;
+    }
     let writer = tokio::spawn(write_loop(
         dest.clone(),
         account.id.clone(),
         rx,
         stats.clone(),
+        insert_only,
     ));
 
     let mut starts: HashMap<&'static str, Instant> = HashMap::new();

@@ -63,6 +63,25 @@ pub struct BenchArgs {
     /// Seed of the generated accounts.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
+    /// Which parts to run: `limits` (test and live mode under Stripe's limits), `baseline`
+    /// (the sequential walk), `database` (database-bound ingest next to plain COPY).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "limits,baseline,database"
+    )]
+    pub parts: Vec<Part>,
+}
+
+/// A part of the benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Part {
+    /// Test and live mode under Stripe's rate limits and latency.
+    Limits,
+    /// The sequential baseline.
+    Baseline,
+    /// Database-bound ingest next to plain COPY.
+    Database,
 }
 
 /// The data types benchmarked: every list that is walked by pages. Payment methods are left
@@ -199,8 +218,10 @@ struct BenchReport {
     latency_ms: u64,
     data_types: usize,
     modes: Vec<ModeFigures>,
-    baseline: Baseline,
-    database_bound: DatabaseBound,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    baseline: Option<Baseline>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_bound: Option<DatabaseBound>,
 }
 
 /// A scratch database on the benchmark server, dropped by [`Scratch::drop_now`].
@@ -422,10 +443,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
     let latency = args.latency_ms as f64 / 1000.0;
     let admin = args.database_url.clone();
     let mut modes = Vec::new();
-    for (mode, name, key, global_rps) in [
-        (Mode::Test, "test", "rk_test_cls_emulator", 25u32),
-        (Mode::Live, "live", "rk_live_cls_emulator", 100u32),
-    ] {
+    let modes_to_run: &[(Mode, &'static str, &str, u32)] = if args.parts.contains(&Part::Limits) {
+        &[
+            (Mode::Test, "test", "rk_test_cls_emulator", 25),
+            (Mode::Live, "live", "rk_live_cls_emulator", 100),
+        ]
+    } else {
+        &[]
+    };
+    for &(mode, name, key, global_rps) in modes_to_run {
         eprintln!(
             "[{name} mode] generating ~{} objects ({customers} customers)…",
             args.objects
@@ -450,48 +476,57 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
         });
     }
 
-    let baseline_objects = args
-        .baseline_objects
-        .unwrap_or(args.objects / 20)
-        .max(1_000);
-    let baseline_customers = ((baseline_objects as f64) / OBJECTS_PER_CUSTOMER).ceil() as usize;
-    eprintln!("[baseline] sequential walk of ~{baseline_objects} objects, live mode…");
-    let (b_objects, b_requests, b_seconds) = baseline(&args, baseline_customers, &admin).await?;
-    let live_ops = modes
-        .iter()
-        .find(|m| m.mode == "live")
-        .map(|m| m.run.objects_per_second)
-        .unwrap_or(0.0);
-    let baseline = Baseline {
-        objects: b_objects,
-        requests: b_requests,
-        seconds: b_seconds,
-        objects_per_second: b_objects as f64 / b_seconds,
-        speedup_live: live_ops / (b_objects as f64 / b_seconds),
+    let baseline = if args.parts.contains(&Part::Baseline) {
+        let baseline_objects = args
+            .baseline_objects
+            .unwrap_or(args.objects / 20)
+            .max(1_000);
+        let baseline_customers = ((baseline_objects as f64) / OBJECTS_PER_CUSTOMER).ceil() as usize;
+        eprintln!("[baseline] sequential walk of ~{baseline_objects} objects, live mode…");
+        let (b_objects, b_requests, b_seconds) =
+            baseline(&args, baseline_customers, &admin).await?;
+        let live_ops = modes
+            .iter()
+            .find(|m| m.mode == "live")
+            .map(|m| m.run.objects_per_second)
+            .unwrap_or(0.0);
+        Some(Baseline {
+            objects: b_objects,
+            requests: b_requests,
+            seconds: b_seconds,
+            objects_per_second: b_objects as f64 / b_seconds,
+            speedup_live: live_ops / (b_objects as f64 / b_seconds),
+        })
+    } else {
+        None
     };
 
-    eprintln!("[database-bound] no limits, no latency…");
-    let emulator = spawn_emulator(args.seed, customers, Mode::Live, false, 0).await?;
-    let db = Scratch::new(&admin, "dbbound").await?;
-    let sync = measured_sync(
-        "rk_live_cls_emulator",
-        &emulator.base_url,
-        &db.url,
-        &["--global-rps", "1000000", "--endpoint-rps", "1000000"],
-    )
-    .await;
-    db.drop_now().await?;
-    let copy = plain_copy(&emulator, &admin).await;
-    emulator.shutdown().await;
-    let sync = sync?;
-    let (copy_rows, copy_seconds) = copy?;
-    let copy_rps = copy_rows as f64 / copy_seconds;
-    let database_bound = DatabaseBound {
-        ratio: sync.objects_per_second / copy_rps,
-        sync,
-        copy_rows,
-        copy_seconds,
-        copy_rows_per_second: copy_rps,
+    let database_bound = if args.parts.contains(&Part::Database) {
+        eprintln!("[database-bound] no limits, no latency…");
+        let emulator = spawn_emulator(args.seed, customers, Mode::Live, false, 0).await?;
+        let db = Scratch::new(&admin, "dbbound").await?;
+        let sync = measured_sync(
+            "rk_live_cls_emulator",
+            &emulator.base_url,
+            &db.url,
+            &["--global-rps", "1000000", "--endpoint-rps", "1000000"],
+        )
+        .await;
+        db.drop_now().await?;
+        let copy = plain_copy(&emulator, &admin).await;
+        emulator.shutdown().await;
+        let sync = sync?;
+        let (copy_rows, copy_seconds) = copy?;
+        let copy_rps = copy_rows as f64 / copy_seconds;
+        Some(DatabaseBound {
+            ratio: sync.objects_per_second / copy_rps,
+            sync,
+            copy_rows,
+            copy_seconds,
+            copy_rows_per_second: copy_rps,
+        })
+    } else {
+        None
     };
 
     let report = BenchReport {
@@ -560,18 +595,22 @@ fn print_report(r: &BenchReport) {
         );
     }
     println!();
-    println!(
-        "sequential baseline (one cursor per data type, one type at a time), live mode, {} objects: {} requests in {:.1} s = {:.0} objects/s",
-        r.baseline.objects, r.baseline.requests, r.baseline.seconds, r.baseline.objects_per_second
-    );
-    println!(
-        "database-bound (no limits, no latency): {:.0} objects/s; plain COPY of the same {} rows: {:.0} rows/s; ratio {:.2}; peak RSS {:.0} MB",
-        r.database_bound.sync.objects_per_second,
-        r.database_bound.copy_rows,
-        r.database_bound.copy_rows_per_second,
-        r.database_bound.ratio,
-        r.database_bound.sync.peak_rss_mb
-    );
+    if let Some(b) = &r.baseline {
+        println!(
+            "sequential baseline (one cursor per data type, one type at a time), live mode, {} objects: {} requests in {:.1} s = {:.0} objects/s",
+            b.objects, b.requests, b.seconds, b.objects_per_second
+        );
+    }
+    if let Some(d) = &r.database_bound {
+        println!(
+            "database-bound (no limits, no latency): {:.0} objects/s; plain COPY of the same {} rows: {:.0} rows/s; ratio {:.2}; peak RSS {:.0} MB",
+            d.sync.objects_per_second,
+            d.copy_rows,
+            d.copy_rows_per_second,
+            d.ratio,
+            d.sync.peak_rss_mb
+        );
+    }
     println!();
     println!("targets:");
     for m in &r.modes {
@@ -583,21 +622,25 @@ fn print_report(r: &BenchReport) {
             verdict(ok)
         );
     }
-    println!(
-        "  ≥ 10× the sequential baseline in live mode: {:.1}× — {}",
-        r.baseline.speedup_live,
-        verdict(r.baseline.speedup_live >= 10.0)
-    );
-    println!(
-        "  database-bound ingest ≥ 50% of plain COPY: {:.0}% — {}",
-        r.database_bound.ratio * 100.0,
-        verdict(r.database_bound.ratio >= 0.5)
-    );
+    if let Some(b) = &r.baseline {
+        println!(
+            "  ≥ 10× the sequential baseline in live mode: {:.1}× — {}",
+            b.speedup_live,
+            verdict(b.speedup_live >= 10.0)
+        );
+    }
+    if let Some(d) = &r.database_bound {
+        println!(
+            "  database-bound ingest ≥ 50% of plain COPY: {:.0}% — {}",
+            d.ratio * 100.0,
+            verdict(d.ratio >= 0.5)
+        );
+    }
     let peak = r
         .modes
         .iter()
         .map(|m| m.run.peak_rss_mb)
-        .chain([r.database_bound.sync.peak_rss_mb])
+        .chain(r.database_bound.as_ref().map(|d| d.sync.peak_rss_mb))
         .fold(0.0, f64::max);
     println!(
         "  peak RSS < 300 MB (target stated at 1,000,000 objects; this run: {} objects): {:.0} MB — {}",
