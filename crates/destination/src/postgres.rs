@@ -35,7 +35,8 @@ use crate::copy_text::{text_for_postgres, CopyText};
 use crate::error::{classify_pg, Action, ErrorContext};
 use crate::ident::{quote, validate_schema};
 use crate::layout::{
-    dedupe, index_name, indexed_columns, timestamp_in_range, CHECKPOINTS_TABLE, STATE_TABLE,
+    dedupe, index_name, indexed_columns, timestamp_in_range, CHECKPOINTS_TABLE, COMMON_COLUMNS,
+    STATE_TABLE,
 };
 use crate::{
     Batch, Checkpoint, CheckpointOp, DatabaseInfo, DatabaseKind, DatabaseUrl, Destination,
@@ -236,17 +237,7 @@ impl PgDestination {
 
             let mut insert_cols = vec!["\"id\"".to_string()];
             insert_cols.extend(typed.iter().cloned());
-            insert_cols.extend(
-                [
-                    "data",
-                    "account_id",
-                    "deleted",
-                    "deleted_at",
-                    "synced_at",
-                    "version",
-                ]
-                .map(quote),
-            );
+            insert_cols.extend(COMMON_COLUMNS.iter().map(|c| quote(c)));
             let mut select_cols = vec!["\"id\"".to_string()];
             select_cols.extend(typed.iter().cloned());
             select_cols.extend([
@@ -308,17 +299,7 @@ impl PgDestination {
         let action = || Action::Write(data_type.table().to_string());
         let mut cols = vec!["\"id\"".to_string()];
         cols.extend(data_type.columns.iter().map(|c| quote(c.name)));
-        cols.extend(
-            [
-                "data",
-                "account_id",
-                "deleted",
-                "deleted_at",
-                "synced_at",
-                "version",
-            ]
-            .map(quote),
-        );
+        cols.extend(COMMON_COLUMNS.iter().map(|c| quote(c)));
         let mut copy = tx
             .copy_in_raw(&format!(
                 "COPY {} ({}) FROM STDIN",

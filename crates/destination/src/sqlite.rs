@@ -24,7 +24,8 @@ use sqlx::{Executor as _, Row as _, Sqlite, Transaction};
 use crate::error::{classify_sqlite, Action};
 use crate::ident::quote;
 use crate::layout::{
-    dedupe, index_name, indexed_columns, timestamp_in_range, CHECKPOINTS_TABLE, STATE_TABLE,
+    dedupe, index_name, indexed_columns, timestamp_in_range, CHECKPOINTS_TABLE, COMMON_COLUMNS,
+    STATE_TABLE,
 };
 use crate::{
     Batch, Checkpoint, CheckpointOp, DatabaseInfo, DatabaseKind, DatabaseUrl, Destination,
@@ -147,17 +148,7 @@ impl SqliteDestination {
 
             let mut cols = vec![quote("id")];
             cols.extend(data_type.columns.iter().map(|c| quote(c.name)));
-            cols.extend(
-                [
-                    "data",
-                    "account_id",
-                    "deleted",
-                    "deleted_at",
-                    "synced_at",
-                    "version",
-                ]
-                .map(quote),
-            );
+            cols.extend(COMMON_COLUMNS.iter().map(|c| quote(c)));
             let placeholders = vec!["?"; cols.len()].join(", ");
             let t = quote(table);
             let mut set: Vec<String> = data_type

@@ -147,17 +147,10 @@ pub async fn check_stripe(
         };
         let parent_result = results.get(p.data_type);
         let r = match parent_result {
-            Some(Ok(Some(parent_id))) => {
-                let mut query = Vec::new();
-                let path = match p.parent_param {
-                    Some(param) => {
-                        query.push((param.to_string(), parent_id.clone()));
-                        p.list_path.to_string()
-                    }
-                    None => p.list_path.replace("{id}", parent_id),
-                };
-                probe(client, &path, query, &counters).await
-            }
+            Some(Ok(Some(parent_id))) => match cls_source::child_list(t, parent_id) {
+                Some((path, query)) => probe(client, &path, query, &counters).await,
+                None => Ok(None),
+            },
             Some(Ok(None)) => Ok(None),
             Some(Err(e)) => Err(e.clone()),
             None => Ok(None),

@@ -59,27 +59,32 @@ pub fn embedded_children(child: &DataType, parent: &Value) -> EmbeddedChildren {
     }
 }
 
+/// Where the children of `parent_id` are listed: the path, and the query parameter naming the
+/// parent when the list is not nested under the parent's path (`subscription=sub_…`). `None`
+/// for a data type that is not a child.
+pub fn child_list(child: &DataType, parent_id: &str) -> Option<(String, Vec<(String, String)>)> {
+    let parent = child.parent?;
+    Some(match parent.parent_param {
+        Some(param) => (
+            parent.list_path.to_string(),
+            vec![(param.to_string(), parent_id.to_string())],
+        ),
+        None => (parent.list_path.replace("{id}", parent_id), Vec::new()),
+    })
+}
+
 /// The path and query of a child list page for `parent_id`.
 fn child_request(
     child: &DataType,
     parent_id: &str,
     after: Option<&str>,
-) -> (String, Vec<(String, String)>) {
-    let parent = child
-        .parent
-        .expect("child_request is only called for child data types");
-    let mut query = vec![("limit".to_string(), PAGE_SIZE.to_string())];
-    let path = match parent.parent_param {
-        Some(param) => {
-            query.push((param.to_string(), parent_id.to_string()));
-            parent.list_path.to_string()
-        }
-        None => parent.list_path.replace("{id}", parent_id),
-    };
+) -> Option<(String, Vec<(String, String)>)> {
+    let (path, mut query) = child_list(child, parent_id)?;
+    query.insert(0, ("limit".to_string(), PAGE_SIZE.to_string()));
     if let Some(id) = after {
         query.push(("starting_after".to_string(), id.to_string()));
     }
-    (path, query)
+    Some((path, query))
 }
 
 /// Walks a child list of `parent_id` to its end, starting after `after`.
@@ -90,13 +95,12 @@ pub async fn fetch_children(
     after: Option<String>,
     counters: &RequestCounters,
 ) -> Result<Vec<Value>, StripeError> {
-    if child.parent.is_none() {
-        return Ok(Vec::new());
-    }
     let mut out = Vec::new();
     let mut cursor = after;
     loop {
-        let (path, query) = child_request(child, parent_id, cursor.as_deref());
+        let Some((path, query)) = child_request(child, parent_id, cursor.as_deref()) else {
+            return Ok(out);
+        };
         let page = client.list(&path, &query, counters).await?;
         let last = page
             .data
@@ -148,11 +152,11 @@ mod tests {
 
     #[test]
     fn child_requests_nest_or_name_the_parent() {
-        let (path, q) = child_request(lines(), "in_1", Some("il_2"));
+        let (path, q) = child_request(lines(), "in_1", Some("il_2")).expect("a child type");
         assert_eq!(path, "/v1/invoices/in_1/lines");
         assert!(q.contains(&("starting_after".into(), "il_2".into())));
         let items = cls_catalog::find("subscription_items").expect("in catalog");
-        let (path, q) = child_request(items, "sub_1", None);
+        let (path, q) = child_request(items, "sub_1", None).expect("a child type");
         assert_eq!(path, "/v1/subscription_items");
         assert!(q.contains(&("subscription".into(), "sub_1".into())));
     }

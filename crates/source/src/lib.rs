@@ -12,6 +12,6 @@ pub mod children;
 pub mod list;
 pub mod window;
 
-pub use children::{embedded_children, fetch_children, EmbeddedChildren};
+pub use children::{child_list, embedded_children, fetch_children, EmbeddedChildren};
 pub use list::{fetch_page, page_query};
 pub use window::Window;
