@@ -41,6 +41,14 @@ const MIN_OBJECTS_TO_SPLIT: f64 = 300.0;
 /// Latency assumed before any request has been measured.
 const DEFAULT_LATENCY: Duration = Duration::from_millis(300);
 
+/// Walks in flight at most, whatever the rates and latency: each holds a page in memory while
+/// the writer catches up, so this bounds memory when the database is the slower side (a
+/// fast API, a slow disk). Stripe's 100 req/s at ~250 ms need about 32.
+const MAX_WALKS: usize = 48;
+
+/// Walks of one stream at most (Stripe's 25 req/s per endpoint at ~250 ms need about 9).
+const MAX_WALKS_PER_STREAM: usize = 12;
+
 /// Headroom over `rate × latency` requests in flight, so the budget never waits on a walk.
 const HEADROOM: f64 = 1.25;
 
@@ -79,8 +87,9 @@ impl Pacer {
             return false;
         }
         let l = latency.as_secs_f64();
-        let total = (self.global_rps * l * HEADROOM).ceil() as usize + 1;
-        let per_endpoint = (self.endpoint_rps * l * HEADROOM).ceil() as usize + 1;
+        let total = ((self.global_rps * l * HEADROOM).ceil() as usize + 1).min(MAX_WALKS);
+        let per_endpoint =
+            ((self.endpoint_rps * l * HEADROOM).ceil() as usize + 1).min(MAX_WALKS_PER_STREAM);
         self.active.load(Ordering::Relaxed) < total && stream_active < per_endpoint
     }
 }
@@ -505,6 +514,12 @@ mod tests {
         // Live mode: the account has room, but one endpoint is capped at its own rate.
         let live = Pacer::new((100, 25), false);
         assert!(!Pacer::new((100, 25), true).has_room(0, Duration::from_secs(1)));
+        // Limits far above Stripe's (a database-bound run) still cap walks, and so memory.
+        let unlimited = Pacer::new((1_000_000, 1_000_000), false);
+        assert!(unlimited.has_room(MAX_WALKS_PER_STREAM - 1, Duration::from_millis(5)));
+        assert!(!unlimited.has_room(MAX_WALKS_PER_STREAM, Duration::from_millis(5)));
+        unlimited.active.store(MAX_WALKS, Ordering::Relaxed);
+        assert!(!unlimited.has_room(0, Duration::from_millis(5)));
         live.active.store(12, Ordering::Relaxed);
         assert!(live.has_room(5, Duration::from_millis(250)));
         assert!(!live.has_room(10, Duration::from_millis(250)));
