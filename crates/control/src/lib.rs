@@ -1,0 +1,24 @@
+//! Codeless Sync's control plane: the state behind the REST API, the scheduler and the
+//! dashboard.
+//!
+//! - [`model`]: the product's concepts as types — [`Project`] (a destination database),
+//!   [`Configuration`] (a Stripe key feeding a project), [`Schedule`] (when a configuration
+//!   syncs by itself) and [`SyncRun`] (one execution; the sync history is the list of runs).
+//! - [`secrets`]: AES-256-GCM sealing of Stripe keys and database URLs under the
+//!   [`MasterKey`] (`CLS_MASTER_KEY` or the generated key file).
+//! - [`store`]: the [`Store`] trait with one implementation per backend ([`SqliteStore`],
+//!   the embedded default, and [`PostgresStore`], for several nodes), each with its own
+//!   migrations; [`open`] picks one from a [`StateUrl`].
+
+pub mod model;
+pub mod secrets;
+pub mod store;
+
+pub use model::{
+    Cadence, Configuration, ConfigurationId, ConfigurationPatch, CronExpression, Every,
+    NewConfiguration, NewProject, NewRun, NewSchedule, Page, PageRequest, Paused, Project,
+    ProjectId, ProjectPatch, RunError, RunId, RunStatus, RunUpdate, Schedule, ScheduleId,
+    SchedulePatch, SyncMode, SyncRun, Trigger, TypeStats, DEFAULT_SCHEMA,
+};
+pub use secrets::{KeySource, MasterKey, Sealed, SecretsError, MASTER_KEY_ENV};
+pub use store::{open, Entity, PostgresStore, SqliteStore, StateUrl, Store, StoreError};

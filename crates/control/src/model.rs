@@ -1,0 +1,608 @@
+//! The product's concepts as typed values: [`Project`], [`Configuration`], [`Schedule`] and
+//! [`SyncRun`] (ARCHITECTURE.md, "Concepts"), the `New…` values that create them and the
+//! `…Patch` values that change them.
+//!
+//! What can change after creation is fixed by the types: a [`ConfigurationPatch`] has no
+//! project, provider or data types, so no caller can change them. Secrets are held as
+//! [`DatabaseUrl`] and [`ApiKey`], whose `Debug`/`Display` are masked.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use cls_destination::{DatabaseKind, DatabaseUrl};
+use cls_stripe::{ApiKey, KeyKind, Mode};
+use serde::{Deserialize, Serialize};
+
+/// Schema used in a project's database when none is given.
+pub const DEFAULT_SCHEMA: &str = "stripe";
+
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(pub i64);
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}", self.0)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// Identifies a project.
+    ProjectId
+);
+id_type!(
+    /// Identifies a configuration.
+    ConfigurationId
+);
+id_type!(
+    /// Identifies a schedule.
+    ScheduleId
+);
+id_type!(
+    /// Identifies a sync run.
+    RunId
+);
+
+/// A stored enum's text did not match any variant (a damaged or newer state database).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{given}` is not a valid {what}: expected one of {expected}")]
+pub struct UnknownVariant {
+    /// What kind of value it was meant to be.
+    pub what: &'static str,
+    /// The text found.
+    pub given: String,
+    /// The accepted spellings.
+    pub expected: &'static str,
+}
+
+macro_rules! text_enum {
+    ($(#[$doc:meta])* $name:ident, $what:literal { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(rename_all = "snake_case")]
+        pub enum $name {
+            $($(#[$vdoc])* $variant),+
+        }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The text stored and shown (`"full"`, `"queued"`, …).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownVariant;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(UnknownVariant {
+                        what: $what,
+                        given: other.to_string(),
+                        expected: concat!($($text, " "),+),
+                    }),
+                }
+            }
+        }
+    };
+}
+
+text_enum!(
+    /// Full copy or changes since the last run.
+    SyncMode, "sync mode" {
+        /// Every chosen list is walked again.
+        Full => "full",
+        /// Only the events since the stored cursor are applied.
+        Incremental => "incremental",
+    }
+);
+
+text_enum!(
+    /// What started a run.
+    Trigger, "trigger" {
+        /// Sync Now (dashboard or API).
+        Manual => "manual",
+        /// A schedule came due.
+        Schedule => "schedule",
+        /// A Stripe webhook delivery.
+        Webhook => "webhook",
+        /// `cls sync` recorded against the state database.
+        Cli => "cli",
+    }
+);
+
+text_enum!(
+    /// Where a run is in its life.
+    RunStatus, "run status" {
+        /// Waiting for a worker (or for the configuration's current run to end).
+        Queued => "queued",
+        /// A worker is executing it.
+        Running => "running",
+        /// Every chosen data type was copied.
+        Succeeded => "succeeded",
+        /// Some data types failed; the others were copied.
+        Partial => "partial",
+        /// Nothing was copied.
+        Failed => "failed",
+        /// Stopped on request, at a checkpoint.
+        Canceled => "canceled",
+    }
+);
+
+impl RunStatus {
+    /// Whether the run has ended (no further status change is expected).
+    pub fn is_finished(self) -> bool {
+        !matches!(self, RunStatus::Queued | RunStatus::Running)
+    }
+}
+
+text_enum!(
+    /// The fixed cadences a schedule can have besides a cron expression.
+    Every, "cadence" {
+        /// At the top of every hour.
+        Hour => "hourly",
+        /// Once a day.
+        Day => "daily",
+        /// Once a week.
+        Week => "weekly",
+        /// Once a month.
+        Month => "monthly",
+    }
+);
+
+/// Why a project, configuration or schedule does not run by itself right now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "reason", rename_all = "snake_case")]
+pub enum Paused {
+    /// The project's active toggle is off.
+    ProjectInactive,
+    /// The configuration's active toggle is off.
+    ConfigurationInactive,
+    /// The schedule itself is paused, by a person (no reason) or by the system (the reason,
+    /// e.g. "the Stripe key was revoked").
+    Schedule(Option<String>),
+}
+
+impl fmt::Display for Paused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Paused::ProjectInactive => f.write_str("paused: the project is inactive"),
+            Paused::ConfigurationInactive => f.write_str("paused: the configuration is inactive"),
+            Paused::Schedule(None) => f.write_str("paused: the schedule is paused"),
+            Paused::Schedule(Some(reason)) => write!(f, "paused: {reason}"),
+        }
+    }
+}
+
+/// A destination database.
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// Its id.
+    pub id: ProjectId,
+    /// Name shown to people.
+    pub name: String,
+    /// PostgreSQL or SQLite (from the URL).
+    pub kind: DatabaseKind,
+    /// Connection string (decrypted; `Display`/`Debug` mask the password).
+    pub database_url: DatabaseUrl,
+    /// Schema the tables go into (`stripe` by default; ignored by SQLite).
+    pub schema: String,
+    /// Off: none of its configurations sync.
+    pub active: bool,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Project {
+    /// `Some` when the project is switched off.
+    pub fn paused(&self) -> Option<Paused> {
+        (!self.active).then_some(Paused::ProjectInactive)
+    }
+}
+
+/// What creating a project takes.
+#[derive(Debug, Clone)]
+pub struct NewProject {
+    /// Name shown to people.
+    pub name: String,
+    /// Connection string.
+    pub database_url: DatabaseUrl,
+    /// Target schema; [`DEFAULT_SCHEMA`] when `None`.
+    pub schema: Option<String>,
+}
+
+/// Changes to a project; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ProjectPatch {
+    /// New name.
+    pub name: Option<String>,
+    /// New connection string (e.g. a rotated password).
+    pub database_url: Option<DatabaseUrl>,
+    /// New target schema.
+    pub schema: Option<String>,
+    /// Switch on or off.
+    pub active: Option<bool>,
+}
+
+/// One Stripe source feeding one project.
+#[derive(Debug, Clone)]
+pub struct Configuration {
+    /// Its id.
+    pub id: ConfigurationId,
+    /// Name shown to people.
+    pub name: String,
+    /// The project it writes into (fixed).
+    pub project_id: ProjectId,
+    /// The source's provider; always `stripe` today (fixed).
+    pub provider: String,
+    /// The Stripe key (decrypted; `Debug`/`Display` show only the masked form).
+    pub key: ApiKey,
+    /// Restricted or secret, as stored with the key.
+    pub key_kind: KeyKind,
+    /// Test or live, as stored with the key.
+    pub key_mode: Mode,
+    /// `rk_test_…abcd`, as stored with the key.
+    pub key_masked: String,
+    /// Data types synced, in catalog order; each is also its table's name (fixed).
+    pub data_types: Vec<String>,
+    /// A Stripe-compatible API base for this configuration (an emulator, a proxy); `None`
+    /// uses the server's default (fixed).
+    pub stripe_api_base: Option<String>,
+    /// Off: it does not sync.
+    pub active: bool,
+    /// Whether its project is active (read with the configuration).
+    pub project_active: bool,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Configuration {
+    /// `Some` when this configuration cannot sync: its project or itself is switched off.
+    pub fn paused(&self) -> Option<Paused> {
+        if !self.project_active {
+            Some(Paused::ProjectInactive)
+        } else if !self.active {
+            Some(Paused::ConfigurationInactive)
+        } else {
+            None
+        }
+    }
+
+    /// The table names, one per data type (the catalog names each table after its type).
+    pub fn table_names(&self) -> Vec<String> {
+        self.data_types
+            .iter()
+            .map(|t| cls_catalog::find(t).map_or_else(|| t.clone(), |d| d.table().to_string()))
+            .collect()
+    }
+}
+
+/// What creating a configuration takes.
+#[derive(Debug, Clone)]
+pub struct NewConfiguration {
+    /// Name shown to people.
+    pub name: String,
+    /// The project it writes into; must exist.
+    pub project_id: ProjectId,
+    /// The Stripe key.
+    pub key: ApiKey,
+    /// Data types to sync (catalog entries, so always known names).
+    pub data_types: Vec<&'static cls_catalog::DataType>,
+    /// Optional Stripe-compatible API base.
+    pub stripe_api_base: Option<url::Url>,
+}
+
+/// Changes to a configuration. Only these fields can change: provider, project, data types
+/// and tables are fixed after creation.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigurationPatch {
+    /// New name.
+    pub name: Option<String>,
+    /// Switch on or off.
+    pub active: Option<bool>,
+    /// A replacement key (rotation).
+    pub key: Option<ApiKey>,
+}
+
+/// When a schedule comes due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cadence {
+    /// A fixed cadence.
+    Every(Every),
+    /// A cron expression.
+    Cron(CronExpression),
+}
+
+impl fmt::Display for Cadence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cadence::Every(e) => e.fmt(f),
+            Cadence::Cron(c) => c.fmt(f),
+        }
+    }
+}
+
+/// A cron expression that parses: five fields (`min hour day month weekday`) or six/seven
+/// with seconds (and year), as the `cron` crate reads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CronExpression {
+    /// The expression as the user wrote it.
+    text: String,
+}
+
+/// A cron expression that does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{given}` is not a valid cron expression ({reason}): write five fields `minute hour day-of-month month day-of-week`, e.g. `0 3 * * *` for 03:00 every day")]
+pub struct InvalidCron {
+    /// The text given.
+    pub given: String,
+    /// What the parser said.
+    pub reason: String,
+}
+
+impl CronExpression {
+    /// Parses and validates an expression.
+    pub fn parse(text: &str) -> Result<CronExpression, InvalidCron> {
+        let text = text.trim();
+        let fields = text.split_whitespace().count();
+        // The cron crate wants seconds first; people write the classic five fields.
+        let full = if fields == 5 {
+            format!("0 {text}")
+        } else {
+            text.to_string()
+        };
+        cron::Schedule::from_str(&full).map_err(|e| InvalidCron {
+            given: text.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(CronExpression {
+            text: text.to_string(),
+        })
+    }
+
+    /// The expression as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The parsed schedule (with seconds), for computing due times.
+    pub fn schedule(&self) -> Option<cron::Schedule> {
+        let full = if self.text.split_whitespace().count() == 5 {
+            format!("0 {}", self.text)
+        } else {
+            self.text.clone()
+        };
+        cron::Schedule::from_str(&full).ok()
+    }
+}
+
+impl fmt::Display for CronExpression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// When a configuration syncs by itself.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// Its id.
+    pub id: ScheduleId,
+    /// The configuration it starts.
+    pub configuration_id: ConfigurationId,
+    /// When it comes due.
+    pub cadence: Cadence,
+    /// Full or incremental runs.
+    pub mode: SyncMode,
+    /// Off: paused by a person or by the system.
+    pub active: bool,
+    /// Why the system paused it (key revoked, permission lost, database unreachable).
+    pub paused_reason: Option<String>,
+    /// Whether the configuration is active (read with the schedule).
+    pub configuration_active: bool,
+    /// Whether the configuration's project is active (read with the schedule).
+    pub project_active: bool,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Schedule {
+    /// `Some` when the schedule does not start runs: its project, its configuration or
+    /// itself is paused (checked in that order).
+    pub fn paused(&self) -> Option<Paused> {
+        if !self.project_active {
+            Some(Paused::ProjectInactive)
+        } else if !self.configuration_active {
+            Some(Paused::ConfigurationInactive)
+        } else if !self.active {
+            Some(Paused::Schedule(self.paused_reason.clone()))
+        } else {
+            None
+        }
+    }
+}
+
+/// What creating a schedule takes.
+#[derive(Debug, Clone)]
+pub struct NewSchedule {
+    /// The configuration it starts; must exist.
+    pub configuration_id: ConfigurationId,
+    /// When it comes due.
+    pub cadence: Cadence,
+    /// Full or incremental runs.
+    pub mode: SyncMode,
+}
+
+/// Changes to a schedule; `None` leaves a field as it is. Pausing with a reason is
+/// [`crate::Store::pause_schedule`].
+#[derive(Debug, Clone, Default)]
+pub struct SchedulePatch {
+    /// New cadence.
+    pub cadence: Option<Cadence>,
+    /// New mode.
+    pub mode: Option<SyncMode>,
+    /// Switch on (clears the pause reason) or off.
+    pub active: Option<bool>,
+}
+
+/// Counters for one data type in one run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TypeStats {
+    /// Objects received from Stripe.
+    pub objects: u64,
+    /// Rows inserted.
+    pub inserted: u64,
+    /// Rows updated.
+    pub updated: u64,
+    /// Rows marked deleted.
+    pub deleted: u64,
+    /// HTTP requests made.
+    pub requests: u64,
+    /// Requests retried.
+    pub retries: u64,
+    /// 429 responses received.
+    pub rate_limited: u64,
+}
+
+/// One error a run met, in words a person can act on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunError {
+    /// The data type it concerns, if any.
+    pub data_type: Option<String>,
+    /// What happened and what to do.
+    pub message: String,
+}
+
+/// One execution of a configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncRun {
+    /// Its id.
+    pub id: RunId,
+    /// The configuration it syncs.
+    pub configuration_id: ConfigurationId,
+    /// What started it.
+    pub trigger: Trigger,
+    /// Full or incremental.
+    pub mode: SyncMode,
+    /// Where it is in its life.
+    pub status: RunStatus,
+    /// When it was queued.
+    pub created_at: DateTime<Utc>,
+    /// When a worker started it.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Counters per data type name.
+    pub stats: BTreeMap<String, TypeStats>,
+    /// Errors, in the order met.
+    pub errors: Vec<RunError>,
+}
+
+/// What queuing a run takes.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// The configuration to sync; must exist.
+    pub configuration_id: ConfigurationId,
+    /// What started it.
+    pub trigger: Trigger,
+    /// Full or incremental.
+    pub mode: SyncMode,
+}
+
+/// Changes to a run as it progresses; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct RunUpdate {
+    /// New status.
+    pub status: Option<RunStatus>,
+    /// Start time.
+    pub started_at: Option<DateTime<Utc>>,
+    /// End time.
+    pub ended_at: Option<DateTime<Utc>>,
+    /// Counters (replace the stored ones).
+    pub stats: Option<BTreeMap<String, TypeStats>>,
+    /// Errors (replace the stored ones).
+    pub errors: Option<Vec<RunError>>,
+}
+
+/// One page of a list, with the total for pagination.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    /// The items of this page.
+    pub items: Vec<T>,
+    /// How many items exist in all.
+    pub total: u64,
+}
+
+/// Which page of a list to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest {
+    /// Items to skip.
+    pub offset: u64,
+    /// Items to return at most.
+    pub limit: u64,
+}
+
+impl Default for PageRequest {
+    fn default() -> Self {
+        PageRequest {
+            offset: 0,
+            limit: 50,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enums_round_trip_through_text() {
+        for m in SyncMode::ALL {
+            assert_eq!(m.as_str().parse::<SyncMode>(), Ok(*m));
+        }
+        for s in RunStatus::ALL {
+            assert_eq!(s.as_str().parse::<RunStatus>(), Ok(*s));
+        }
+        for t in Trigger::ALL {
+            assert_eq!(t.as_str().parse::<Trigger>(), Ok(*t));
+        }
+        for e in Every::ALL {
+            assert_eq!(e.as_str().parse::<Every>(), Ok(*e));
+        }
+        assert!("sometimes".parse::<Every>().is_err());
+    }
+
+    #[test]
+    fn cron_expressions_are_checked() {
+        assert!(CronExpression::parse("0 3 * * *").is_ok());
+        assert!(CronExpression::parse("0 0 3 * * * *").is_ok());
+        let err = CronExpression::parse("every day");
+        assert!(err.is_err());
+        let msg = err.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("five fields"), "{msg}");
+    }
+}

@@ -1,0 +1,455 @@
+//! Secrets at rest: AES-256-GCM under one master key.
+//!
+//! Words used here:
+//! - **master key** ([`MasterKey`]): 32 random bytes, from `CLS_MASTER_KEY` (base64) or, when
+//!   that is not set, from the key file `master.key` in the data directory (created with mode
+//!   0600 the first time). Losing it makes every stored secret unreadable, so errors say to
+//!   restore it rather than to generate a new one.
+//! - **sealed secret** ([`Sealed`]): what the state database holds for a Stripe key or a
+//!   database URL: `v1:` followed by base64(nonce ‖ ciphertext ‖ tag). Every encryption uses
+//!   a fresh random 96-bit nonce, so sealing the same secret twice gives different texts.
+//!
+//! Plain text goes in and comes out as [`SecretString`]; the key bytes are zeroed on drop and
+//! no `Debug` output here ever shows key material or plain text.
+
+use std::fmt;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng};
+use aes_gcm::{Aes256Gcm, Key, Nonce};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use secrecy::{ExposeSecret, SecretString};
+use zeroize::Zeroizing;
+
+/// Environment variable holding the master key as base64.
+pub const MASTER_KEY_ENV: &str = "CLS_MASTER_KEY";
+
+/// Name of the generated key file inside the data directory.
+pub const KEY_FILE_NAME: &str = "master.key";
+
+/// Prefix of the current sealed-secret format.
+const SEALED_V1: &str = "v1:";
+
+/// Bytes in an AES-256 key.
+const KEY_LEN: usize = 32;
+
+/// Bytes in an AES-GCM nonce (96 bits).
+const NONCE_LEN: usize = 12;
+
+/// Where the master key came from; named in errors so the user knows what to fix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// The `CLS_MASTER_KEY` environment variable.
+    Environment,
+    /// A key file at this path.
+    File(PathBuf),
+    /// Generated in memory (tests, `MasterKey::generate`).
+    Generated,
+}
+
+impl fmt::Display for KeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeySource::Environment => write!(f, "{MASTER_KEY_ENV}"),
+            KeySource::File(path) => write!(f, "the key file {}", path.display()),
+            KeySource::Generated => f.write_str("a generated key"),
+        }
+    }
+}
+
+/// Why a secret could not be sealed or opened, or the master key could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    /// The key text is not base64 or not 32 bytes long.
+    #[error("the master key from {source_name} is not usable ({reason}): it must be 32 random bytes in base64, e.g. the output of `openssl rand -base64 32`; if secrets were already stored, restore the original key instead of making a new one")]
+    MalformedKey {
+        /// Where the key came from.
+        source_name: KeySource,
+        /// What is wrong with it (never the key itself).
+        reason: &'static str,
+    },
+    /// The key file could not be read or created.
+    #[error("cannot {action} the master key file {path}: {source}: check the data directory's permissions, or set {MASTER_KEY_ENV}")]
+    KeyFile {
+        /// `read` or `create`.
+        action: &'static str,
+        /// The key file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Authentication failed: another key, or the stored text was altered.
+    #[error("the master key does not match the one these secrets were encrypted with: restore CLS_MASTER_KEY or the key file")]
+    WrongKey,
+    /// The stored text is not a sealed secret at all.
+    #[error("a stored secret is damaged ({reason}): enter that secret (Stripe key or database URL) again")]
+    Malformed {
+        /// What is wrong with the stored text.
+        reason: &'static str,
+    },
+    /// The opened plain text is not UTF-8 (only possible if it was sealed by something else).
+    #[error("a stored secret does not decrypt to text: enter that secret (Stripe key or database URL) again")]
+    NotText,
+    /// The cipher refused to encrypt (not expected with valid inputs).
+    #[error("encrypting a secret failed: retry, and report this if it persists")]
+    Encrypt,
+}
+
+/// The 32-byte key every secret is sealed with. `Debug` shows only where it came from.
+#[derive(Clone)]
+pub struct MasterKey {
+    /// The AES-256-GCM cipher (zeroizes its key schedule on drop).
+    cipher: Aes256Gcm,
+    /// Where the key came from.
+    source: KeySource,
+}
+
+impl fmt::Debug for MasterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MasterKey")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+impl MasterKey {
+    /// A fresh random key (tests, or the first start).
+    pub fn generate() -> MasterKey {
+        let key = Aes256Gcm::generate_key(OsRng);
+        MasterKey {
+            cipher: Aes256Gcm::new(&key),
+            source: KeySource::Generated,
+        }
+    }
+
+    /// Parses base64 text (surrounding whitespace ignored) holding 32 bytes.
+    pub fn from_base64(text: &SecretString, source: KeySource) -> Result<MasterKey, SecretsError> {
+        let trimmed = text.expose_secret().trim();
+        if trimmed.is_empty() {
+            return Err(SecretsError::MalformedKey {
+                source_name: source,
+                reason: "it is empty",
+            });
+        }
+        let bytes =
+            Zeroizing::new(
+                BASE64
+                    .decode(trimmed)
+                    .map_err(|_| SecretsError::MalformedKey {
+                        source_name: source.clone(),
+                        reason: "it is not valid base64",
+                    })?,
+            );
+        if bytes.len() != KEY_LEN {
+            return Err(SecretsError::MalformedKey {
+                source_name: source,
+                reason: "it does not decode to exactly 32 bytes",
+            });
+        }
+        let key = Key::<Aes256Gcm>::from_slice(&bytes);
+        Ok(MasterKey {
+            cipher: Aes256Gcm::new(key),
+            source,
+        })
+    }
+
+    /// Loads the key the product uses: `CLS_MASTER_KEY` if set, else the key file in
+    /// `data_dir` (created when missing).
+    pub fn load(data_dir: &Path) -> Result<MasterKey, SecretsError> {
+        let env = std::env::var(MASTER_KEY_ENV)
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+            .map(SecretString::from);
+        MasterKey::load_from(env, data_dir)
+    }
+
+    /// [`MasterKey::load`] with the environment value passed in (so tests need not touch the
+    /// process environment).
+    pub fn load_from(
+        env: Option<SecretString>,
+        data_dir: &Path,
+    ) -> Result<MasterKey, SecretsError> {
+        match env {
+            Some(text) => MasterKey::from_base64(&text, KeySource::Environment),
+            None => MasterKey::from_key_file(&data_dir.join(KEY_FILE_NAME)),
+        }
+    }
+
+    /// Reads the key file at `path`, or creates it (mode 0600) with a new random key.
+    pub fn from_key_file(path: &Path) -> Result<MasterKey, SecretsError> {
+        match read_key_file(path) {
+            Ok(text) => MasterKey::from_base64(&text, KeySource::File(path.to_path_buf())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_key_file(path),
+            Err(source) => Err(SecretsError::KeyFile {
+                action: "read",
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    /// Where this key came from.
+    pub fn source(&self) -> &KeySource {
+        &self.source
+    }
+
+    /// Encrypts `plain` under a fresh random nonce.
+    pub fn seal(&self, plain: &SecretString) -> Result<Sealed, SecretsError> {
+        let nonce = Aes256Gcm::generate_nonce(OsRng);
+        let ciphertext = self
+            .cipher
+            .encrypt(&nonce, plain.expose_secret().as_bytes())
+            .map_err(|_| SecretsError::Encrypt)?;
+        let mut blob = Vec::with_capacity(NONCE_LEN + ciphertext.len());
+        blob.extend_from_slice(&nonce);
+        blob.extend_from_slice(&ciphertext);
+        Ok(Sealed(format!("{SEALED_V1}{}", BASE64.encode(blob))))
+    }
+
+    /// Decrypts a sealed secret; [`SecretsError::WrongKey`] when the key differs or the text
+    /// was altered (AES-GCM cannot tell the two apart).
+    pub fn open(&self, sealed: &Sealed) -> Result<SecretString, SecretsError> {
+        let body = sealed
+            .0
+            .strip_prefix(SEALED_V1)
+            .ok_or(SecretsError::Malformed {
+                reason: "unknown format version",
+            })?;
+        let blob = BASE64.decode(body).map_err(|_| SecretsError::Malformed {
+            reason: "not base64",
+        })?;
+        if blob.len() < NONCE_LEN + 16 {
+            return Err(SecretsError::Malformed {
+                reason: "too short",
+            });
+        }
+        let (nonce, ciphertext) = blob.split_at(NONCE_LEN);
+        let plain = Zeroizing::new(
+            self.cipher
+                .decrypt(Nonce::from_slice(nonce), ciphertext)
+                .map_err(|_| SecretsError::WrongKey)?,
+        );
+        let text = std::str::from_utf8(&plain).map_err(|_| SecretsError::NotText)?;
+        Ok(SecretString::from(text))
+    }
+}
+
+/// Reads the key file into a secret string (the buffer is zeroed afterwards).
+fn read_key_file(path: &Path) -> std::io::Result<SecretString> {
+    let mut file = std::fs::File::open(path)?;
+    let mut text = Zeroizing::new(String::new());
+    file.read_to_string(&mut text)?;
+    Ok(SecretString::from(text.as_str()))
+}
+
+/// Creates the key file with a new random key; if another process created it first, reads
+/// that one instead.
+fn create_key_file(path: &Path) -> Result<MasterKey, SecretsError> {
+    let fail = |source| SecretsError::KeyFile {
+        action: "create",
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(fail)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = match options.open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return MasterKey::from_key_file(path);
+        }
+        Err(e) => return Err(fail(e)),
+    };
+    let key = Aes256Gcm::generate_key(OsRng);
+    let text = Zeroizing::new(format!("{}\n", BASE64.encode(key.as_slice())));
+    file.write_all(text.as_bytes()).map_err(fail)?;
+    file.sync_all().map_err(fail)?;
+    Ok(MasterKey {
+        cipher: Aes256Gcm::new(&key),
+        source: KeySource::File(path.to_path_buf()),
+    })
+}
+
+/// An encrypted secret as stored: `v1:` + base64(nonce ‖ ciphertext ‖ tag).
+///
+/// Holds no plain text, but `Debug` still shows only its length: there is no reason for
+/// ciphertexts to end up in logs either.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Sealed(String);
+
+impl Sealed {
+    /// Wraps text read from the state database (checked when opened).
+    pub fn from_stored(text: String) -> Sealed {
+        Sealed(text)
+    }
+
+    /// The text to store.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Sealed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Sealed({} chars)", self.0.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secret(s: &str) -> SecretString {
+        SecretString::from(s)
+    }
+
+    #[test]
+    fn round_trip() -> Result<(), SecretsError> {
+        let key = MasterKey::generate();
+        let sealed = key.seal(&secret("rk_test_abcdefghijklmnop"))?;
+        assert!(sealed.as_str().starts_with("v1:"));
+        assert!(!sealed.as_str().contains("rk_test"));
+        let opened = key.open(&sealed)?;
+        assert_eq!(opened.expose_secret(), "rk_test_abcdefghijklmnop");
+        Ok(())
+    }
+
+    #[test]
+    fn wrong_key_fails_clearly() -> Result<(), SecretsError> {
+        let sealed = MasterKey::generate().seal(&secret("postgres://u:pw@h/db"))?;
+        let err = MasterKey::generate().open(&sealed).err();
+        assert!(matches!(err, Some(SecretsError::WrongKey)), "{err:?}");
+        let message = err.map(|e| e.to_string()).unwrap_or_default();
+        assert_eq!(
+            message,
+            "the master key does not match the one these secrets were encrypted with: restore CLS_MASTER_KEY or the key file"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn tampered_ciphertext_fails() -> Result<(), SecretsError> {
+        let key = MasterKey::generate();
+        let sealed = key.seal(&secret("sk_live_0123456789abcdef"))?;
+        let mut blob = BASE64
+            .decode(&sealed.as_str()[3..])
+            .map_err(|_| SecretsError::Malformed { reason: "test" })?;
+        let last = blob.len() - 1;
+        blob[last] ^= 0x01;
+        let tampered = Sealed::from_stored(format!("v1:{}", BASE64.encode(&blob)));
+        assert!(matches!(key.open(&tampered), Err(SecretsError::WrongKey)));
+        let garbage = Sealed::from_stored("v2:abc".into());
+        assert!(matches!(
+            key.open(&garbage),
+            Err(SecretsError::Malformed { .. })
+        ));
+        let short = Sealed::from_stored("v1:AAAA".into());
+        assert!(matches!(
+            key.open(&short),
+            Err(SecretsError::Malformed { .. })
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn same_secret_seals_differently() -> Result<(), SecretsError> {
+        let key = MasterKey::generate();
+        let a = key.seal(&secret("rk_test_same_secret_here"))?;
+        let b = key.seal(&secret("rk_test_same_secret_here"))?;
+        assert_ne!(a, b);
+        assert_eq!(key.open(&a)?.expose_secret(), key.open(&b)?.expose_secret());
+        Ok(())
+    }
+
+    #[test]
+    fn malformed_keys_are_explained() {
+        let not_base64 = MasterKey::from_base64(&secret("not base64 !!"), KeySource::Environment);
+        match not_base64 {
+            Err(e @ SecretsError::MalformedKey { .. }) => {
+                let m = e.to_string();
+                assert!(m.contains("CLS_MASTER_KEY") && m.contains("base64"), "{m}");
+            }
+            other => panic!("expected MalformedKey, got {other:?}"),
+        }
+        let short =
+            MasterKey::from_base64(&secret(&BASE64.encode([7u8; 16])), KeySource::Environment);
+        match short {
+            Err(e @ SecretsError::MalformedKey { .. }) => {
+                assert!(e.to_string().contains("32 bytes"), "{e}");
+            }
+            other => panic!("expected MalformedKey, got {other:?}"),
+        }
+        let good =
+            MasterKey::from_base64(&secret(&BASE64.encode([7u8; 32])), KeySource::Environment);
+        assert!(good.is_ok());
+    }
+
+    #[test]
+    fn env_key_wins_and_is_used() -> Result<(), SecretsError> {
+        let dir = tempfile::tempdir().map_err(|source| SecretsError::KeyFile {
+            action: "create",
+            path: PathBuf::new(),
+            source,
+        })?;
+        let text = BASE64.encode([9u8; 32]);
+        let a = MasterKey::load_from(Some(secret(&text)), dir.path())?;
+        let b = MasterKey::from_base64(&secret(&text), KeySource::Environment)?;
+        assert_eq!(a.source(), &KeySource::Environment);
+        assert!(!dir.path().join(KEY_FILE_NAME).exists());
+        let sealed = a.seal(&secret("hello"))?;
+        assert_eq!(b.open(&sealed)?.expose_secret(), "hello");
+        Ok(())
+    }
+
+    #[test]
+    fn key_file_is_created_private_and_reused() -> Result<(), SecretsError> {
+        let dir = tempfile::tempdir().map_err(|source| SecretsError::KeyFile {
+            action: "create",
+            path: PathBuf::new(),
+            source,
+        })?;
+        let data_dir = dir.path().join("data");
+        let first = MasterKey::load_from(None, &data_dir)?;
+        let path = data_dir.join(KEY_FILE_NAME);
+        assert_eq!(first.source(), &KeySource::File(path.clone()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path)
+                .map(|m| m.permissions().mode() & 0o777)
+                .map_err(|source| SecretsError::KeyFile {
+                    action: "read",
+                    path: path.clone(),
+                    source,
+                })?;
+            assert_eq!(mode, 0o600);
+        }
+        let sealed = first.seal(&secret("kept"))?;
+        let second = MasterKey::load_from(None, &data_dir)?;
+        assert_eq!(second.open(&sealed)?.expose_secret(), "kept");
+        Ok(())
+    }
+
+    #[test]
+    fn debug_never_shows_key_material() -> Result<(), SecretsError> {
+        let text = BASE64.encode([42u8; 32]);
+        let key = MasterKey::from_base64(&secret(&text), KeySource::Environment)?;
+        let shown = format!("{key:?}");
+        assert!(!shown.contains(&text), "{shown}");
+        assert!(!shown.contains("42"), "{shown}");
+        let sealed = key.seal(&secret("rk_test_visible_or_not"))?;
+        let shown = format!("{sealed:?}");
+        assert!(!shown.contains(sealed.as_str()), "{shown}");
+        Ok(())
+    }
+}

@@ -1,0 +1,332 @@
+//! The state store: where projects, configurations, schedules and sync runs live.
+//!
+//! [`Store`] is the one interface; [`SqliteStore`] (the embedded default) and
+//! [`PostgresStore`] (for several nodes sharing one database) implement it, each owning its
+//! SQL and its migrations (`migrations/sqlite`, `migrations/postgres`: the same schema in
+//! each dialect). [`open`] picks the implementation from a [`StateUrl`].
+//!
+//! Rules the store enforces, whatever the caller:
+//! - secrets (database URLs, Stripe keys) are sealed with the [`MasterKey`] before they are
+//!   written and opened when read; the state database never holds them in plain text;
+//! - deleting a project deletes its configurations (and their schedules and runs);
+//! - a configuration's provider, project and data types never change after creation
+//!   ([`ConfigurationPatch`] cannot express it);
+//! - an inactive project or configuration shows as paused ([`Configuration::paused`],
+//!   [`Schedule::paused`]).
+
+mod postgres;
+mod rows;
+mod sqlite;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use cls_destination::{DatabaseKind, DatabaseUrl};
+
+use crate::model::{
+    Configuration, ConfigurationId, ConfigurationPatch, NewConfiguration, NewProject, NewRun,
+    NewSchedule, Page, PageRequest, Project, ProjectId, ProjectPatch, RunId, RunUpdate, Schedule,
+    ScheduleId, SchedulePatch, SyncRun,
+};
+use crate::secrets::{MasterKey, SecretsError};
+
+pub use postgres::{PostgresStore, CONTROL_SCHEMA};
+pub use sqlite::SqliteStore;
+
+/// Which kind of thing was looked up; named in [`StoreError::NotFound`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entity {
+    /// A project.
+    Project,
+    /// A configuration.
+    Configuration,
+    /// A schedule.
+    Schedule,
+    /// A sync run.
+    Run,
+}
+
+impl fmt::Display for Entity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Entity::Project => "project",
+            Entity::Configuration => "configuration",
+            Entity::Schedule => "schedule",
+            Entity::Run => "sync run",
+        })
+    }
+}
+
+/// What went wrong in the state store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The `--state-url` is not one the store accepts.
+    #[error("invalid state URL ({reason}): use `sqlite://path/to/state.db` (the default) or `postgres://user:password@host:5432/dbname`")]
+    InvalidStateUrl {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The state database could not be opened.
+    #[error("cannot open the state database {url}: {source}: check --state-url, that the database is running and that the user may connect")]
+    Connect {
+        /// The URL, password masked.
+        url: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The schema could not be brought up to date.
+    #[error("cannot prepare the state database schema: {0}: check the user may create tables, or restore the database if it was changed by hand")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A looked-up id does not exist.
+    #[error("{entity} {id} does not exist: list them to find the right id")]
+    NotFound {
+        /// What was looked up.
+        entity: Entity,
+        /// The id asked for.
+        id: i64,
+    },
+    /// A value given to the store is not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+    /// A query failed.
+    #[error("the state database failed: {0}: check it is reachable and retry")]
+    Database(#[from] sqlx::Error),
+    /// Sealing or opening a secret failed (wrong master key, damaged value).
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+    /// A stored value does not parse (a damaged or newer state database).
+    #[error("the state database holds an unreadable {what} ({reason}): it may have been written by a newer version of cls, or changed by hand")]
+    Corrupt {
+        /// Which value.
+        what: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// Where the state lives: `sqlite://path` or `postgres://…`. `Display`/`Debug` mask the
+/// password.
+#[derive(Clone)]
+pub struct StateUrl {
+    /// The parsed URL (its `Display` masks the password).
+    url: DatabaseUrl,
+}
+
+impl StateUrl {
+    /// Parses a state URL. `sqlite::memory:` is refused: state must outlive the process.
+    pub fn parse(raw: &str) -> Result<StateUrl, StoreError> {
+        let url = DatabaseUrl::parse(raw).map_err(|e| StoreError::InvalidStateUrl {
+            reason: e.to_string(),
+        })?;
+        if url.kind() == DatabaseKind::Sqlite && url.expose().contains(":memory:") {
+            return Err(StoreError::InvalidStateUrl {
+                reason: "an in-memory SQLite database would lose all state when cls stops".into(),
+            });
+        }
+        Ok(StateUrl { url })
+    }
+
+    /// The default: `sqlite://<data_dir>/state.db`.
+    pub fn default_in(data_dir: &std::path::Path) -> Result<StateUrl, StoreError> {
+        StateUrl::parse(&format!("sqlite://{}", data_dir.join("state.db").display()))
+    }
+
+    /// SQLite or PostgreSQL.
+    pub fn kind(&self) -> DatabaseKind {
+        self.url.kind()
+    }
+
+    /// The real URL, for connecting.
+    pub fn expose(&self) -> &str {
+        self.url.expose()
+    }
+
+    /// For SQLite, the file path.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        if self.kind() != DatabaseKind::Sqlite {
+            return None;
+        }
+        let raw = self.url.expose();
+        let rest = raw
+            .strip_prefix("sqlite://")
+            .or_else(|| raw.strip_prefix("sqlite:"))?;
+        let path = rest.split('?').next()?;
+        Some(PathBuf::from(path))
+    }
+}
+
+impl fmt::Display for StateUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.url.masked())
+    }
+}
+
+impl fmt::Debug for StateUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("StateUrl").field(&self.url.masked()).finish()
+    }
+}
+
+/// The state store's interface; see the module doc for the rules every implementation keeps.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// Creates a project (active, schema `stripe` unless given).
+    async fn create_project(&self, new: NewProject) -> Result<Project, StoreError>;
+    /// One project.
+    async fn project(&self, id: ProjectId) -> Result<Project, StoreError>;
+    /// Projects, oldest first.
+    async fn list_projects(&self, page: PageRequest) -> Result<Page<Project>, StoreError>;
+    /// Changes a project's name, URL, schema or active toggle.
+    async fn update_project(
+        &self,
+        id: ProjectId,
+        patch: ProjectPatch,
+    ) -> Result<Project, StoreError>;
+    /// Deletes a project with its configurations, their schedules and runs.
+    async fn delete_project(&self, id: ProjectId) -> Result<(), StoreError>;
+
+    /// Creates a configuration (active) in an existing project.
+    async fn create_configuration(
+        &self,
+        new: NewConfiguration,
+    ) -> Result<Configuration, StoreError>;
+    /// One configuration.
+    async fn configuration(&self, id: ConfigurationId) -> Result<Configuration, StoreError>;
+    /// Configurations, oldest first; only one project's when `project` is given.
+    async fn list_configurations(
+        &self,
+        project: Option<ProjectId>,
+        page: PageRequest,
+    ) -> Result<Page<Configuration>, StoreError>;
+    /// Changes a configuration's name, active toggle or key.
+    async fn update_configuration(
+        &self,
+        id: ConfigurationId,
+        patch: ConfigurationPatch,
+    ) -> Result<Configuration, StoreError>;
+    /// Deletes a configuration with its schedules and runs.
+    async fn delete_configuration(&self, id: ConfigurationId) -> Result<(), StoreError>;
+
+    /// Creates a schedule (active) for an existing configuration.
+    async fn create_schedule(&self, new: NewSchedule) -> Result<Schedule, StoreError>;
+    /// One schedule.
+    async fn schedule(&self, id: ScheduleId) -> Result<Schedule, StoreError>;
+    /// Schedules, oldest first; only one configuration's when `configuration` is given.
+    async fn list_schedules(
+        &self,
+        configuration: Option<ConfigurationId>,
+        page: PageRequest,
+    ) -> Result<Page<Schedule>, StoreError>;
+    /// Changes a schedule's cadence, mode or active toggle (switching it on clears the
+    /// pause reason).
+    async fn update_schedule(
+        &self,
+        id: ScheduleId,
+        patch: SchedulePatch,
+    ) -> Result<Schedule, StoreError>;
+    /// Pauses a schedule, saying why (the system's words, e.g. "the Stripe key was revoked").
+    async fn pause_schedule(&self, id: ScheduleId, reason: &str) -> Result<Schedule, StoreError>;
+    /// Deletes a schedule.
+    async fn delete_schedule(&self, id: ScheduleId) -> Result<(), StoreError>;
+
+    /// Queues a run of an existing configuration.
+    async fn create_run(&self, new: NewRun) -> Result<SyncRun, StoreError>;
+    /// One run.
+    async fn run(&self, id: RunId) -> Result<SyncRun, StoreError>;
+    /// A configuration's runs (its sync history), newest first.
+    async fn list_runs(
+        &self,
+        configuration: ConfigurationId,
+        page: PageRequest,
+    ) -> Result<Page<SyncRun>, StoreError>;
+    /// Records a run's progress or outcome.
+    async fn update_run(&self, id: RunId, update: RunUpdate) -> Result<SyncRun, StoreError>;
+}
+
+/// Opens the state store at `url` (creating a SQLite file and its directory when missing)
+/// and brings its schema up to date.
+pub async fn open(url: &StateUrl, key: MasterKey) -> Result<Arc<dyn Store>, StoreError> {
+    match url.kind() {
+        DatabaseKind::Sqlite => Ok(Arc::new(SqliteStore::open(url, key).await?)),
+        DatabaseKind::Postgres => Ok(Arc::new(PostgresStore::open(url, key).await?)),
+    }
+}
+
+/// Checks a name given to a project or configuration.
+fn check_name(what: &str, name: &str) -> Result<String, StoreError> {
+    let trimmed = name.trim();
+    if trimmed.is_empty() {
+        return Err(StoreError::Invalid(format!(
+            "the {what} name is empty: give it a name people will recognise"
+        )));
+    }
+    if trimmed.chars().count() > 200 {
+        return Err(StoreError::Invalid(format!(
+            "the {what} name is longer than 200 characters: give it a shorter name"
+        )));
+    }
+    Ok(trimmed.to_string())
+}
+
+/// Checks a target schema name (a plain SQL identifier).
+fn check_schema(schema: &str) -> Result<String, StoreError> {
+    let ok = !schema.is_empty()
+        && schema.len() <= 63
+        && schema
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if ok {
+        Ok(schema.to_string())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "`{schema}` is not a usable schema name: use lowercase letters, digits and _, starting with a letter (e.g. `stripe`)"
+        )))
+    }
+}
+
+/// Converts a page request into SQL `LIMIT`/`OFFSET` values.
+fn limit_offset(page: PageRequest) -> (i64, i64) {
+    let limit = i64::try_from(page.limit.clamp(1, 1000)).unwrap_or(1000);
+    let offset = i64::try_from(page.offset).unwrap_or(i64::MAX);
+    (limit, offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_urls_parse_and_mask() -> Result<(), StoreError> {
+        let pg = StateUrl::parse("postgres://cls:hunter2@db.example.com:5432/state")?;
+        assert_eq!(pg.kind(), DatabaseKind::Postgres);
+        assert!(!pg.to_string().contains("hunter2"));
+        assert!(!format!("{pg:?}").contains("hunter2"));
+        assert!(pg.expose().contains("hunter2"));
+        let lite = StateUrl::parse("sqlite:///var/lib/cls/state.db")?;
+        assert_eq!(lite.kind(), DatabaseKind::Sqlite);
+        assert_eq!(
+            lite.sqlite_path(),
+            Some(PathBuf::from("/var/lib/cls/state.db"))
+        );
+        assert!(StateUrl::parse("sqlite::memory:").is_err());
+        assert!(StateUrl::parse("mysql://x@y/z").is_err());
+        assert!(StateUrl::parse("").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn schema_names_are_checked() {
+        assert!(check_schema("stripe").is_ok());
+        assert!(check_schema("stripe_2").is_ok());
+        assert!(check_schema("Stripe").is_err());
+        assert!(check_schema("a;drop").is_err());
+        assert!(check_schema("").is_err());
+    }
+}

@@ -1,0 +1,577 @@
+//! [`PostgresStore`]: the state store on PostgreSQL, for several `cls` nodes sharing one
+//! database.
+//!
+//! Its tables live in their own schema, [`CONTROL_SCHEMA`] (every connection's
+//! `search_path`), so they never meet the user's tables or another tool's `_sqlx_migrations`
+//! when the state shares a database with synced data. Migrations come from
+//! `migrations/postgres`; sqlx takes an advisory lock while applying them, so nodes starting
+//! together do not race.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::types::Json;
+use sqlx::{Connection, Executor, PgConnection, PgPool};
+
+use super::rows::{
+    cadence_columns, key_kind_text, key_mode_text, kind_text, seal_key, seal_url, ConfigurationRow,
+    ProjectRow, RunRow, ScheduleRow,
+};
+use super::{check_name, check_schema, limit_offset, Entity, StateUrl, Store, StoreError};
+use crate::model::{
+    Configuration, ConfigurationId, ConfigurationPatch, NewConfiguration, NewProject, NewRun,
+    NewSchedule, Page, PageRequest, Project, ProjectId, ProjectPatch, RunId, RunStatus, RunUpdate,
+    Schedule, ScheduleId, SchedulePatch, SyncRun, DEFAULT_SCHEMA,
+};
+use crate::secrets::MasterKey;
+
+/// The PostgreSQL schema holding the control plane's tables.
+pub const CONTROL_SCHEMA: &str = "cls_control";
+
+const PROJECT_SELECT: &str = "SELECT id, name, kind, database_url_sealed, schema_name, active, \
+     created_at, updated_at FROM projects";
+
+const CONFIGURATION_SELECT: &str = "SELECT c.id, c.name, c.project_id, c.provider, \
+     c.stripe_key_sealed, c.key_kind, c.key_mode, c.key_masked, c.data_types, \
+     c.stripe_api_base, c.active, p.active AS project_active, c.created_at, c.updated_at \
+     FROM configurations c JOIN projects p ON p.id = c.project_id";
+
+const SCHEDULE_SELECT: &str = "SELECT s.id, s.configuration_id, s.cadence, s.cron_expression, \
+     s.mode, s.active, s.paused_reason, c.active AS configuration_active, \
+     p.active AS project_active, s.created_at, s.updated_at \
+     FROM schedules s JOIN configurations c ON c.id = s.configuration_id \
+     JOIN projects p ON p.id = c.project_id";
+
+const RUN_SELECT: &str = "SELECT id, configuration_id, trigger_kind, mode, status, created_at, \
+     started_at, ended_at, stats, errors FROM sync_runs";
+
+/// The state store on PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    /// Connections, each with `search_path` set to [`CONTROL_SCHEMA`].
+    pool: PgPool,
+    /// Seals and opens secrets.
+    key: MasterKey,
+}
+
+impl PostgresStore {
+    /// Connects, creates [`CONTROL_SCHEMA`] if needed and applies the migrations.
+    pub async fn open(url: &StateUrl, key: MasterKey) -> Result<PostgresStore, StoreError> {
+        let connect_error = |source| StoreError::Connect {
+            url: url.to_string(),
+            source,
+        };
+        let base = PgConnectOptions::from_str(url.expose()).map_err(connect_error)?;
+        let mut conn = PgConnection::connect_with(&base)
+            .await
+            .map_err(connect_error)?;
+        conn.execute(format!("CREATE SCHEMA IF NOT EXISTS {CONTROL_SCHEMA}").as_str())
+            .await?;
+        conn.close().await?;
+        let options = base.options([("search_path", CONTROL_SCHEMA)]);
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(15))
+            .connect_with(options)
+            .await
+            .map_err(connect_error)?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(PostgresStore { pool, key })
+    }
+
+    /// The connection pool (for tests and for the scheduler's row leases).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn fetch_project(&self, id: ProjectId) -> Result<ProjectRow, StoreError> {
+        sqlx::query_as::<_, ProjectRow>(&format!("{PROJECT_SELECT} WHERE id = $1"))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound {
+                entity: Entity::Project,
+                id: id.0,
+            })
+    }
+
+    async fn exists(&self, table: &str, id: i64) -> Result<bool, StoreError> {
+        let found: Option<i64> =
+            sqlx::query_scalar(&format!("SELECT id FROM {table} WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(found.is_some())
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn create_project(&self, new: NewProject) -> Result<Project, StoreError> {
+        let name = check_name("project", &new.name)?;
+        let schema = check_schema(new.schema.as_deref().unwrap_or(DEFAULT_SCHEMA))?;
+        let sealed = seal_url(&self.key, &new.database_url)?;
+        let now = Utc::now();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO projects (name, kind, database_url_sealed, schema_name, active, \
+             created_at, updated_at) VALUES ($1, $2, $3, $4, TRUE, $5, $5) RETURNING id",
+        )
+        .bind(name)
+        .bind(kind_text(new.database_url.kind()))
+        .bind(sealed)
+        .bind(schema)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        self.project(ProjectId(id)).await
+    }
+
+    async fn project(&self, id: ProjectId) -> Result<Project, StoreError> {
+        self.fetch_project(id).await?.into_project(&self.key)
+    }
+
+    async fn list_projects(&self, page: PageRequest) -> Result<Page<Project>, StoreError> {
+        let (limit, offset) = limit_offset(page);
+        let rows = sqlx::query_as::<_, ProjectRow>(&format!(
+            "{PROJECT_SELECT} ORDER BY id LIMIT $1 OFFSET $2"
+        ))
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM projects")
+            .fetch_one(&self.pool)
+            .await?;
+        let items = rows
+            .into_iter()
+            .map(|r| r.into_project(&self.key))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page {
+            items,
+            total: u64::try_from(total).unwrap_or(0),
+        })
+    }
+
+    async fn update_project(
+        &self,
+        id: ProjectId,
+        patch: ProjectPatch,
+    ) -> Result<Project, StoreError> {
+        let name = patch
+            .name
+            .as_deref()
+            .map(|n| check_name("project", n))
+            .transpose()?;
+        let schema = patch.schema.as_deref().map(check_schema).transpose()?;
+        let sealed = patch
+            .database_url
+            .as_ref()
+            .map(|u| seal_url(&self.key, u))
+            .transpose()?;
+        let kind = patch.database_url.as_ref().map(|u| kind_text(u.kind()));
+        let done = sqlx::query(
+            "UPDATE projects SET name = COALESCE($2, name), \
+             database_url_sealed = COALESCE($3, database_url_sealed), \
+             kind = COALESCE($4, kind), schema_name = COALESCE($5, schema_name), \
+             active = COALESCE($6, active), updated_at = $7 WHERE id = $1",
+        )
+        .bind(id.0)
+        .bind(name)
+        .bind(sealed)
+        .bind(kind)
+        .bind(schema)
+        .bind(patch.active)
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                entity: Entity::Project,
+                id: id.0,
+            });
+        }
+        self.project(id).await
+    }
+
+    async fn delete_project(&self, id: ProjectId) -> Result<(), StoreError> {
+        let done = sqlx::query("DELETE FROM projects WHERE id = $1")
+            .bind(id.0)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                entity: Entity::Project,
+                id: id.0,
+            });
+        }
+        Ok(())
+    }
+
+    async fn create_configuration(
+        &self,
+        new: NewConfiguration,
+    ) -> Result<Configuration, StoreError> {
+        let name = check_name("configuration", &new.name)?;
+        if new.data_types.is_empty() {
+            return Err(StoreError::Invalid(
+                "no data types were chosen: pick at least one (e.g. customers, invoices)".into(),
+            ));
+        }
+        if !self.exists("projects", new.project_id.0).await? {
+            return Err(StoreError::NotFound {
+                entity: Entity::Project,
+                id: new.project_id.0,
+            });
+        }
+        let mut names: Vec<String> = Vec::new();
+        for t in cls_catalog::CATALOG.iter() {
+            if new.data_types.iter().any(|d| d.name == t.name) {
+                names.push(t.name.to_string());
+            }
+        }
+        let sealed = seal_key(&self.key, &new.key)?;
+        let now = Utc::now();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO configurations (name, project_id, provider, stripe_key_sealed, \
+             key_kind, key_mode, key_masked, data_types, stripe_api_base, active, created_at, \
+             updated_at) VALUES ($1, $2, 'stripe', $3, $4, $5, $6, $7, $8, TRUE, $9, $9) \
+             RETURNING id",
+        )
+        .bind(name)
+        .bind(new.project_id.0)
+        .bind(sealed)
+        .bind(key_kind_text(new.key.kind()))
+        .bind(key_mode_text(new.key.mode()))
+        .bind(new.key.masked())
+        .bind(Json(names))
+        .bind(new.stripe_api_base.map(|u| u.to_string()))
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        self.configuration(ConfigurationId(id)).await
+    }
+
+    async fn configuration(&self, id: ConfigurationId) -> Result<Configuration, StoreError> {
+        sqlx::query_as::<_, ConfigurationRow>(&format!("{CONFIGURATION_SELECT} WHERE c.id = $1"))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound {
+                entity: Entity::Configuration,
+                id: id.0,
+            })?
+            .into_configuration(&self.key)
+    }
+
+    async fn list_configurations(
+        &self,
+        project: Option<ProjectId>,
+        page: PageRequest,
+    ) -> Result<Page<Configuration>, StoreError> {
+        let (limit, offset) = limit_offset(page);
+        let project = project.map(|p| p.0);
+        let rows = sqlx::query_as::<_, ConfigurationRow>(&format!(
+            "{CONFIGURATION_SELECT} WHERE ($1::BIGINT IS NULL OR c.project_id = $1) \
+             ORDER BY c.id LIMIT $2 OFFSET $3"
+        ))
+        .bind(project)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM configurations WHERE ($1::BIGINT IS NULL OR project_id = $1)",
+        )
+        .bind(project)
+        .fetch_one(&self.pool)
+        .await?;
+        let items = rows
+            .into_iter()
+            .map(|r| r.into_configuration(&self.key))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page {
+            items,
+            total: u64::try_from(total).unwrap_or(0),
+        })
+    }
+
+    async fn update_configuration(
+        &self,
+        id: ConfigurationId,
+        patch: ConfigurationPatch,
+    ) -> Result<Configuration, StoreError> {
+        let name = patch
+            .name
+            .as_deref()
+            .map(|n| check_name("configuration", n))
+            .transpose()?;
+        let sealed = patch
+            .key
+            .as_ref()
+            .map(|k| seal_key(&self.key, k))
+            .transpose()?;
+        let done = sqlx::query(
+            "UPDATE configurations SET name = COALESCE($2, name), \
+             active = COALESCE($3, active), \
+             stripe_key_sealed = COALESCE($4, stripe_key_sealed), \
+             key_kind = COALESCE($5, key_kind), key_mode = COALESCE($6, key_mode), \
+             key_masked = COALESCE($7, key_masked), updated_at = $8 WHERE id = $1",
+        )
+        .bind(id.0)
+        .bind(name)
+        .bind(patch.active)
+        .bind(sealed)
+        .bind(patch.key.as_ref().map(|k| key_kind_text(k.kind())))
+        .bind(patch.key.as_ref().map(|k| key_mode_text(k.mode())))
+        .bind(patch.key.as_ref().map(|k| k.masked()))
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                entity: Entity::Configuration,
+                id: id.0,
+            });
+        }
+        self.configuration(id).await
+    }
+
+    async fn delete_configuration(&self, id: ConfigurationId) -> Result<(), StoreError> {
+        let done = sqlx::query("DELETE FROM configurations WHERE id = $1")
+            .bind(id.0)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                entity: Entity::Configuration,
+                id: id.0,
+            });
+        }
+        Ok(())
+    }
+
+    async fn create_schedule(&self, new: NewSchedule) -> Result<Schedule, StoreError> {
+        if !self
+            .exists("configurations", new.configuration_id.0)
+            .await?
+        {
+            return Err(StoreError::NotFound {
+                entity: Entity::Configuration,
+                id: new.configuration_id.0,
+            });
+        }
+        let (cadence, cron) = cadence_columns(&new.cadence);
+        let now = Utc::now();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO schedules (configuration_id, cadence, cron_expression, mode, active, \
+             paused_reason, created_at, updated_at) VALUES ($1, $2, $3, $4, TRUE, NULL, $5, $5) \
+             RETURNING id",
+        )
+        .bind(new.configuration_id.0)
+        .bind(cadence)
+        .bind(cron)
+        .bind(new.mode.as_str())
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        self.schedule(ScheduleId(id)).await
+    }
+
+    async fn schedule(&self, id: ScheduleId) -> Result<Schedule, StoreError> {
+        sqlx::query_as::<_, ScheduleRow>(&format!("{SCHEDULE_SELECT} WHERE s.id = $1"))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound {
+                entity: Entity::Schedule,
+                id: id.0,
+            })?
+            .into_schedule()
+    }
+
+    async fn list_schedules(
+        &self,
+        configuration: Option<ConfigurationId>,
+        page: PageRequest,
+    ) -> Result<Page<Schedule>, StoreError> {
+        let (limit, offset) = limit_offset(page);
+        let configuration = configuration.map(|c| c.0);
+        let rows = sqlx::query_as::<_, ScheduleRow>(&format!(
+            "{SCHEDULE_SELECT} WHERE ($1::BIGINT IS NULL OR s.configuration_id = $1) \
+             ORDER BY s.id LIMIT $2 OFFSET $3"
+        ))
+        .bind(configuration)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM schedules WHERE ($1::BIGINT IS NULL OR configuration_id = $1)",
+        )
+        .bind(configuration)
+        .fetch_one(&self.pool)
+        .await?;
+        let items = rows
+            .into_iter()
+            .map(ScheduleRow::into_schedule)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page {
+            items,
+            total: u64::try_from(total).unwrap_or(0),
+        })
+    }
+
+    async fn update_schedule(
+        &self,
+        id: ScheduleId,
+        patch: SchedulePatch,
+    ) -> Result<Schedule, StoreError> {
+        let cadence = patch.cadence.as_ref().map(cadence_columns);
+        let done = sqlx::query(
+            "UPDATE schedules SET cadence = COALESCE($2, cadence), \
+             cron_expression = CASE WHEN $2::TEXT IS NULL THEN cron_expression ELSE $3 END, \
+             mode = COALESCE($4, mode), active = COALESCE($5, active), \
+             paused_reason = CASE WHEN $5::BOOLEAN IS NULL THEN paused_reason ELSE NULL END, \
+             updated_at = $6 WHERE id = $1",
+        )
+        .bind(id.0)
+        .bind(cadence.as_ref().map(|c| c.0))
+        .bind(cadence.and_then(|c| c.1))
+        .bind(patch.mode.map(|m| m.as_str()))
+        .bind(patch.active)
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                entity: Entity::Schedule,
+                id: id.0,
+            });
+        }
+        self.schedule(id).await
+    }
+
+    async fn pause_schedule(&self, id: ScheduleId, reason: &str) -> Result<Schedule, StoreError> {
+        let done = sqlx::query(
+            "UPDATE schedules SET active = FALSE, paused_reason = $2, updated_at = $3 \
+             WHERE id = $1",
+        )
+        .bind(id.0)
+        .bind(reason)
+        .bind(Utc::now())
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                entity: Entity::Schedule,
+                id: id.0,
+            });
+        }
+        self.schedule(id).await
+    }
+
+    async fn delete_schedule(&self, id: ScheduleId) -> Result<(), StoreError> {
+        let done = sqlx::query("DELETE FROM schedules WHERE id = $1")
+            .bind(id.0)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                entity: Entity::Schedule,
+                id: id.0,
+            });
+        }
+        Ok(())
+    }
+
+    async fn create_run(&self, new: NewRun) -> Result<SyncRun, StoreError> {
+        if !self
+            .exists("configurations", new.configuration_id.0)
+            .await?
+        {
+            return Err(StoreError::NotFound {
+                entity: Entity::Configuration,
+                id: new.configuration_id.0,
+            });
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO sync_runs (configuration_id, trigger_kind, mode, status, created_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(new.configuration_id.0)
+        .bind(new.trigger.as_str())
+        .bind(new.mode.as_str())
+        .bind(RunStatus::Queued.as_str())
+        .bind(Utc::now())
+        .fetch_one(&self.pool)
+        .await?;
+        self.run(RunId(id)).await
+    }
+
+    async fn run(&self, id: RunId) -> Result<SyncRun, StoreError> {
+        sqlx::query_as::<_, RunRow>(&format!("{RUN_SELECT} WHERE id = $1"))
+            .bind(id.0)
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or(StoreError::NotFound {
+                entity: Entity::Run,
+                id: id.0,
+            })?
+            .into_run()
+    }
+
+    async fn list_runs(
+        &self,
+        configuration: ConfigurationId,
+        page: PageRequest,
+    ) -> Result<Page<SyncRun>, StoreError> {
+        let (limit, offset) = limit_offset(page);
+        let rows = sqlx::query_as::<_, RunRow>(&format!(
+            "{RUN_SELECT} WHERE configuration_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3"
+        ))
+        .bind(configuration.0)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM sync_runs WHERE configuration_id = $1")
+                .bind(configuration.0)
+                .fetch_one(&self.pool)
+                .await?;
+        let items = rows
+            .into_iter()
+            .map(RunRow::into_run)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page {
+            items,
+            total: u64::try_from(total).unwrap_or(0),
+        })
+    }
+
+    async fn update_run(&self, id: RunId, update: RunUpdate) -> Result<SyncRun, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sync_runs SET status = COALESCE($2, status), \
+             started_at = COALESCE($3, started_at), ended_at = COALESCE($4, ended_at), \
+             stats = COALESCE($5, stats), errors = COALESCE($6, errors) WHERE id = $1",
+        )
+        .bind(id.0)
+        .bind(update.status.map(|s| s.as_str()))
+        .bind(update.started_at)
+        .bind(update.ended_at)
+        .bind(update.stats.map(Json))
+        .bind(update.errors.map(Json))
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                entity: Entity::Run,
+                id: id.0,
+            });
+        }
+        self.run(id).await
+    }
+}
