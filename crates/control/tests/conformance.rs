@@ -1,0 +1,912 @@
+//! The state store's conformance suite: every scenario runs against SQLite (a temp file) and
+//! PostgreSQL (a fresh database per test, dropped at the end). PostgreSQL being unreachable
+//! fails the PostgreSQL half, never skips it.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use chrono::Utc;
+use cls_control::{
+    Cadence, ConfigurationId, ConfigurationPatch, CronExpression, Entity, Every, MasterKey,
+    NewConfiguration, NewProject, NewRun, NewSchedule, PageRequest, Paused, PostgresStore,
+    ProjectId, ProjectPatch, RunError, RunId, RunStatus, RunUpdate, ScheduleId, SchedulePatch,
+    SecretsError, SqliteStore, StateUrl, Store, StoreError, SyncMode, Trigger, TypeStats,
+};
+use cls_destination::{DatabaseKind, DatabaseUrl};
+use cls_stripe::{ApiKey, KeyKind, Mode};
+use cls_testkit::db::TestDb;
+
+/// The password used in project URLs; must never appear in the state database.
+const DB_PASSWORD: &str = "pw-Zq81xKe0tSecret";
+/// A Stripe key used in configurations; must never appear in the state database.
+const STRIPE_KEY: &str = "rk_test_51ConformanceKeyBodyAbCdEf0123";
+/// The replacement key for rotation tests.
+const ROTATED_KEY: &str = "rk_live_51RotatedKeyBodyZyXw98765";
+
+type TestResult = Result<(), StoreError>;
+
+/// Raw access to the state database, to check what is really stored.
+enum Raw {
+    /// The SQLite file (its `-wal` sibling is read too).
+    Sqlite(PathBuf),
+    /// A pool on the PostgreSQL test database.
+    Postgres(sqlx::PgPool),
+}
+
+/// One store under test plus what is needed to reopen, inspect and clean it up.
+struct Harness {
+    /// The store, through the trait.
+    store: Arc<dyn Store>,
+    /// The state URL (to reopen with another key).
+    url: StateUrl,
+    /// Raw access.
+    raw: Raw,
+    /// The PostgreSQL test database, dropped by `finish`.
+    db: Option<TestDb>,
+    /// The SQLite temp directory, removed on drop.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Harness {
+    async fn sqlite() -> Harness {
+        let dir = match tempfile::tempdir() {
+            Ok(d) => d,
+            Err(e) => panic!("cannot create a temp dir: {e}"),
+        };
+        let path = dir.path().join("state").join("state.db");
+        let url = must(StateUrl::parse(&format!("sqlite://{}", path.display())));
+        let store = must(SqliteStore::open(&url, MasterKey::generate()).await);
+        Harness {
+            store: Arc::new(store),
+            url,
+            raw: Raw::Sqlite(path),
+            db: None,
+            _dir: Some(dir),
+        }
+    }
+
+    async fn postgres() -> Harness {
+        let db = TestDb::new().await;
+        let url = must(StateUrl::parse(&db.url));
+        let store = must(PostgresStore::open(&url, MasterKey::generate()).await);
+        let raw = Raw::Postgres(store.pool().clone());
+        Harness {
+            store: Arc::new(store),
+            url,
+            raw,
+            db: Some(db),
+            _dir: None,
+        }
+    }
+
+    /// Opens the same state again with `key`.
+    async fn reopen(&self, key: MasterKey) -> Result<Arc<dyn Store>, StoreError> {
+        cls_control::open(&self.url, key).await
+    }
+
+    /// Everything the state database holds, as text (bytes of the file for SQLite; every
+    /// row of every control-plane table for PostgreSQL).
+    async fn dump(&self) -> String {
+        match &self.raw {
+            Raw::Sqlite(path) => {
+                let mut bytes = std::fs::read(path).unwrap_or_default();
+                let wal = PathBuf::from(format!("{}-wal", path.display()));
+                bytes.extend(std::fs::read(wal).unwrap_or_default());
+                String::from_utf8_lossy(&bytes).into_owned()
+            }
+            Raw::Postgres(pool) => {
+                let tables: Vec<String> = must(
+                    sqlx::query_scalar(
+                        "SELECT table_name::TEXT FROM information_schema.tables \
+                         WHERE table_schema = 'cls_control'",
+                    )
+                    .fetch_all(pool)
+                    .await,
+                );
+                assert!(
+                    tables.len() >= 4,
+                    "expected the control tables, got {tables:?}"
+                );
+                let mut all = String::new();
+                for table in tables {
+                    let rows: Vec<String> = must(
+                        sqlx::query_scalar(&format!(
+                            "SELECT t::TEXT FROM cls_control.\"{table}\" t"
+                        ))
+                        .fetch_all(pool)
+                        .await,
+                    );
+                    for row in rows {
+                        all.push_str(&row);
+                        all.push('\n');
+                    }
+                }
+                all
+            }
+        }
+    }
+
+    async fn finish(self) {
+        if let Raw::Postgres(pool) = &self.raw {
+            pool.close().await;
+        }
+        if let Some(db) = self.db {
+            db.drop_now().await;
+        }
+    }
+}
+
+/// Unwraps a setup step, panicking with its message.
+fn must<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("test setup failed: {e}"),
+    }
+}
+
+fn db_url() -> DatabaseUrl {
+    must(DatabaseUrl::parse(&format!(
+        "postgres://syncer:{DB_PASSWORD}@db.example.com:5432/app"
+    )))
+}
+
+fn api_key(raw: &str) -> ApiKey {
+    must(ApiKey::parse(raw))
+}
+
+fn new_project(name: &str) -> NewProject {
+    NewProject {
+        name: name.into(),
+        database_url: db_url(),
+        schema: None,
+    }
+}
+
+fn new_configuration(name: &str, project_id: ProjectId) -> NewConfiguration {
+    NewConfiguration {
+        name: name.into(),
+        project_id,
+        key: api_key(STRIPE_KEY),
+        data_types: must(cls_catalog::parse_list("invoices,customers")),
+        stripe_api_base: None,
+    }
+}
+
+fn not_found(r: &StoreError, entity: Entity) -> bool {
+    matches!(r, StoreError::NotFound { entity: e, .. } if *e == entity)
+}
+
+mod scenarios {
+    use super::*;
+
+    pub async fn project_round_trip(h: &Harness) -> TestResult {
+        let s = &h.store;
+        let p = s.create_project(new_project("  Production  ")).await?;
+        assert_eq!(p.name, "Production");
+        assert_eq!(p.kind, DatabaseKind::Postgres);
+        assert_eq!(p.schema, "stripe");
+        assert!(p.active);
+        assert!(p.paused().is_none());
+        assert_eq!(p.database_url.expose(), db_url().expose());
+        assert!(!format!("{p:?}").contains(DB_PASSWORD));
+
+        let got = s.project(p.id).await?;
+        assert_eq!(got.name, "Production");
+        assert_eq!(got.created_at.timestamp(), p.created_at.timestamp());
+
+        let q = s
+            .create_project(NewProject {
+                name: "Local".into(),
+                database_url: must(DatabaseUrl::parse("sqlite://local.db")),
+                schema: Some("billing".into()),
+            })
+            .await?;
+        assert_eq!(q.kind, DatabaseKind::Sqlite);
+        assert_eq!(q.schema, "billing");
+
+        let page = s.list_projects(PageRequest::default()).await?;
+        assert_eq!(page.total, 2);
+        assert_eq!(
+            page.items
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect::<Vec<_>>(),
+            ["Production", "Local"]
+        );
+        let second = s
+            .list_projects(PageRequest {
+                offset: 1,
+                limit: 1,
+            })
+            .await?;
+        assert_eq!(second.total, 2);
+        assert_eq!(second.items.len(), 1);
+        assert_eq!(second.items[0].id, q.id);
+
+        let updated = s
+            .update_project(
+                q.id,
+                ProjectPatch {
+                    name: Some("Local copy".into()),
+                    database_url: Some(db_url()),
+                    schema: Some("stripe_2".into()),
+                    active: Some(false),
+                },
+            )
+            .await?;
+        assert_eq!(updated.name, "Local copy");
+        assert_eq!(updated.kind, DatabaseKind::Postgres);
+        assert_eq!(updated.schema, "stripe_2");
+        assert!(!updated.active);
+        assert_eq!(updated.paused(), Some(Paused::ProjectInactive));
+        assert!(updated.updated_at >= updated.created_at);
+
+        let untouched = s.update_project(q.id, ProjectPatch::default()).await?;
+        assert_eq!(untouched.name, "Local copy");
+        assert!(!untouched.active);
+
+        let missing = ProjectId(999_999);
+        assert!(not_found(
+            &s.project(missing).await.err().ok_or_else(none)?,
+            Entity::Project
+        ));
+        assert!(not_found(
+            &s.update_project(missing, ProjectPatch::default())
+                .await
+                .err()
+                .ok_or_else(none)?,
+            Entity::Project
+        ));
+        assert!(not_found(
+            &s.delete_project(missing).await.err().ok_or_else(none)?,
+            Entity::Project
+        ));
+        Ok(())
+    }
+
+    pub async fn invalid_input_is_refused(h: &Harness) -> TestResult {
+        let s = &h.store;
+        let empty = s.create_project(new_project("   ")).await;
+        assert!(matches!(empty, Err(StoreError::Invalid(_))), "{empty:?}");
+        let bad_schema = s
+            .create_project(NewProject {
+                schema: Some("Robert'); DROP TABLE".into()),
+                ..new_project("x")
+            })
+            .await;
+        assert!(matches!(bad_schema, Err(StoreError::Invalid(_))));
+        let p = s.create_project(new_project("p")).await?;
+        let no_types = s
+            .create_configuration(NewConfiguration {
+                data_types: Vec::new(),
+                ..new_configuration("c", p.id)
+            })
+            .await;
+        assert!(matches!(no_types, Err(StoreError::Invalid(_))));
+        let orphan = s
+            .create_configuration(new_configuration("c", ProjectId(424_242)))
+            .await
+            .err()
+            .ok_or_else(none)?;
+        assert!(not_found(&orphan, Entity::Project));
+        assert!(orphan.to_string().contains("project 424242 does not exist"));
+        let no_config = s
+            .create_schedule(NewSchedule {
+                configuration_id: ConfigurationId(77),
+                cadence: Cadence::Every(Every::Hour),
+                mode: SyncMode::Incremental,
+            })
+            .await
+            .err()
+            .ok_or_else(none)?;
+        assert!(not_found(&no_config, Entity::Configuration));
+        let no_run = s
+            .create_run(NewRun {
+                configuration_id: ConfigurationId(77),
+                trigger: Trigger::Manual,
+                mode: SyncMode::Full,
+            })
+            .await
+            .err()
+            .ok_or_else(none)?;
+        assert!(not_found(&no_run, Entity::Configuration));
+        assert_eq!(s.list_projects(PageRequest::default()).await?.total, 1);
+        Ok(())
+    }
+
+    pub async fn configuration_round_trip_and_fixed_fields(h: &Harness) -> TestResult {
+        let s = &h.store;
+        let p = s.create_project(new_project("p")).await?;
+        let c = s
+            .create_configuration(NewConfiguration {
+                stripe_api_base: Some(must(url::Url::parse("http://127.0.0.1:12111"))),
+                ..new_configuration("Main account", p.id)
+            })
+            .await?;
+        assert_eq!(c.name, "Main account");
+        assert_eq!(c.project_id, p.id);
+        assert_eq!(c.provider, "stripe");
+        assert_eq!(c.key.expose_secret(), STRIPE_KEY);
+        assert_eq!(c.key_kind, KeyKind::Restricted);
+        assert_eq!(c.key_mode, Mode::Test);
+        assert_eq!(c.key_masked, "rk_test_…0123");
+        // Catalog order, whatever order they were given in.
+        assert_eq!(c.data_types, ["customers", "invoices"]);
+        assert_eq!(c.table_names(), ["customers", "invoices"]);
+        assert_eq!(
+            c.stripe_api_base.as_deref(),
+            Some("http://127.0.0.1:12111/")
+        );
+        assert!(c.active && c.paused().is_none());
+        assert!(!format!("{c:?}").contains(STRIPE_KEY));
+
+        let renamed = s
+            .update_configuration(
+                c.id,
+                ConfigurationPatch {
+                    name: Some("Renamed".into()),
+                    ..ConfigurationPatch::default()
+                },
+            )
+            .await?;
+        assert_eq!(renamed.name, "Renamed");
+        assert_eq!(renamed.key.expose_secret(), STRIPE_KEY);
+
+        let rotated = s
+            .update_configuration(
+                c.id,
+                ConfigurationPatch {
+                    key: Some(api_key(ROTATED_KEY)),
+                    active: Some(false),
+                    ..ConfigurationPatch::default()
+                },
+            )
+            .await?;
+        assert_eq!(rotated.key.expose_secret(), ROTATED_KEY);
+        assert_eq!(rotated.key_mode, Mode::Live);
+        assert_eq!(rotated.key_masked, "rk_live_…8765");
+        assert!(!rotated.active);
+        // Fixed after creation: project, provider, data types.
+        assert_eq!(rotated.project_id, p.id);
+        assert_eq!(rotated.provider, "stripe");
+        assert_eq!(rotated.data_types, ["customers", "invoices"]);
+        assert_eq!(rotated.name, "Renamed");
+
+        let other = s.create_project(new_project("other")).await?;
+        let c2 = s
+            .create_configuration(new_configuration("second", other.id))
+            .await?;
+        let all = s.list_configurations(None, PageRequest::default()).await?;
+        assert_eq!(all.total, 2);
+        let only = s
+            .list_configurations(Some(other.id), PageRequest::default())
+            .await?;
+        assert_eq!(only.total, 1);
+        assert_eq!(only.items[0].id, c2.id);
+
+        s.delete_configuration(c2.id).await?;
+        assert!(not_found(
+            &s.configuration(c2.id).await.err().ok_or_else(none)?,
+            Entity::Configuration
+        ));
+        assert!(not_found(
+            &s.delete_configuration(c2.id).await.err().ok_or_else(none)?,
+            Entity::Configuration
+        ));
+        assert!(not_found(
+            &s.update_configuration(c2.id, ConfigurationPatch::default())
+                .await
+                .err()
+                .ok_or_else(none)?,
+            Entity::Configuration
+        ));
+        Ok(())
+    }
+
+    pub async fn project_delete_cascades(h: &Harness) -> TestResult {
+        let s = &h.store;
+        let doomed = s.create_project(new_project("doomed")).await?;
+        let kept = s.create_project(new_project("kept")).await?;
+        let a = s
+            .create_configuration(new_configuration("a", doomed.id))
+            .await?;
+        let b = s
+            .create_configuration(new_configuration("b", doomed.id))
+            .await?;
+        let k = s
+            .create_configuration(new_configuration("k", kept.id))
+            .await?;
+        let sched = s
+            .create_schedule(NewSchedule {
+                configuration_id: a.id,
+                cadence: Cadence::Every(Every::Day),
+                mode: SyncMode::Incremental,
+            })
+            .await?;
+        let run = s
+            .create_run(NewRun {
+                configuration_id: b.id,
+                trigger: Trigger::Manual,
+                mode: SyncMode::Full,
+            })
+            .await?;
+        let kept_run = s
+            .create_run(NewRun {
+                configuration_id: k.id,
+                trigger: Trigger::Cli,
+                mode: SyncMode::Full,
+            })
+            .await?;
+
+        s.delete_project(doomed.id).await?;
+        for id in [a.id, b.id] {
+            assert!(not_found(
+                &s.configuration(id).await.err().ok_or_else(none)?,
+                Entity::Configuration
+            ));
+        }
+        assert!(not_found(
+            &s.schedule(sched.id).await.err().ok_or_else(none)?,
+            Entity::Schedule
+        ));
+        assert!(not_found(
+            &s.run(run.id).await.err().ok_or_else(none)?,
+            Entity::Run
+        ));
+        assert_eq!(
+            s.list_configurations(None, PageRequest::default())
+                .await?
+                .total,
+            1
+        );
+        assert_eq!(s.configuration(k.id).await?.name, "k");
+        assert_eq!(s.run(kept_run.id).await?.status, RunStatus::Queued);
+        assert_eq!(s.list_projects(PageRequest::default()).await?.total, 1);
+        Ok(())
+    }
+
+    pub async fn inactive_project_or_configuration_is_paused(h: &Harness) -> TestResult {
+        let s = &h.store;
+        let p = s.create_project(new_project("p")).await?;
+        let c = s.create_configuration(new_configuration("c", p.id)).await?;
+        let sched = s
+            .create_schedule(NewSchedule {
+                configuration_id: c.id,
+                cadence: Cadence::Every(Every::Hour),
+                mode: SyncMode::Incremental,
+            })
+            .await?;
+        assert_eq!(sched.paused(), None);
+
+        s.update_configuration(
+            c.id,
+            ConfigurationPatch {
+                active: Some(false),
+                ..ConfigurationPatch::default()
+            },
+        )
+        .await?;
+        assert_eq!(
+            s.configuration(c.id).await?.paused(),
+            Some(Paused::ConfigurationInactive)
+        );
+        assert_eq!(
+            s.schedule(sched.id).await?.paused(),
+            Some(Paused::ConfigurationInactive)
+        );
+
+        s.update_project(
+            p.id,
+            ProjectPatch {
+                active: Some(false),
+                ..ProjectPatch::default()
+            },
+        )
+        .await?;
+        // The project is checked first: switching it off pauses everything under it.
+        assert_eq!(
+            s.configuration(c.id).await?.paused(),
+            Some(Paused::ProjectInactive)
+        );
+        assert_eq!(
+            s.schedule(sched.id).await?.paused(),
+            Some(Paused::ProjectInactive)
+        );
+        let listed = s
+            .list_configurations(Some(p.id), PageRequest::default())
+            .await?;
+        assert_eq!(listed.items[0].paused(), Some(Paused::ProjectInactive));
+
+        s.update_project(
+            p.id,
+            ProjectPatch {
+                active: Some(true),
+                ..ProjectPatch::default()
+            },
+        )
+        .await?;
+        s.update_configuration(
+            c.id,
+            ConfigurationPatch {
+                active: Some(true),
+                ..ConfigurationPatch::default()
+            },
+        )
+        .await?;
+        assert_eq!(s.configuration(c.id).await?.paused(), None);
+        assert_eq!(s.schedule(sched.id).await?.paused(), None);
+        Ok(())
+    }
+
+    pub async fn schedules(h: &Harness) -> TestResult {
+        let s = &h.store;
+        let p = s.create_project(new_project("p")).await?;
+        let c = s.create_configuration(new_configuration("c", p.id)).await?;
+        let c2 = s
+            .create_configuration(new_configuration("c2", p.id))
+            .await?;
+        let hourly = s
+            .create_schedule(NewSchedule {
+                configuration_id: c.id,
+                cadence: Cadence::Every(Every::Hour),
+                mode: SyncMode::Incremental,
+            })
+            .await?;
+        assert_eq!(hourly.cadence, Cadence::Every(Every::Hour));
+        assert_eq!(hourly.mode, SyncMode::Incremental);
+        assert!(hourly.active && hourly.paused_reason.is_none());
+        let cron = must(CronExpression::parse("30 3 * * 1"));
+        let nightly = s
+            .create_schedule(NewSchedule {
+                configuration_id: c2.id,
+                cadence: Cadence::Cron(cron.clone()),
+                mode: SyncMode::Full,
+            })
+            .await?;
+        assert_eq!(nightly.cadence, Cadence::Cron(cron.clone()));
+        assert_eq!(nightly.cadence.to_string(), "30 3 * * 1");
+
+        let paused = s
+            .pause_schedule(hourly.id, "the Stripe key was revoked: paste a new key")
+            .await?;
+        assert!(!paused.active);
+        assert_eq!(
+            paused.paused(),
+            Some(Paused::Schedule(Some(
+                "the Stripe key was revoked: paste a new key".into()
+            )))
+        );
+        // A patch that does not touch `active` keeps the pause and its reason.
+        let still = s
+            .update_schedule(
+                hourly.id,
+                SchedulePatch {
+                    cadence: Some(Cadence::Cron(cron.clone())),
+                    ..SchedulePatch::default()
+                },
+            )
+            .await?;
+        assert_eq!(still.cadence, Cadence::Cron(cron));
+        assert!(still.paused_reason.is_some());
+        let resumed = s
+            .update_schedule(
+                hourly.id,
+                SchedulePatch {
+                    active: Some(true),
+                    cadence: Some(Cadence::Every(Every::Month)),
+                    mode: Some(SyncMode::Full),
+                },
+            )
+            .await?;
+        assert!(resumed.active);
+        assert_eq!(resumed.paused_reason, None);
+        assert_eq!(resumed.paused(), None);
+        assert_eq!(resumed.cadence, Cadence::Every(Every::Month));
+        assert_eq!(resumed.mode, SyncMode::Full);
+        let by_hand = s
+            .update_schedule(
+                hourly.id,
+                SchedulePatch {
+                    active: Some(false),
+                    ..SchedulePatch::default()
+                },
+            )
+            .await?;
+        assert_eq!(by_hand.paused(), Some(Paused::Schedule(None)));
+
+        assert_eq!(
+            s.list_schedules(None, PageRequest::default()).await?.total,
+            2
+        );
+        let mine = s
+            .list_schedules(Some(c2.id), PageRequest::default())
+            .await?;
+        assert_eq!(mine.total, 1);
+        assert_eq!(mine.items[0].id, nightly.id);
+
+        s.delete_schedule(nightly.id).await?;
+        assert!(not_found(
+            &s.schedule(nightly.id).await.err().ok_or_else(none)?,
+            Entity::Schedule
+        ));
+        let missing = ScheduleId(31_337);
+        assert!(not_found(
+            &s.pause_schedule(missing, "x")
+                .await
+                .err()
+                .ok_or_else(none)?,
+            Entity::Schedule
+        ));
+        assert!(not_found(
+            &s.delete_schedule(missing).await.err().ok_or_else(none)?,
+            Entity::Schedule
+        ));
+        // Deleting a configuration deletes its schedules.
+        s.delete_configuration(c.id).await?;
+        assert_eq!(
+            s.list_schedules(None, PageRequest::default()).await?.total,
+            0
+        );
+        Ok(())
+    }
+
+    pub async fn sync_runs(h: &Harness) -> TestResult {
+        let s = &h.store;
+        let p = s.create_project(new_project("p")).await?;
+        let c = s.create_configuration(new_configuration("c", p.id)).await?;
+        let first = s
+            .create_run(NewRun {
+                configuration_id: c.id,
+                trigger: Trigger::Schedule,
+                mode: SyncMode::Incremental,
+            })
+            .await?;
+        assert_eq!(first.status, RunStatus::Queued);
+        assert_eq!(first.trigger, Trigger::Schedule);
+        assert!(first.started_at.is_none() && first.ended_at.is_none());
+        assert!(first.stats.is_empty() && first.errors.is_empty());
+
+        let started = Utc::now();
+        let running = s
+            .update_run(
+                first.id,
+                RunUpdate {
+                    status: Some(RunStatus::Running),
+                    started_at: Some(started),
+                    ..RunUpdate::default()
+                },
+            )
+            .await?;
+        assert_eq!(running.status, RunStatus::Running);
+        assert_eq!(
+            running.started_at.map(|t| t.timestamp_micros()),
+            Some(started.timestamp_micros())
+        );
+
+        let mut stats = BTreeMap::new();
+        stats.insert(
+            "customers".to_string(),
+            TypeStats {
+                objects: 120,
+                inserted: 100,
+                updated: 20,
+                deleted: 1,
+                requests: 2,
+                retries: 1,
+                rate_limited: 1,
+            },
+        );
+        let errors = vec![RunError {
+            data_type: Some("invoices".into()),
+            message: "the restricted key lacks rak_invoice_read: enable Invoices → Read on the key"
+                .into(),
+        }];
+        let done = s
+            .update_run(
+                first.id,
+                RunUpdate {
+                    status: Some(RunStatus::Partial),
+                    ended_at: Some(Utc::now()),
+                    stats: Some(stats.clone()),
+                    errors: Some(errors.clone()),
+                    ..RunUpdate::default()
+                },
+            )
+            .await?;
+        assert_eq!(done.status, RunStatus::Partial);
+        assert!(done.status.is_finished());
+        assert!(done.started_at.is_some() && done.ended_at.is_some());
+        assert_eq!(done.stats, stats);
+        assert_eq!(done.errors, errors);
+        assert_eq!(s.run(first.id).await?, done);
+
+        for trigger in [Trigger::Manual, Trigger::Webhook, Trigger::Cli] {
+            s.create_run(NewRun {
+                configuration_id: c.id,
+                trigger,
+                mode: SyncMode::Full,
+            })
+            .await?;
+        }
+        let history = s.list_runs(c.id, PageRequest::default()).await?;
+        assert_eq!(history.total, 4);
+        // Newest first.
+        assert_eq!(
+            history.items.iter().map(|r| r.trigger).collect::<Vec<_>>(),
+            [
+                Trigger::Cli,
+                Trigger::Webhook,
+                Trigger::Manual,
+                Trigger::Schedule
+            ]
+        );
+        let page = s
+            .list_runs(
+                c.id,
+                PageRequest {
+                    offset: 2,
+                    limit: 10,
+                },
+            )
+            .await?;
+        assert_eq!(page.total, 4);
+        assert_eq!(page.items.len(), 2);
+        assert_eq!(page.items[1].id, first.id);
+
+        let other = s
+            .create_configuration(new_configuration("other", p.id))
+            .await?;
+        assert_eq!(
+            s.list_runs(other.id, PageRequest::default()).await?.total,
+            0
+        );
+        assert!(not_found(
+            &s.run(RunId(55_555)).await.err().ok_or_else(none)?,
+            Entity::Run
+        ));
+        assert!(not_found(
+            &s.update_run(RunId(55_555), RunUpdate::default())
+                .await
+                .err()
+                .ok_or_else(none)?,
+            Entity::Run
+        ));
+        Ok(())
+    }
+
+    pub async fn secrets_never_stored_in_plaintext(h: &Harness) -> TestResult {
+        let s = &h.store;
+        let p = s
+            .create_project(new_project("Visible project name"))
+            .await?;
+        let c = s.create_configuration(new_configuration("c", p.id)).await?;
+        s.update_configuration(
+            c.id,
+            ConfigurationPatch {
+                key: Some(api_key(ROTATED_KEY)),
+                ..ConfigurationPatch::default()
+            },
+        )
+        .await?;
+        s.update_project(
+            p.id,
+            ProjectPatch {
+                database_url: Some(db_url()),
+                ..ProjectPatch::default()
+            },
+        )
+        .await?;
+        let dump = h.dump().await;
+        // The dump is real: what is stored in the open is found.
+        assert!(dump.contains("Visible project name"), "dump looks empty");
+        assert!(
+            dump.contains("rk_live_…8765"),
+            "masked key missing from dump"
+        );
+        for secret in [DB_PASSWORD, STRIPE_KEY, ROTATED_KEY, "51ConformanceKeyBody"] {
+            assert!(
+                !dump.contains(secret),
+                "a secret was found in plain text in the state database"
+            );
+        }
+        assert!(dump.contains("v1:"), "sealed secrets are stored as v1:…");
+        // And they still open.
+        assert_eq!(
+            s.project(p.id).await?.database_url.expose(),
+            db_url().expose()
+        );
+        assert_eq!(
+            s.configuration(c.id).await?.key.expose_secret(),
+            ROTATED_KEY
+        );
+        Ok(())
+    }
+
+    pub async fn wrong_master_key_is_reported(h: &Harness) -> TestResult {
+        let s = &h.store;
+        let p = s.create_project(new_project("p")).await?;
+        let c = s.create_configuration(new_configuration("c", p.id)).await?;
+        let other = h.reopen(MasterKey::generate()).await?;
+        let err = other.project(p.id).await.err().ok_or_else(none)?;
+        assert!(
+            matches!(err, StoreError::Secrets(SecretsError::WrongKey)),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "the master key does not match the one these secrets were encrypted with: restore CLS_MASTER_KEY or the key file"
+        );
+        let err = other.configuration(c.id).await.err().ok_or_else(none)?;
+        assert!(matches!(err, StoreError::Secrets(SecretsError::WrongKey)));
+        // Rows without secrets still read.
+        let sched = s
+            .create_schedule(NewSchedule {
+                configuration_id: c.id,
+                cadence: Cadence::Every(Every::Week),
+                mode: SyncMode::Full,
+            })
+            .await?;
+        assert_eq!(other.schedule(sched.id).await?.id, sched.id);
+        Ok(())
+    }
+
+    pub async fn reopening_keeps_state(h: &Harness) -> TestResult {
+        let key = MasterKey::generate();
+        let first = h.reopen(key.clone()).await?;
+        let p = first.create_project(new_project("kept")).await?;
+        // Opening again runs the migrations again: nothing changes, nothing is lost.
+        let second = h.reopen(key).await?;
+        assert_eq!(second.project(p.id).await?.name, "kept");
+        Ok(())
+    }
+
+    fn none() -> StoreError {
+        StoreError::Invalid("expected an error, got success".into())
+    }
+}
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let h = super::Harness::sqlite().await;
+                    let result = super::scenarios::$name(&h).await;
+                    h.finish().await;
+                    if let Err(e) = result {
+                        panic!("{e}");
+                    }
+                }
+            )*
+        }
+
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let h = super::Harness::postgres().await;
+                    let result = super::scenarios::$name(&h).await;
+                    h.finish().await;
+                    if let Err(e) = result {
+                        panic!("{e}");
+                    }
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    project_round_trip,
+    invalid_input_is_refused,
+    configuration_round_trip_and_fixed_fields,
+    project_delete_cascades,
+    inactive_project_or_configuration_is_paused,
+    schedules,
+    sync_runs,
+    secrets_never_stored_in_plaintext,
+    wrong_master_key_is_reported,
+    reopening_keeps_state,
+);
