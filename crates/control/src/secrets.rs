@@ -16,6 +16,7 @@ use std::fmt;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use aes_gcm::aead::rand_core::RngCore;
 use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -118,9 +119,9 @@ impl fmt::Debug for MasterKey {
 impl MasterKey {
     /// A fresh random key (tests, or the first start).
     pub fn generate() -> MasterKey {
-        let key = Aes256Gcm::generate_key(OsRng);
+        let key = random_key();
         MasterKey {
-            cipher: Aes256Gcm::new(&key),
+            cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key[..])),
             source: KeySource::Generated,
         }
     }
@@ -181,7 +182,10 @@ impl MasterKey {
     /// Reads the key file at `path`, or creates it (mode 0600) with a new random key.
     pub fn from_key_file(path: &Path) -> Result<MasterKey, SecretsError> {
         match read_key_file(path) {
-            Ok(text) => MasterKey::from_base64(&text, KeySource::File(path.to_path_buf())),
+            Ok(text) => {
+                warn_if_readable_by_others(path);
+                MasterKey::from_base64(&text, KeySource::File(path.to_path_buf()))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_key_file(path),
             Err(source) => Err(SecretsError::KeyFile {
                 action: "read",
@@ -237,6 +241,34 @@ impl MasterKey {
     }
 }
 
+/// 32 random bytes from the operating system, zeroed when dropped.
+fn random_key() -> Zeroizing<[u8; KEY_LEN]> {
+    let mut key = Zeroizing::new([0u8; KEY_LEN]);
+    OsRng.fill_bytes(&mut key[..]);
+    key
+}
+
+/// Logs a warning when the key file can be read by other users (it is created 0600; a copy
+/// or a restore may have widened it).
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format!("{mode:o}"),
+                    "the master key file can be read by other users: run `chmod 600` on it"
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}
+
 /// Reads the key file into a secret string (the buffer is zeroed afterwards).
 fn read_key_file(path: &Path) -> std::io::Result<SecretString> {
     let mut file = std::fs::File::open(path)?;
@@ -270,12 +302,12 @@ fn create_key_file(path: &Path) -> Result<MasterKey, SecretsError> {
         }
         Err(e) => return Err(fail(e)),
     };
-    let key = Aes256Gcm::generate_key(OsRng);
-    let text = Zeroizing::new(format!("{}\n", BASE64.encode(key.as_slice())));
+    let key = random_key();
+    let text = Zeroizing::new(format!("{}\n", BASE64.encode(&key[..])));
     file.write_all(text.as_bytes()).map_err(fail)?;
     file.sync_all().map_err(fail)?;
     Ok(MasterKey {
-        cipher: Aes256Gcm::new(&key),
+        cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key[..])),
         source: KeySource::File(path.to_path_buf()),
     })
 }

@@ -910,3 +910,25 @@ conformance!(
     wrong_master_key_is_reported,
     reopening_keeps_state,
 );
+
+/// Several nodes starting at once on a fresh PostgreSQL database all come up (schema
+/// creation and migrations are serialised by advisory locks).
+#[tokio::test]
+async fn postgres_nodes_starting_together() {
+    let db = TestDb::new().await;
+    let url = must(StateUrl::parse(&db.url));
+    let key = MasterKey::generate();
+    let (a, b, c, d) = tokio::join!(
+        PostgresStore::open(&url, key.clone()),
+        PostgresStore::open(&url, key.clone()),
+        PostgresStore::open(&url, key.clone()),
+        PostgresStore::open(&url, key.clone()),
+    );
+    let stores = [must(a), must(b), must(c), must(d)];
+    let p = must(stores[0].create_project(new_project("shared")).await);
+    for store in &stores {
+        assert_eq!(must(store.project(p.id).await).name, "shared");
+        store.pool().close().await;
+    }
+    db.drop_now().await;
+}

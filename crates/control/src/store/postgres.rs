@@ -31,6 +31,9 @@ use crate::secrets::MasterKey;
 /// The PostgreSQL schema holding the control plane's tables.
 pub const CONTROL_SCHEMA: &str = "cls_control";
 
+/// Advisory lock key held while the schema is created ("cls_ctrl" as ASCII bytes).
+const SCHEMA_LOCK_ID: i64 = 0x636c_735f_6374_726c;
+
 const PROJECT_SELECT: &str = "SELECT id, name, kind, database_url_sealed, schema_name, active, \
      created_at, updated_at FROM projects";
 
@@ -68,8 +71,16 @@ impl PostgresStore {
         let mut conn = PgConnection::connect_with(&base)
             .await
             .map_err(connect_error)?;
-        conn.execute(format!("CREATE SCHEMA IF NOT EXISTS {CONTROL_SCHEMA}").as_str())
+        // Nodes starting together would race on CREATE SCHEMA IF NOT EXISTS (it is not
+        // atomic in PostgreSQL); a transaction-scoped advisory lock serialises them.
+        let mut tx = conn.begin().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(SCHEMA_LOCK_ID)
+            .execute(&mut *tx)
             .await?;
+        tx.execute(format!("CREATE SCHEMA IF NOT EXISTS {CONTROL_SCHEMA}").as_str())
+            .await?;
+        tx.commit().await?;
         conn.close().await?;
         let options = base.options([("search_path", CONTROL_SCHEMA)]);
         let pool = PgPoolOptions::new()
