@@ -102,6 +102,8 @@ struct StreamShared {
     active: AtomicUsize,
     /// Set when a walk failed: the others stop at their next page.
     failed: AtomicBool,
+    /// Set when a child list failed: checkpoints stop advancing (see `fail_child`).
+    children_incomplete: AtomicBool,
     errors: Mutex<StreamErrors>,
     /// Seconds not walked yet, per walk, and the whole range's length: the progress fraction.
     remaining: Mutex<HashMap<u64, i64>>,
@@ -125,6 +127,24 @@ impl StreamShared {
         for t in types {
             errors.entry(t.name).or_insert_with(|| e.clone());
         }
+    }
+
+    /// A child list failed: that child type is incomplete, while the walk goes on for the
+    /// parent and the other children. From now on the walk's checkpoints stop advancing, so a
+    /// resumed run fetches the missing children again rather than skipping past them.
+    fn fail_child(&self, child: &'static DataType, e: &StripeError) {
+        self.children_incomplete.store(true, Ordering::Relaxed);
+        let mut errors = self.errors.lock().unwrap_or_else(|p| p.into_inner());
+        errors.entry(child.name).or_insert_with(|| e.clone());
+    }
+
+    /// The writer stopped (the database failed): nothing this stream sends is stored any
+    /// more, so every data type it feeds is incomplete.
+    fn writer_gone(&self) {
+        let e = StripeError::Network {
+            message: "the database writer stopped before this data type was written".into(),
+        };
+        self.fail(&self.stream.stored_types(), &e);
     }
 
     fn child_failed(&self, child: &'static DataType) -> bool {
@@ -152,6 +172,7 @@ pub(crate) async fn backfill_stream(
         stream,
         active: AtomicUsize::new(0),
         failed: AtomicBool::new(false),
+        children_incomplete: AtomicBool::new(false),
         errors: Mutex::new(StreamErrors::new()),
         remaining: Mutex::new(HashMap::new()),
         total_seconds,
@@ -315,8 +336,21 @@ async fn walk_pages(
                 return;
             }
         }
-        let (true, Some(next)) = (has_more, next) else {
-            return;
+        let next = match (has_more, next) {
+            (false, _) => return,
+            (true, Some(next)) => next,
+            (true, None) => {
+                // More pages but nothing to continue after: the walk cannot go on, and ending
+                // here would report the data type complete.
+                let e = StripeError::Decode {
+                    message: format!(
+                        "{} answered an empty page that says more follow",
+                        stream.walk.list_path
+                    ),
+                };
+                shared.fail(&stream.stored_types(), &e);
+                return;
+            }
         };
         *cursor = Some(next);
 
@@ -333,7 +367,11 @@ async fn walk_pages(
             }
             _ => false,
         };
-        if let (true, true, Some(last)) = (room, worth, last_created) {
+        // A list that cannot filter by `created` cannot be split: each part would list all.
+        // Nor is a walk whose checkpoints stopped advancing (a child list failed).
+        let splittable =
+            stream.walk.created_filter && !shared.children_incomplete.load(Ordering::Relaxed);
+        if let (true, true, true, Some(last)) = (room, worth, splittable, last_created) {
             if let Some((keep, older)) = window.split_remaining(last, shared.hint) {
                 let retire = window.to_string();
                 let replacements = vec![
@@ -356,6 +394,7 @@ async fn walk_pages(
                     replacements,
                 };
                 if tx.send(job).await.is_err() {
+                    shared.writer_gone();
                     return;
                 }
                 *window = keep;
@@ -393,6 +432,7 @@ async fn write_chunk(
                     checkpoint: None,
                 };
                 if tx.send(job).await.is_err() {
+                    shared.writer_gone();
                     return false;
                 }
                 (ctx.progress)(Progress::Advanced {
@@ -401,16 +441,16 @@ async fn write_chunk(
                     fraction: Some(fraction),
                 });
             }
-            Err(e) => shared.fail(&[child], &e),
+            Err(e) => shared.fail_child(child, &e),
         }
     }
-    let checkpoint = Checkpoint {
+    let checkpoint = (!shared.children_incomplete.load(Ordering::Relaxed)).then(|| Checkpoint {
         data_type: shared.key.clone(),
         window: window.to_string(),
         // An empty last page leaves the cursor where it was.
         cursor: last_id(&parents).or_else(|| cursor.clone()),
         done,
-    };
+    });
     let n = parents.len() as u64;
     let (data_type, rows) = if stream.store {
         (stream.walk, rows_from(parents, ctx.version))
@@ -420,9 +460,10 @@ async fn write_chunk(
     let job = WriteJob::Rows {
         data_type,
         rows,
-        checkpoint: Some(checkpoint),
+        checkpoint,
     };
     if tx.send(job).await.is_err() {
+        shared.writer_gone();
         return false;
     }
     if stream.store {

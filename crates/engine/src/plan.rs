@@ -67,10 +67,10 @@ pub enum BackfillStart {
     Resume(Vec<(Window, Option<String>)>),
 }
 
-/// Decides from a stream's saved checkpoints how an interrupted run continues it. Checkpoints
-/// that are unreadable or overlapping (written by something else) mean a fresh start: resuming
-/// from them could skip objects.
-pub fn backfill_start(checkpoints: &[Checkpoint]) -> BackfillStart {
+/// Decides from a stream's saved checkpoints how an interrupted run over `[0, end)` continues
+/// it. Checkpoints that are unreadable or do not tile the range exactly (written by another run)
+/// mean a fresh start: resuming from them could skip objects.
+pub fn backfill_start(checkpoints: &[Checkpoint], end: i64) -> BackfillStart {
     let mut windows = Vec::with_capacity(checkpoints.len());
     for cp in checkpoints {
         match cp.window.parse::<Window>() {
@@ -79,10 +79,14 @@ pub fn backfill_start(checkpoints: &[Checkpoint]) -> BackfillStart {
         }
     }
     windows.sort_by_key(|(w, _)| w.start);
-    let overlapping = windows
-        .windows(2)
-        .any(|pair| pair[0].0.end > pair[1].0.start);
-    if windows.is_empty() || overlapping {
+    // A run's windows tile its whole range `[0, end)`: anything else (gaps, overlaps, another
+    // end) was written by some other run, and resuming from it could skip objects.
+    let tiled = windows.first().is_some_and(|(w, _)| w.start == 0)
+        && windows.last().is_some_and(|(w, _)| w.end == end)
+        && windows
+            .windows(2)
+            .all(|pair| pair[0].0.end == pair[1].0.start);
+    if !tiled {
         return BackfillStart::Fresh;
     }
     let open: Vec<(Window, Option<String>)> = windows
@@ -174,20 +178,26 @@ mod tests {
 
     #[test]
     fn no_checkpoints_start_fresh_and_finished_ones_are_done() {
-        assert_eq!(backfill_start(&[]), BackfillStart::Fresh);
+        assert_eq!(backfill_start(&[], 20), BackfillStart::Fresh);
         assert_eq!(
-            backfill_start(&[cp("0..10", None, true), cp("10..20", Some("c"), true)]),
+            backfill_start(
+                &[cp("0..10", None, true), cp("10..20", Some("c"), true)],
+                20
+            ),
             BackfillStart::Done
         );
     }
 
     #[test]
     fn unfinished_windows_resume_at_their_cursor() {
-        let got = backfill_start(&[
-            cp("10..20", Some("cus_b"), false),
-            cp("0..10", None, false),
-            cp("20..30", Some("cus_z"), true),
-        ]);
+        let got = backfill_start(
+            &[
+                cp("10..20", Some("cus_b"), false),
+                cp("0..10", None, false),
+                cp("20..30", Some("cus_z"), true),
+            ],
+            30,
+        );
         let w = |a, b| Window::new(a, b).expect("window");
         assert_eq!(
             got,
@@ -198,11 +208,20 @@ mod tests {
     #[test]
     fn damaged_or_overlapping_checkpoints_start_fresh() {
         assert_eq!(
-            backfill_start(&[cp("x..9", None, false)]),
+            backfill_start(&[cp("x..9", None, false)], 9),
             BackfillStart::Fresh
         );
         assert_eq!(
-            backfill_start(&[cp("0..10", None, false), cp("5..20", None, false)]),
+            backfill_start(&[cp("0..10", None, false), cp("5..20", None, false)], 20),
+            BackfillStart::Fresh
+        );
+        // A gap, or another run's end, is not this run's to resume.
+        assert_eq!(
+            backfill_start(&[cp("0..10", None, false), cp("12..20", None, false)], 20),
+            BackfillStart::Fresh
+        );
+        assert_eq!(
+            backfill_start(&[cp("0..10", None, true), cp("10..20", None, true)], 25),
             BackfillStart::Fresh
         );
     }
@@ -246,7 +265,7 @@ mod tests {
             for pair in sorted.windows(2) {
                 proptest::prop_assert_eq!(pair[0].end, pair[1].start);
             }
-            match backfill_start(&cps) {
+            match backfill_start(&cps, 1_000_000) {
                 BackfillStart::Fresh => proptest::prop_assert!(false, "valid checkpoints"),
                 BackfillStart::Done => proptest::prop_assert!(cps.iter().all(|c| c.done)),
                 BackfillStart::Resume(open) => {

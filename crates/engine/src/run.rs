@@ -174,6 +174,10 @@ struct RunState {
     end: i64,
     /// The events cursor taken when the run began, stored when it completes.
     cursor: Option<EventsCursor>,
+    /// Checkpoint keys of the streams the run walks: saved checkpoints of any other stream
+    /// were left by another run and are not this run's to resume.
+    #[serde(default)]
+    streams: Vec<String>,
 }
 
 /// State key of the full sync in progress.
@@ -200,15 +204,19 @@ async fn sync_stream(
 ) -> Result<StreamOutcome, DestinationError> {
     let key = stream.checkpoint_key();
     let whole = vec![(Window::everything_before(run.end), None)];
-    let start = if resuming {
-        match backfill_start(&dest.checkpoints(&account.id, &key).await?) {
+    let ours = resuming && run.streams.contains(&key);
+    let start = if ours {
+        match backfill_start(&dest.checkpoints(&account.id, &key).await?, run.end) {
             BackfillStart::Done => {
+                // Finished before the interruption; reconciling again is harmless and covers
+                // an interruption between the last page and the reconciliation.
+                let deleted = reconcile(dest.as_ref(), &account.id, &stream, &run).await?;
                 return Ok(StreamOutcome {
                     errors: StreamErrors::new(),
                     ended: Instant::now(),
-                    deleted: HashMap::new(),
+                    deleted,
                     already_done: true,
-                })
+                });
             }
             BackfillStart::Resume(windows) => {
                 tracing::info!(stream = %key, windows = windows.len(), "resuming an interrupted backfill");
@@ -234,23 +242,15 @@ async fn sync_stream(
         account.created,
     )
     .await;
-    // Wait until this stream's rows are written before reconciling or reporting.
+    // Wait until this stream's rows are written before reconciling or reporting. Without an
+    // answer the writer has failed: nothing may be reconciled against rows it never wrote.
     let (done_tx, done_rx) = oneshot::channel();
-    if tx.send(WriteJob::Flush(done_tx)).await.is_ok() {
-        let _ = done_rx.await;
-    }
-    let mut deleted = HashMap::new();
-    if errors.is_empty() {
-        // Every object of the range was written with a version of at least `run.version`:
-        // live rows below it are objects Stripe no longer lists. Only data types whose objects
-        // Stripe deletes are reconciled (events, for one, expire instead).
-        for t in stream.stored_types().into_iter().filter(|t| t.deletable) {
-            let n = dest
-                .mark_unseen_deleted(t, &account.id, run.version, ctx.version)
-                .await?;
-            deleted.insert(t.name, n);
-        }
-    }
+    let flushed = tx.send(WriteJob::Flush(done_tx)).await.is_ok() && done_rx.await.is_ok();
+    let deleted = if errors.is_empty() && flushed {
+        reconcile(dest.as_ref(), &account.id, &stream, &run).await?
+    } else {
+        HashMap::new()
+    };
     Ok(StreamOutcome {
         errors,
         ended: Instant::now(),
@@ -325,6 +325,27 @@ impl PendingSet {
     fn full(&self) -> bool {
         self.jobs >= SET_MAX_JOBS || self.rows >= SET_MAX_ROWS
     }
+}
+
+/// After a complete walk of a stream, marks deleted the live rows the walk did not see: every
+/// object of the range was written with a version of at least `run.version`, so live rows
+/// below it are objects Stripe no longer lists. Only data types whose objects Stripe deletes
+/// are reconciled (events, for one, expire instead). The mark's version sits just below the
+/// run's, so should a row be marked wrongly, any later walk that sees the object restores it.
+async fn reconcile(
+    dest: &dyn Destination,
+    account_id: &str,
+    stream: &Stream,
+    run: &RunState,
+) -> Result<HashMap<&'static str, u64>, DestinationError> {
+    let mut deleted = HashMap::new();
+    for t in stream.stored_types().into_iter().filter(|t| t.deletable) {
+        let n = dest
+            .mark_unseen_deleted(t, account_id, run.version, run.version - 1)
+            .await?;
+        deleted.insert(t.name, n);
+    }
+    Ok(deleted)
 }
 
 /// Writes the jobs in arrival order, many per transaction: after one job arrives, whatever
@@ -417,20 +438,26 @@ pub async fn run_full_sync(
     let run = match in_progress {
         Some(run) => run,
         None => {
-            // Objects created in the current second may still be arriving: the range ends at
-            // it and they are left to the next run.
-            let end = options.now.unwrap_or(now_ms / 1000);
             // Taken before any list is walked, so changes made during the backfill are
             // replayed by the next incremental run. Without it (no permission to read events)
             // runs stay full.
             let names = options.types.iter().map(|t| t.name.to_string()).collect();
-            let cursor = match latest_events_cursor(client, &account_counters, end, names).await {
+            let cursor = match latest_events_cursor(client, &account_counters, now_ms / 1000, names)
+                .await
+            {
                 Ok(c) => Some(c),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the events feed; the next run will be a full sync again");
                     None
                 }
             };
+            // The range ends after the second the cursor was read in (on either clock): every
+            // object created before the cursor's event is in it; later ones are also replayed
+            // from the events, which is harmless.
+            let read_at = chrono::Utc::now().timestamp();
+            let end = options
+                .now
+                .unwrap_or_else(|| read_at.max(cursor.as_ref().map_or(read_at, |c| c.created)) + 1);
             let run = RunState {
                 // On Stripe's clock (the cursor's second), so the events after the cursor
                 // outrank what this backfill reads: see `crate::events` for why.
@@ -440,6 +467,10 @@ pub async fn run_full_sync(
                 ),
                 end,
                 cursor,
+                streams: plan_streams(&options.types)
+                    .iter()
+                    .map(Stream::checkpoint_key)
+                    .collect(),
             };
             dest.set_state(
                 &account.id,
@@ -673,6 +704,7 @@ mod tests {
             version: 1_700_000_000_123,
             end: 1_700_000_000,
             cursor: None,
+            streams: vec!["customers+payment_methods".into()],
         };
         let raw = serde_json::to_string(&s).expect("serializes");
         assert_eq!(serde_json::from_str::<RunState>(&raw).ok(), Some(s));
