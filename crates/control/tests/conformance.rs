@@ -268,14 +268,23 @@ mod scenarios {
     pub async fn invalid_input_is_refused(h: &Harness) -> TestResult {
         let s = &h.store;
         let empty = s.create_project(new_project("   ")).await;
-        assert!(matches!(empty, Err(StoreError::Invalid(_))), "{empty:?}");
+        assert!(
+            matches!(empty, Err(StoreError::Invalid { field: "name", .. })),
+            "{empty:?}"
+        );
         let bad_schema = s
             .create_project(NewProject {
                 schema: Some("Robert'); DROP TABLE".into()),
                 ..new_project("x")
             })
             .await;
-        assert!(matches!(bad_schema, Err(StoreError::Invalid(_))));
+        assert!(matches!(
+            bad_schema,
+            Err(StoreError::Invalid {
+                field: "schema",
+                ..
+            })
+        ));
         let p = s.create_project(new_project("p")).await?;
         let no_types = s
             .create_configuration(NewConfiguration {
@@ -283,7 +292,13 @@ mod scenarios {
                 ..new_configuration("c", p.id)
             })
             .await;
-        assert!(matches!(no_types, Err(StoreError::Invalid(_))));
+        assert!(matches!(
+            no_types,
+            Err(StoreError::Invalid {
+                field: "data_types",
+                ..
+            })
+        ));
         let orphan = s
             .create_configuration(new_configuration("c", ProjectId(424_242)))
             .await
@@ -862,7 +877,10 @@ mod scenarios {
     }
 
     fn none() -> StoreError {
-        StoreError::Invalid("expected an error, got success".into())
+        StoreError::Invalid {
+            field: "test",
+            reason: "expected an error, got success".into(),
+        }
     }
 }
 

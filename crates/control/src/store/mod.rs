@@ -88,9 +88,14 @@ pub enum StoreError {
         /// The id asked for.
         id: i64,
     },
-    /// A value given to the store is not acceptable.
-    #[error("{0}")]
-    Invalid(String),
+    /// A value given to the store is not acceptable (the API answers 400 naming `field`).
+    #[error("{reason}")]
+    Invalid {
+        /// The input field at fault (`name`, `schema`, `data_types`).
+        field: &'static str,
+        /// What is wrong and what to give instead.
+        reason: String,
+    },
     /// A query failed.
     #[error("the state database failed: {0}: check it is reachable and retry")]
     Database(#[from] sqlx::Error),
@@ -259,14 +264,18 @@ pub async fn open(url: &StateUrl, key: MasterKey) -> Result<Arc<dyn Store>, Stor
 fn check_name(what: &str, name: &str) -> Result<String, StoreError> {
     let trimmed = name.trim();
     if trimmed.is_empty() {
-        return Err(StoreError::Invalid(format!(
-            "the {what} name is empty: give it a name people will recognise"
-        )));
+        return Err(StoreError::Invalid {
+            field: "name",
+            reason: format!("the {what} name is empty: give it a name people will recognise"),
+        });
     }
     if trimmed.chars().count() > 200 {
-        return Err(StoreError::Invalid(format!(
-            "the {what} name is longer than 200 characters: give it a shorter name"
-        )));
+        return Err(StoreError::Invalid {
+            field: "name",
+            reason: format!(
+                "the {what} name is longer than 200 characters: give it a shorter name"
+            ),
+        });
     }
     Ok(trimmed.to_string())
 }
@@ -285,9 +294,12 @@ fn check_schema(schema: &str) -> Result<String, StoreError> {
     if ok {
         Ok(schema.to_string())
     } else {
-        Err(StoreError::Invalid(format!(
-            "`{schema}` is not a usable schema name: use lowercase letters, digits and _, starting with a letter (e.g. `stripe`)"
-        )))
+        Err(StoreError::Invalid {
+            field: "schema",
+            reason: format!(
+                "`{schema}` is not a usable schema name: use lowercase letters, digits and _, starting with a letter (e.g. `stripe`)"
+            ),
+        })
     }
 }
 

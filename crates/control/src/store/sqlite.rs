@@ -54,6 +54,7 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (or creates) the file and applies the migrations.
+    #[tracing::instrument(name = "store.open", skip_all, fields(url = %url))]
     pub async fn open(url: &StateUrl, key: MasterKey) -> Result<SqliteStore, StoreError> {
         let path = url
             .sqlite_path()
@@ -112,6 +113,7 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
+    #[tracing::instrument(name = "store.create_project", skip_all)]
     async fn create_project(&self, new: NewProject) -> Result<Project, StoreError> {
         let name = check_name("project", &new.name)?;
         let schema = check_schema(new.schema.as_deref().unwrap_or(DEFAULT_SCHEMA))?;
@@ -157,6 +159,7 @@ impl Store for SqliteStore {
         })
     }
 
+    #[tracing::instrument(name = "store.update_project", skip_all, fields(project_id = %id))]
     async fn update_project(
         &self,
         id: ProjectId,
@@ -212,15 +215,18 @@ impl Store for SqliteStore {
         Ok(())
     }
 
+    #[tracing::instrument(name = "store.create_configuration", skip_all, fields(project_id = %new.project_id))]
     async fn create_configuration(
         &self,
         new: NewConfiguration,
     ) -> Result<Configuration, StoreError> {
         let name = check_name("configuration", &new.name)?;
         if new.data_types.is_empty() {
-            return Err(StoreError::Invalid(
-                "no data types were chosen: pick at least one (e.g. customers, invoices)".into(),
-            ));
+            return Err(StoreError::Invalid {
+                field: "data_types",
+                reason: "no data types were chosen: pick at least one (e.g. customers, invoices)"
+                    .into(),
+            });
         }
         if !self.exists("projects", new.project_id.0).await? {
             return Err(StoreError::NotFound {
@@ -300,6 +306,7 @@ impl Store for SqliteStore {
         })
     }
 
+    #[tracing::instrument(name = "store.update_configuration", skip_all, fields(configuration_id = %id))]
     async fn update_configuration(
         &self,
         id: ConfigurationId,
