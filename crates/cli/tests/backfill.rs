@@ -183,3 +183,56 @@ async fn a_backfill_killed_at_random_points_resumes_to_the_same_result() {
     db.finish().await;
     emulator.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_whose_cursor_object_is_gone_walks_the_window_again() {
+    let emulator = spawn_emulator_with(config(5, 30, 0)).await;
+    let db = Db::pg().await;
+    let dest = db.dest().await;
+    let customers = cls_catalog::find("customers").expect("catalog");
+    dest.prepare(&[customers]).await.expect("prepare");
+    // What an interrupted run leaves behind, with a cursor naming a customer deleted since.
+    let end = chrono::Utc::now().timestamp() + 1;
+    let account: Value = reqwest::Client::new()
+        .get(format!("{}/v1/account", emulator.base_url))
+        .bearer_auth(KEY)
+        .send()
+        .await
+        .expect("account answers")
+        .json()
+        .await
+        .expect("JSON");
+    let account_id = account["id"].as_str().expect("account id");
+    let run =
+        serde_json::json!({"version": 1, "end": end, "cursor": null, "streams": ["customers"]});
+    dest.set_state(account_id, "full_sync_in_progress", &run.to_string())
+        .await
+        .expect("state");
+    let gone = cls_destination::Checkpoint {
+        data_type: "customers".into(),
+        window: format!("0..{end}"),
+        cursor: Some("cus_deletedsincethen".into()),
+        done: false,
+    };
+    dest.replace_checkpoint(account_id, "customers", "", &[gone])
+        .await
+        .expect("checkpoint");
+
+    let out = command(
+        &["sync", "--types", "customers", "--mode", "full"],
+        &db.url(),
+        &emulator.base_url,
+    )
+    .output()
+    .await
+    .expect("cls runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want = export(&emulator.base_url).await;
+    assert_live_rows_equal_export(customers, db.table("customers").await.as_ref(), &want);
+    db.finish().await;
+    emulator.shutdown().await;
+}

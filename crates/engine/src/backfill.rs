@@ -265,6 +265,8 @@ async fn walk_pages(
 ) {
     let stream = &shared.stream;
     let walk_counters = ctx.counters(stream.accounting_type());
+    // Whether the window was walked again from its start once already (see below).
+    let mut restarted = false;
     loop {
         if shared.failed.load(Ordering::Relaxed) {
             return;
@@ -279,6 +281,15 @@ async fn walk_pages(
         .await
         {
             Ok(p) => p,
+            Err(e) if cursor.is_some() && !restarted && e.code() == Some("resource_missing") => {
+                // The object the cursor names was deleted since (or, resuming, since the
+                // checkpoint): walk the window again from its newest end. Rows already written
+                // are written again with the same version, which changes nothing.
+                tracing::info!(window = %window, "the cursor's object is gone; walking the window again");
+                *cursor = None;
+                restarted = true;
+                continue;
+            }
             Err(e) => {
                 // The walk itself failed: every data type it feeds is incomplete.
                 shared.fail(&stream.stored_types(), &e);
