@@ -735,6 +735,29 @@ mod scenarios {
         assert_eq!(done.stats, stats);
         assert_eq!(done.errors, errors);
         assert_eq!(s.run(first.id).await?, done);
+        // An ended run keeps its status: a late cancel loses.
+        let late = s
+            .update_run(
+                first.id,
+                RunUpdate {
+                    status: Some(RunStatus::Canceled),
+                    ..RunUpdate::default()
+                },
+            )
+            .await
+            .err()
+            .ok_or_else(none)?;
+        assert!(
+            matches!(
+                late,
+                StoreError::RunFinished {
+                    status: RunStatus::Partial,
+                    ..
+                }
+            ),
+            "{late:?}"
+        );
+        assert_eq!(s.run(first.id).await?.status, RunStatus::Partial);
 
         for trigger in [Trigger::Manual, Trigger::Webhook, Trigger::Cli] {
             s.create_run(NewRun {

@@ -88,6 +88,15 @@ pub enum StoreError {
         /// The id asked for.
         id: i64,
     },
+    /// A run that has ended cannot change status (a cancel that lost the race against the
+    /// run's own end, or a late report).
+    #[error("sync run {id} has already ended ({status}): start a new run instead")]
+    RunFinished {
+        /// The run.
+        id: i64,
+        /// How it ended.
+        status: crate::model::RunStatus,
+    },
     /// A value given to the store is not acceptable (the API answers 400 naming `field`).
     #[error("{reason}")]
     Invalid {
@@ -247,7 +256,8 @@ pub trait Store: Send + Sync + fmt::Debug {
         configuration: ConfigurationId,
         page: PageRequest,
     ) -> Result<Page<SyncRun>, StoreError>;
-    /// Records a run's progress or outcome.
+    /// Records a run's progress or outcome. Once a run has ended (succeeded, partial, failed,
+    /// canceled) its status no longer changes: [`StoreError::RunFinished`].
     async fn update_run(&self, id: RunId, update: RunUpdate) -> Result<SyncRun, StoreError>;
 }
 

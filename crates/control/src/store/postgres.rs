@@ -574,7 +574,8 @@ impl Store for PostgresStore {
         let done = sqlx::query(
             "UPDATE sync_runs SET status = COALESCE($2, status), \
              started_at = COALESCE($3, started_at), ended_at = COALESCE($4, ended_at), \
-             stats = COALESCE($5, stats), errors = COALESCE($6, errors) WHERE id = $1",
+             stats = COALESCE($5, stats), errors = COALESCE($6, errors) \
+             WHERE id = $1 AND ($2::TEXT IS NULL OR status IN ('queued', 'running'))",
         )
         .bind(id.0)
         .bind(update.status.map(|s| s.as_str()))
@@ -585,9 +586,11 @@ impl Store for PostgresStore {
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                entity: Entity::Run,
+            // Either the run does not exist (NotFound from `run`) or it has ended.
+            let current = self.run(id).await?;
+            return Err(StoreError::RunFinished {
                 id: id.0,
+                status: current.status,
             });
         }
         self.run(id).await
