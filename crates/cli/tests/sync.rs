@@ -430,3 +430,44 @@ async fn rate_limit_answers_are_absorbed_and_counted() {
     db.finish().await;
     emulator.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_and_live_data_of_one_account_are_kept_apart() {
+    let test = spawn_emulator(23, 5).await;
+    let mut live_config = cls_emulator::EmulatorConfig::new(23, 5);
+    live_config.mode = cls_emulator::Mode::Live;
+    let live = cls_testkit::emulator::spawn_emulator_with(live_config).await;
+    let db = Db::pg().await;
+    let url = db.url();
+    let first = cls(
+        &["sync", "--types", "customers", "--json"],
+        &[
+            ("STRIPE_API_KEY", FULL_KEY),
+            ("DATABASE_URL", url.as_str()),
+            ("CLS_STRIPE_API_BASE", test.base_url.as_str()),
+        ],
+    )
+    .await;
+    assert!(first.status.success(), "{}", text(&first));
+    let second = cls(
+        &["sync", "--types", "customers", "--json"],
+        &[
+            ("STRIPE_API_KEY", "rk_live_cls_emulator"),
+            ("DATABASE_URL", url.as_str()),
+            ("CLS_STRIPE_API_BASE", live.base_url.as_str()),
+        ],
+    )
+    .await;
+    let a: Value = serde_json::from_slice(&first.stdout).expect("JSON");
+    let account = a["account_id"].as_str().expect("account");
+    assert_eq!(second.status.code(), Some(1), "{}", text(&second));
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        err.contains("test-mode data") && err.contains("--schema"),
+        "{err}"
+    );
+    assert!(err.contains(account), "names the account: {err}");
+    db.finish().await;
+    test.shutdown().await;
+    live.shutdown().await;
+}

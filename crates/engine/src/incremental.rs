@@ -706,6 +706,7 @@ pub async fn run_incremental(
     let account_counters = RequestCounters::default();
     let account_id = resolve_account(client, &account_counters).await?;
     dest.prepare(&options.types).await?;
+    crate::run::guard_mode(client, dest.as_ref(), &account_id).await?;
     let now = options
         .now
         .unwrap_or_else(|| chrono::Utc::now().timestamp());

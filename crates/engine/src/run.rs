@@ -53,6 +53,41 @@ pub enum EngineError {
     /// was not written.
     #[error("{0}")]
     Destination(#[from] DestinationError),
+    /// The database already holds the other mode's data of this account: test and live
+    /// objects of one account would share its checkpoints, events cursor and reconciliation.
+    #[error("this database already holds {stored}-mode data of Stripe account {account_id}, and this key is a {key}-mode key: sync each mode into its own schema (e.g. --schema stripe_{key}) or database")]
+    ModeMismatch {
+        /// The Stripe account.
+        account_id: String,
+        /// The mode the database holds.
+        stored: String,
+        /// The mode of the key used now.
+        key: String,
+    },
+}
+
+/// State key of the mode (test or live) whose data the database holds for an account.
+const MODE_KEY: &str = "mode";
+
+/// Refuses a key of the other mode than the data the database holds for this account, and
+/// records the mode on first use. Stripe ids differ between modes, but the account id does
+/// not: mixing them would share one events cursor and let one mode's reconciliation mark the
+/// other's rows deleted.
+pub async fn guard_mode(
+    client: &StripeClient,
+    dest: &dyn Destination,
+    account_id: &str,
+) -> Result<(), EngineError> {
+    let key = client.key().mode().to_string();
+    match dest.get_state(account_id, MODE_KEY).await? {
+        Some(stored) if !stored.is_empty() && stored != key => Err(EngineError::ModeMismatch {
+            account_id: account_id.to_string(),
+            stored,
+            key,
+        }),
+        Some(stored) if stored == key => Ok(()),
+        _ => Ok(dest.set_state(account_id, MODE_KEY, &key).await?),
+    }
 }
 
 /// Callback receiving progress events.
@@ -426,6 +461,7 @@ pub async fn run_full_sync(
     let account_counters = RequestCounters::default();
     let account = account_info(client, &account_counters).await?;
     dest.prepare(&options.types).await?;
+    guard_mode(client, dest.as_ref(), &account.id).await?;
 
     let now_ms = chrono::Utc::now().timestamp_millis();
     // A run that was interrupted (killed, crashed) is continued: same range, same version
