@@ -248,9 +248,25 @@ async fn walk(
     spawn: mpsc::UnboundedSender<WalkStart>,
 ) {
     let id = shared.next_walk.fetch_add(1, Ordering::Relaxed) as u64;
+    // Counted out however the walk ends, a panic included, so the pacer never drifts.
+    let _active = Active {
+        ctx: ctx.clone(),
+        shared: shared.clone(),
+    };
     walk_pages(&ctx, &shared, id, &mut window, &mut cursor, &tx, &spawn).await;
-    shared.active.fetch_sub(1, Ordering::Relaxed);
-    ctx.pacer.active.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// One walk in flight, counted in its stream and in the run's pacer until dropped.
+struct Active {
+    ctx: Arc<RunCtx>,
+    shared: Arc<StreamShared>,
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.shared.active.fetch_sub(1, Ordering::Relaxed);
+        self.ctx.pacer.active.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
