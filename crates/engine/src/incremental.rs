@@ -28,7 +28,7 @@ use crate::events::{
     effect_of, event_version, parent_id_of, parse_event, EventSource, Sequencer, SkipReason,
 };
 use crate::report::{EventsSummary, Progress, SyncMode, SyncReport, TypeReport, TypeStatus};
-use crate::run::{resolve_account, run_full_sync, EngineError, ProgressFn, SyncOptions};
+use crate::run::{open_run, run_full_sync, EngineError, ProgressFn, SyncOptions};
 
 /// How long Stripe keeps events.
 pub const EVENT_RETENTION_SECS: i64 = 30 * 86_400;
@@ -704,9 +704,9 @@ pub async fn run_incremental(
 ) -> Result<SyncReport, EngineError> {
     let started = Instant::now();
     let account_counters = RequestCounters::default();
-    let account_id = resolve_account(client, &account_counters).await?;
-    dest.prepare(&options.types).await?;
-    crate::run::guard_mode(client, dest.as_ref(), &account_id).await?;
+    let account_id = open_run(client, dest.as_ref(), &options.types, &account_counters)
+        .await?
+        .id;
     let now = options
         .now
         .unwrap_or_else(|| chrono::Utc::now().timestamp());

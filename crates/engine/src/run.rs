@@ -69,6 +69,21 @@ pub enum EngineError {
 /// State key of the mode (test or live) whose data the database holds for an account.
 const MODE_KEY: &str = "mode";
 
+/// What every run does first: read the account (so an invalid key fails before the
+/// destination is touched), create or evolve the tables, and check the key's mode against the
+/// data already there.
+pub(crate) async fn open_run(
+    client: &StripeClient,
+    dest: &dyn Destination,
+    types: &[&'static DataType],
+    counters: &RequestCounters,
+) -> Result<AccountInfo, EngineError> {
+    let account = account_info(client, counters).await?;
+    dest.prepare(types).await?;
+    guard_mode(client, dest, &account.id).await?;
+    Ok(account)
+}
+
 /// Refuses a key of the other mode than the data the database holds for this account, and
 /// records the mode on first use. Stripe ids differ between modes, but the account id does
 /// not: mixing them would share one events cursor and let one mode's reconciliation mark the
@@ -459,9 +474,7 @@ pub async fn run_full_sync(
 ) -> Result<SyncReport, EngineError> {
     let started = Instant::now();
     let account_counters = RequestCounters::default();
-    let account = account_info(client, &account_counters).await?;
-    dest.prepare(&options.types).await?;
-    guard_mode(client, dest.as_ref(), &account.id).await?;
+    let account = open_run(client, dest.as_ref(), &options.types, &account_counters).await?;
 
     let now_ms = chrono::Utc::now().timestamp_millis();
     // A run that was interrupted (killed, crashed) is continued: same range, same version
