@@ -9,8 +9,13 @@
 //! - [`store`]: the [`Store`] trait with one implementation per backend ([`SqliteStore`],
 //!   the embedded default, and [`PostgresStore`], for several nodes), each with its own
 //!   migrations; [`open`] picks one from a [`StateUrl`].
+//! - [`schedule`]: when a schedule comes due — pure functions of a cadence and times.
+//! - [`runner`]: the scheduler and runner — [`Runner::step`] queues due runs and executes
+//!   one queued run through the engine; time comes from an injectable [`Clock`].
 
 pub mod model;
+pub mod runner;
+pub mod schedule;
 pub mod secrets;
 pub mod store;
 
@@ -21,4 +26,4 @@ pub use model::{
     SchedulePatch, SyncMode, SyncRun, Trigger, TypeStats, DEFAULT_SCHEMA,
 };
 pub use secrets::{KeySource, MasterKey, Sealed, SecretsError, MASTER_KEY_ENV};
-pub use store::{open, Entity, PostgresStore, SqliteStore, StateUrl, Store, StoreError};
+pub use store::{open, Entity, PostgresStore, QueuedRun, SqliteStore, StateUrl, Store, StoreError};

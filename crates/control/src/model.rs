@@ -428,6 +428,8 @@ pub struct Schedule {
     pub created_at: DateTime<Utc>,
     /// When it last changed.
     pub updated_at: DateTime<Utc>,
+    /// The last slot it came due at (a run was queued for it); `None` before the first.
+    pub last_due_at: Option<DateTime<Utc>>,
 }
 
 impl Schedule {

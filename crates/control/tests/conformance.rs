@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{TimeZone, Utc};
 use cls_control::{
     Cadence, ConfigurationId, ConfigurationPatch, CronExpression, Entity, Every, MasterKey,
     NewConfiguration, NewProject, NewRun, NewSchedule, PageRequest, Paused, PostgresStore,
-    ProjectId, ProjectPatch, RunError, RunId, RunStatus, RunUpdate, ScheduleId, SchedulePatch,
-    SecretsError, SqliteStore, StateUrl, Store, StoreError, SyncMode, Trigger, TypeStats,
+    ProjectId, ProjectPatch, QueuedRun, RunError, RunId, RunStatus, RunUpdate, ScheduleId,
+    SchedulePatch, SecretsError, SqliteStore, StateUrl, Store, StoreError, SyncMode, Trigger,
+    TypeStats,
 };
 use cls_destination::{DatabaseKind, DatabaseUrl};
 use cls_stripe::{ApiKey, KeyKind, Mode};
@@ -666,6 +667,93 @@ mod scenarios {
         Ok(())
     }
 
+    /// The runner's queue: one queued run per configuration, the oldest claimed first, never
+    /// two running runs of one configuration.
+    pub async fn run_queue(h: &Harness) -> TestResult {
+        let s = &h.store;
+        let p = s.create_project(new_project("p")).await?;
+        let a = s.create_configuration(new_configuration("a", p.id)).await?;
+        let b = s.create_configuration(new_configuration("b", p.id)).await?;
+        let manual = |c: ConfigurationId| NewRun {
+            configuration_id: c,
+            trigger: Trigger::Manual,
+            mode: SyncMode::Full,
+        };
+        assert!(s.claim_next_run(Utc::now()).await?.is_none());
+
+        let a1 = s.queue_run(manual(a.id)).await?;
+        assert!(matches!(a1, QueuedRun::Queued { behind: None, .. }));
+        assert_eq!(a1.run().status, RunStatus::Queued);
+        // Asked again while it waits: the same run, nothing new.
+        let again = s.queue_run(manual(a.id)).await?;
+        assert_eq!(again, QueuedRun::AlreadyQueued(a1.run().clone()));
+        let b1 = s.queue_run(manual(b.id)).await?;
+
+        // Oldest first; it becomes running with the given start time.
+        let now = Utc::now();
+        let claimed = s.claim_next_run(now).await?.ok_or_else(none)?;
+        assert_eq!(claimed.id, a1.run().id);
+        assert_eq!(claimed.status, RunStatus::Running);
+        assert_eq!(
+            claimed.started_at.map(|t| t.timestamp_micros()),
+            Some(now.timestamp_micros())
+        );
+
+        // Sync Now during a's run: queued behind it, and it does not start while a runs.
+        let a2 = s.queue_run(manual(a.id)).await?;
+        assert!(matches!(a2, QueuedRun::Queued { behind: Some(r), .. } if r == claimed.id));
+        let next = s.claim_next_run(Utc::now()).await?.ok_or_else(none)?;
+        assert_eq!(next.id, b1.run().id, "b's run starts; a's second waits");
+        assert!(s.claim_next_run(Utc::now()).await?.is_none());
+
+        s.update_run(
+            claimed.id,
+            RunUpdate {
+                status: Some(RunStatus::Succeeded),
+                ended_at: Some(Utc::now()),
+                ..RunUpdate::default()
+            },
+        )
+        .await?;
+        let last = s.claim_next_run(Utc::now()).await?.ok_or_else(none)?;
+        assert_eq!(last.id, a2.run().id);
+        assert!(s.claim_next_run(Utc::now()).await?.is_none());
+
+        let missing = s.queue_run(manual(ConfigurationId(999_999))).await;
+        assert!(matches!(&missing, Err(e) if not_found(e, Entity::Configuration)));
+        Ok(())
+    }
+
+    /// A schedule's due slot is recorded compare-and-set: of two callers that read the same
+    /// last slot, only the first records the next one.
+    pub async fn schedule_due_slots(h: &Harness) -> TestResult {
+        let s = &h.store;
+        let p = s.create_project(new_project("p")).await?;
+        let c = s.create_configuration(new_configuration("c", p.id)).await?;
+        let sched = s
+            .create_schedule(NewSchedule {
+                configuration_id: c.id,
+                cadence: Cadence::Every(Every::Hour),
+                mode: SyncMode::Full,
+            })
+            .await?;
+        assert_eq!(sched.last_due_at, None);
+        let slot = Utc
+            .with_ymd_and_hms(2026, 3, 10, 11, 0, 0)
+            .single()
+            .ok_or_else(none)?;
+        assert!(s.mark_schedule_due(sched.id, None, slot).await?);
+        assert!(!s.mark_schedule_due(sched.id, None, slot).await?);
+        assert_eq!(s.schedule(sched.id).await?.last_due_at, Some(slot));
+        let later = slot + chrono::Duration::hours(5);
+        assert!(!s.mark_schedule_due(sched.id, None, later).await?);
+        assert!(s.mark_schedule_due(sched.id, Some(slot), later).await?);
+        assert_eq!(s.schedule(sched.id).await?.last_due_at, Some(later));
+        let missing = s.mark_schedule_due(ScheduleId(999_999), None, slot).await;
+        assert!(matches!(&missing, Err(e) if not_found(e, Entity::Schedule)));
+        Ok(())
+    }
+
     pub async fn sync_runs(h: &Harness) -> TestResult {
         let s = &h.store;
         let p = s.create_project(new_project("p")).await?;
@@ -950,6 +1038,8 @@ conformance!(
     secrets_never_stored_in_plaintext,
     wrong_master_key_is_reported,
     reopening_keeps_state,
+    run_queue,
+    schedule_due_slots,
 );
 
 /// Several nodes starting at once on a fresh PostgreSQL database all come up (schema
@@ -969,6 +1059,57 @@ async fn postgres_nodes_starting_together() {
     let p = must(stores[0].create_project(new_project("shared")).await);
     for store in &stores {
         assert_eq!(must(store.project(p.id).await).name, "shared");
+        store.pool().close().await;
+    }
+    db.drop_now().await;
+}
+
+/// Several nodes claiming at once from one PostgreSQL state: every run is claimed at most
+/// once, and never two runs of one configuration (`FOR UPDATE SKIP LOCKED` plus the
+/// configuration's row lock).
+#[tokio::test]
+async fn postgres_nodes_claiming_together() {
+    let db = TestDb::new().await;
+    let url = must(StateUrl::parse(&db.url));
+    let key = MasterKey::generate();
+    let mut stores = Vec::new();
+    for _ in 0..4 {
+        stores.push(must(PostgresStore::open(&url, key.clone()).await));
+    }
+    let p = must(stores[0].create_project(new_project("shared")).await);
+    let mut configurations = Vec::new();
+    for name in ["a", "b"] {
+        let c = must(
+            stores[0]
+                .create_configuration(new_configuration(name, p.id))
+                .await,
+        );
+        // Several queued runs each (the raw `create_run` does not deduplicate).
+        for _ in 0..3 {
+            must(
+                stores[0]
+                    .create_run(NewRun {
+                        configuration_id: c.id,
+                        trigger: Trigger::Manual,
+                        mode: SyncMode::Full,
+                    })
+                    .await,
+            );
+        }
+        configurations.push(c.id);
+    }
+    let claims = stores
+        .iter()
+        .flat_map(|s| (0..3).map(move |_| async move { must(s.claim_next_run(Utc::now()).await) }));
+    let claimed: Vec<_> = futures::future::join_all(claims)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let mut by_configuration: Vec<_> = claimed.iter().map(|r| r.configuration_id).collect();
+    by_configuration.sort();
+    assert_eq!(by_configuration, configurations, "{claimed:?}");
+    for store in &stores {
         store.pool().close().await;
     }
     db.drop_now().await;

@@ -23,6 +23,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use cls_destination::{DatabaseKind, DatabaseUrl};
 
 use crate::model::{
@@ -259,6 +260,65 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Records a run's progress or outcome. Once a run has ended (succeeded, partial, failed,
     /// canceled) its status no longer changes: [`StoreError::RunFinished`].
     async fn update_run(&self, id: RunId, update: RunUpdate) -> Result<SyncRun, StoreError>;
+
+    /// Queues a run unless the configuration already has a queued one, atomically (at most
+    /// one queued run per configuration, whoever asks): Sync Now pressed twice, or a
+    /// schedule coming due while a run waits, returns the waiting run.
+    async fn queue_run(&self, new: NewRun) -> Result<QueuedRun, StoreError>;
+    /// Records that a schedule came due at `slot`, if its last due slot is still `expected`
+    /// (what the caller read). `false` when another caller recorded a slot first: that
+    /// caller queues the run, so a slot is never queued twice.
+    async fn mark_schedule_due(
+        &self,
+        id: ScheduleId,
+        expected: Option<DateTime<Utc>>,
+        slot: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Claims the oldest queued run whose configuration has no running run, marking it
+    /// running since `now`, atomically: two workers never claim the same run, nor two runs
+    /// of one configuration. `None` when nothing can start.
+    async fn claim_next_run(&self, now: DateTime<Utc>) -> Result<Option<SyncRun>, StoreError>;
+}
+
+/// What [`Store::queue_run`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum QueuedRun {
+    /// A new run was queued; `behind` is the configuration's running run it waits for.
+    Queued {
+        /// The new run.
+        run: SyncRun,
+        /// The run it waits for, if one is running.
+        behind: Option<RunId>,
+    },
+    /// The configuration already had a queued run; no new one was made.
+    AlreadyQueued(SyncRun),
+}
+
+impl QueuedRun {
+    /// The run that will carry out the request (new or already waiting).
+    pub fn run(&self) -> &SyncRun {
+        match self {
+            QueuedRun::Queued { run, .. } | QueuedRun::AlreadyQueued(run) => run,
+        }
+    }
+
+    /// What happened, in words for the person who pressed Sync Now.
+    pub fn message(&self) -> String {
+        match self {
+            QueuedRun::Queued { run, behind: None } => format!("sync run {} queued", run.id),
+            QueuedRun::Queued {
+                run,
+                behind: Some(running),
+            } => format!(
+                "sync run {} queued: run {running} of this configuration is still running, and a configuration never runs twice at once",
+                run.id
+            ),
+            QueuedRun::AlreadyQueued(run) => format!(
+                "sync run {} is already queued for this configuration: it will start when the current run ends, no second run was queued",
+                run.id
+            ),
+        }
+    }
 }
 
 /// Opens the state store at `url` (creating a SQLite file and its directory when missing)

@@ -11,7 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::types::Json;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
@@ -20,7 +20,9 @@ use super::rows::{
     cadence_columns, key_kind_text, key_mode_text, kind_text, seal_key, seal_url, ConfigurationRow,
     ProjectRow, RunRow, ScheduleRow,
 };
-use super::{check_name, check_schema, limit_offset, Entity, StateUrl, Store, StoreError};
+use super::{
+    check_name, check_schema, limit_offset, Entity, QueuedRun, StateUrl, Store, StoreError,
+};
 use crate::model::{
     Configuration, ConfigurationId, ConfigurationPatch, NewConfiguration, NewProject, NewRun,
     NewSchedule, Page, PageRequest, Project, ProjectId, ProjectPatch, RunId, RunStatus, RunUpdate,
@@ -44,7 +46,7 @@ const CONFIGURATION_SELECT: &str = "SELECT c.id, c.name, c.project_id, c.provide
 
 const SCHEDULE_SELECT: &str = "SELECT s.id, s.configuration_id, s.cadence, s.cron_expression, \
      s.mode, s.active, s.paused_reason, c.active AS configuration_active, \
-     p.active AS project_active, s.created_at, s.updated_at \
+     p.active AS project_active, s.created_at, s.updated_at, s.last_due_at \
      FROM schedules s JOIN configurations c ON c.id = s.configuration_id \
      JOIN projects p ON p.id = c.project_id";
 
@@ -594,5 +596,112 @@ impl Store for PostgresStore {
             });
         }
         self.run(id).await
+    }
+
+    async fn queue_run(&self, new: NewRun) -> Result<QueuedRun, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Locking the configuration's row serialises every queue and claim of this
+        // configuration across nodes, so the check and the insert below are atomic.
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM configurations WHERE id = $1 FOR UPDATE")
+                .bind(new.configuration_id.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if found.is_none() {
+            return Err(StoreError::NotFound {
+                entity: Entity::Configuration,
+                id: new.configuration_id.0,
+            });
+        }
+        let pending: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT id, status FROM sync_runs WHERE configuration_id = $1 \
+             AND status IN ('queued', 'running') ORDER BY id",
+        )
+        .bind(new.configuration_id.0)
+        .fetch_all(&mut *tx)
+        .await?;
+        if let Some((queued, _)) = pending.iter().find(|(_, s)| s == "queued") {
+            let queued = RunId(*queued);
+            tx.commit().await?;
+            return Ok(QueuedRun::AlreadyQueued(self.run(queued).await?));
+        }
+        let behind = pending.first().map(|(id, _)| RunId(*id));
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO sync_runs (configuration_id, trigger_kind, mode, status, created_at) \
+             VALUES ($1, $2, $3, 'queued', $4) RETURNING id",
+        )
+        .bind(new.configuration_id.0)
+        .bind(new.trigger.as_str())
+        .bind(new.mode.as_str())
+        .bind(Utc::now())
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(QueuedRun::Queued {
+            run: self.run(RunId(id)).await?,
+            behind,
+        })
+    }
+
+    async fn mark_schedule_due(
+        &self,
+        id: ScheduleId,
+        expected: Option<DateTime<Utc>>,
+        slot: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE schedules SET last_due_at = $2 WHERE id = $1 \
+             AND last_due_at IS NOT DISTINCT FROM $3::TIMESTAMPTZ",
+        )
+        .bind(id.0)
+        .bind(slot)
+        .bind(expected)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 && !self.exists("schedules", id.0).await? {
+            return Err(StoreError::NotFound {
+                entity: Entity::Schedule,
+                id: id.0,
+            });
+        }
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn claim_next_run(&self, now: DateTime<Utc>) -> Result<Option<SyncRun>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // SKIP LOCKED: a run another node is claiming right now is passed over, not waited on.
+        let candidate: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT r.id, r.configuration_id FROM sync_runs r WHERE r.status = 'queued' \
+             AND NOT EXISTS (SELECT 1 FROM sync_runs x WHERE \
+             x.configuration_id = r.configuration_id AND x.status = 'running') \
+             ORDER BY r.id LIMIT 1 FOR UPDATE SKIP LOCKED",
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((id, configuration)) = candidate else {
+            return Ok(None);
+        };
+        // Two nodes may have picked two queued runs of one configuration; the
+        // configuration's row lock lets only the first start, the second sees it running.
+        sqlx::query("SELECT id FROM configurations WHERE id = $1 FOR UPDATE")
+            .bind(configuration)
+            .execute(&mut *tx)
+            .await?;
+        let running: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM sync_runs WHERE configuration_id = $1 AND status = 'running' LIMIT 1",
+        )
+        .bind(configuration)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if running.is_some() {
+            return Ok(None);
+        }
+        sqlx::query("UPDATE sync_runs SET status = 'running', started_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(self.run(RunId(id)).await?))
     }
 }

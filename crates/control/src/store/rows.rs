@@ -98,6 +98,8 @@ pub(super) struct ScheduleRow {
     pub created_at: DateTime<Utc>,
     /// `updated_at`.
     pub updated_at: DateTime<Utc>,
+    /// `last_due_at`.
+    pub last_due_at: Option<DateTime<Utc>>,
 }
 
 /// Columns of `sync_runs`.
@@ -261,6 +263,7 @@ impl ScheduleRow {
             project_active: self.project_active,
             created_at: self.created_at,
             updated_at: self.updated_at,
+            last_due_at: self.last_due_at,
         })
     }
 }

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::types::Json;
 use sqlx::SqlitePool;
@@ -18,7 +18,9 @@ use super::rows::{
     cadence_columns, key_kind_text, key_mode_text, kind_text, seal_key, seal_url, ConfigurationRow,
     ProjectRow, RunRow, ScheduleRow,
 };
-use super::{check_name, check_schema, limit_offset, Entity, StateUrl, Store, StoreError};
+use super::{
+    check_name, check_schema, limit_offset, Entity, QueuedRun, StateUrl, Store, StoreError,
+};
 use crate::model::{
     Configuration, ConfigurationId, ConfigurationPatch, NewConfiguration, NewProject, NewRun,
     NewSchedule, Page, PageRequest, Project, ProjectId, ProjectPatch, RunId, RunStatus, RunUpdate,
@@ -36,7 +38,7 @@ const CONFIGURATION_SELECT: &str = "SELECT c.id, c.name, c.project_id, c.provide
 
 const SCHEDULE_SELECT: &str = "SELECT s.id, s.configuration_id, s.cadence, s.cron_expression, \
      s.mode, s.active, s.paused_reason, c.active AS configuration_active, \
-     p.active AS project_active, s.created_at, s.updated_at \
+     p.active AS project_active, s.created_at, s.updated_at, s.last_due_at \
      FROM schedules s JOIN configurations c ON c.id = s.configuration_id \
      JOIN projects p ON p.id = c.project_id";
 
@@ -585,5 +587,94 @@ impl Store for SqliteStore {
             });
         }
         self.run(id).await
+    }
+
+    async fn queue_run(&self, new: NewRun) -> Result<QueuedRun, StoreError> {
+        if !self
+            .exists("configurations", new.configuration_id.0)
+            .await?
+        {
+            return Err(StoreError::NotFound {
+                entity: Entity::Configuration,
+                id: new.configuration_id.0,
+            });
+        }
+        // One statement, so SQLite's single writer makes the check and the insert atomic.
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO sync_runs (configuration_id, trigger_kind, mode, status, created_at) \
+             SELECT $1, $2, $3, 'queued', $4 WHERE NOT EXISTS \
+             (SELECT 1 FROM sync_runs WHERE configuration_id = $1 AND status = 'queued') \
+             RETURNING id",
+        )
+        .bind(new.configuration_id.0)
+        .bind(new.trigger.as_str())
+        .bind(new.mode.as_str())
+        .bind(Utc::now())
+        .fetch_optional(&self.pool)
+        .await?;
+        let pending = |status: &'static str| {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT id FROM sync_runs WHERE configuration_id = $1 AND status = $2 \
+                 ORDER BY id LIMIT 1",
+            )
+            .bind(new.configuration_id.0)
+            .bind(status)
+            .fetch_optional(&self.pool)
+        };
+        match inserted {
+            Some(id) => {
+                let behind = pending("running").await?.map(RunId);
+                Ok(QueuedRun::Queued {
+                    run: self.run(RunId(id)).await?,
+                    behind,
+                })
+            }
+            None => match pending("queued").await? {
+                Some(id) => Ok(QueuedRun::AlreadyQueued(self.run(RunId(id)).await?)),
+                // The waiting run started in between: queue behind it.
+                None => self.queue_run(new).await,
+            },
+        }
+    }
+
+    async fn mark_schedule_due(
+        &self,
+        id: ScheduleId,
+        expected: Option<DateTime<Utc>>,
+        slot: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE schedules SET last_due_at = $2 WHERE id = $1 AND last_due_at IS $3",
+        )
+        .bind(id.0)
+        .bind(slot)
+        .bind(expected)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 && !self.exists("schedules", id.0).await? {
+            return Err(StoreError::NotFound {
+                entity: Entity::Schedule,
+                id: id.0,
+            });
+        }
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn claim_next_run(&self, now: DateTime<Utc>) -> Result<Option<SyncRun>, StoreError> {
+        // One statement: SQLite runs it under its single write lock, so no other claim can
+        // slip between the choice and the update.
+        let claimed: Option<i64> = sqlx::query_scalar(
+            "UPDATE sync_runs SET status = 'running', started_at = $1 WHERE id = \
+             (SELECT r.id FROM sync_runs r WHERE r.status = 'queued' AND NOT EXISTS \
+             (SELECT 1 FROM sync_runs x WHERE x.configuration_id = r.configuration_id \
+             AND x.status = 'running') ORDER BY r.id LIMIT 1) RETURNING id",
+        )
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await?;
+        match claimed {
+            Some(id) => Ok(Some(self.run(RunId(id)).await?)),
+            None => Ok(None),
+        }
     }
 }

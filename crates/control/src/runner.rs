@@ -1,0 +1,502 @@
+//! The scheduler and runner: one [`Runner::step`] queues the runs that schedules owe and
+//! executes one queued run through the engine, recording its outcome in the [`Store`].
+//!
+//! `cls serve` calls `step` in a loop; tests call it directly, with a [`ManualClock`], so
+//! nothing waits on wall time. The rules it keeps:
+//! - a schedule that came due while no node was up queues **one** run for the latest missed
+//!   slot ([`crate::schedule::check`]), and a slot is recorded before its run is queued
+//!   ([`Store::mark_schedule_due`]) so two nodes never queue it twice;
+//! - a configuration never has two queued runs ([`Store::queue_run`]) nor two running ones
+//!   ([`Store::claim_next_run`]): Sync Now during a run queues one run behind it, and says
+//!   so ([`QueuedRun::message`]);
+//! - a run whose key Stripe rejects (401), whose key lost the permission for every chosen
+//!   data type (403), or whose database is unreachable pauses the configuration's schedules
+//!   with the reason, so a broken configuration does not fail every hour; Test Connection
+//!   switching the schedule on again resumes it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use cls_destination::DestinationError;
+use cls_engine::{run_sync, EngineError, RequestedMode, SyncOptions, SyncReport, TypeStatus};
+use cls_stripe::{ClientConfig, StripeClient, StripeError};
+use url::Url;
+
+use crate::model::{
+    Configuration, NewRun, PageRequest, Project, RunError, RunStatus, RunUpdate, Schedule,
+    ScheduleId, SyncMode, SyncRun, Trigger, TypeStats,
+};
+use crate::schedule;
+use crate::store::{QueuedRun, Store, StoreError};
+
+/// Where the runner reads the time. Real servers use [`SystemClock`]; tests use
+/// [`ManualClock`] and move time by hand.
+pub trait Clock: Send + Sync + fmt::Debug {
+    /// The current instant.
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A clock that only moves when told to.
+#[derive(Debug)]
+pub struct ManualClock {
+    /// The instant it shows.
+    now: Mutex<DateTime<Utc>>,
+}
+
+impl ManualClock {
+    /// A clock showing `start`.
+    pub fn new(start: DateTime<Utc>) -> ManualClock {
+        ManualClock {
+            now: Mutex::new(start),
+        }
+    }
+
+    /// Moves the clock forward by `by`.
+    pub fn advance(&self, by: chrono::Duration) {
+        let mut now = self.now.lock().unwrap_or_else(|p| p.into_inner());
+        *now += by;
+    }
+
+    /// Sets the clock to `to`.
+    pub fn set(&self, to: DateTime<Utc>) {
+        *self.now.lock().unwrap_or_else(|p| p.into_inner()) = to;
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.now.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// How the runner reaches Stripe.
+#[derive(Debug, Clone, Default)]
+pub struct RunnerConfig {
+    /// The server's `--stripe-api-base`, used by configurations without their own; `None`
+    /// means Stripe's.
+    pub stripe_api_base: Option<Url>,
+}
+
+/// What went wrong in a step. Failures of a run itself (Stripe, the destination) are not
+/// errors of the step: they are recorded on the run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// The state store failed; the step can be retried.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A run a schedule queued in a step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScheduledRun {
+    /// The schedule that came due.
+    pub schedule: ScheduleId,
+    /// The slot it came due at (the latest one missed, however many were).
+    pub slot: DateTime<Utc>,
+    /// The run queued, or the one already waiting for the configuration.
+    pub queued: QueuedRun,
+}
+
+/// The run a step executed.
+#[derive(Debug, Clone)]
+pub struct ExecutedRun {
+    /// The run as recorded at its end.
+    pub run: SyncRun,
+    /// Schedules paused because of how it ended, with the reason given.
+    pub paused: Vec<Schedule>,
+}
+
+/// What one [`Runner::step`] did.
+#[derive(Debug, Clone, Default)]
+pub struct StepOutcome {
+    /// Runs queued for schedules that came due.
+    pub scheduled: Vec<ScheduledRun>,
+    /// The run executed, if one could start.
+    pub executed: Option<ExecutedRun>,
+}
+
+impl StepOutcome {
+    /// Whether the step did nothing (nothing was due, nothing could start).
+    pub fn is_idle(&self) -> bool {
+        self.scheduled.is_empty() && self.executed.is_none()
+    }
+}
+
+/// The scheduler and runner over one [`Store`].
+#[derive(Debug, Clone)]
+pub struct Runner {
+    /// The state.
+    store: Arc<dyn Store>,
+    /// Where "now" comes from.
+    clock: Arc<dyn Clock>,
+    /// How Stripe is reached.
+    config: RunnerConfig,
+}
+
+impl Runner {
+    /// A runner with the default [`RunnerConfig`] (Stripe's API).
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Runner {
+        Runner::with_config(store, clock, RunnerConfig::default())
+    }
+
+    /// A runner with an explicit configuration.
+    pub fn with_config(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        config: RunnerConfig,
+    ) -> Runner {
+        Runner {
+            store,
+            clock,
+            config,
+        }
+    }
+
+    /// Queues a run of a configuration now (Sync Now). During a run, the new run waits for
+    /// it; when one is already waiting, that one is returned and nothing more is queued —
+    /// [`QueuedRun::message`] says which.
+    pub async fn sync_now(
+        &self,
+        configuration: crate::model::ConfigurationId,
+        mode: SyncMode,
+    ) -> Result<QueuedRun, RunnerError> {
+        Ok(self
+            .store
+            .queue_run(NewRun {
+                configuration_id: configuration,
+                trigger: Trigger::Manual,
+                mode,
+            })
+            .await?)
+    }
+
+    /// One turn of the loop: queue what schedules owe ([`Runner::queue_due`]), then execute
+    /// the oldest run that can start ([`Runner::run_next`]).
+    #[tracing::instrument(name = "runner.step", skip_all)]
+    pub async fn step(&self) -> Result<StepOutcome, RunnerError> {
+        let scheduled = self.queue_due().await?;
+        let executed = self.run_next().await?;
+        Ok(StepOutcome {
+            scheduled,
+            executed,
+        })
+    }
+
+    /// Queues one run for every active schedule (of an active configuration and project)
+    /// that has a slot after its last one and at or before now.
+    pub async fn queue_due(&self) -> Result<Vec<ScheduledRun>, RunnerError> {
+        let now = self.clock.now();
+        let mut queued = Vec::new();
+        for s in self.all_schedules(None).await? {
+            if s.paused().is_some() {
+                continue;
+            }
+            let anchor = s.last_due_at.unwrap_or(s.created_at);
+            let Some(slot) = schedule::check(&s.cadence, anchor, now).slot else {
+                continue;
+            };
+            // Whoever records the slot queues its run; another node that read the same
+            // anchor loses here and queues nothing.
+            if !self
+                .store
+                .mark_schedule_due(s.id, s.last_due_at, slot)
+                .await?
+            {
+                continue;
+            }
+            let run = self
+                .store
+                .queue_run(NewRun {
+                    configuration_id: s.configuration_id,
+                    trigger: Trigger::Schedule,
+                    mode: s.mode,
+                })
+                .await?;
+            tracing::info!(schedule_id = %s.id, %slot, run_id = %run.run().id, "schedule came due");
+            queued.push(ScheduledRun {
+                schedule: s.id,
+                slot,
+                queued: run,
+            });
+        }
+        Ok(queued)
+    }
+
+    /// Claims the oldest queued run whose configuration is not running, executes it and
+    /// records how it ended. `None` when no run can start.
+    pub async fn run_next(&self) -> Result<Option<ExecutedRun>, RunnerError> {
+        let Some(run) = self.store.claim_next_run(self.clock.now()).await? else {
+            return Ok(None);
+        };
+        self.execute(run).await.map(Some)
+    }
+
+    /// Executes a claimed (running) run and records its outcome.
+    #[tracing::instrument(name = "runner.run", skip_all, fields(run_id = %run.id, configuration_id = %run.configuration_id))]
+    async fn execute(&self, run: SyncRun) -> Result<ExecutedRun, RunnerError> {
+        let ended = match self.load(&run).await {
+            Ok((configuration, project)) => {
+                if let Some(paused) = configuration.paused() {
+                    Ended::canceled(format!(
+                        "the run did not start ({paused}): switch the project and configuration on, then sync again"
+                    ))
+                } else {
+                    self.sync(&run, &configuration, &project).await
+                }
+            }
+            // Deleted while queued: its runs went with it.
+            Err(StoreError::NotFound { .. }) => {
+                return Ok(ExecutedRun {
+                    run,
+                    paused: Vec::new(),
+                })
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let update = RunUpdate {
+            status: Some(ended.status),
+            ended_at: Some(self.clock.now()),
+            stats: Some(ended.stats),
+            errors: Some(ended.errors),
+            ..RunUpdate::default()
+        };
+        let recorded = match self.store.update_run(run.id, update).await {
+            Ok(r) => r,
+            // Canceled while it ran: the cancel stands.
+            Err(StoreError::RunFinished { .. }) => self.store.run(run.id).await?,
+            Err(e) => return Err(e.into()),
+        };
+        let mut paused = Vec::new();
+        if let Some(reason) = ended.pause {
+            for s in self.all_schedules(Some(run.configuration_id)).await? {
+                if s.active {
+                    tracing::warn!(schedule_id = %s.id, %reason, "schedule paused");
+                    paused.push(self.store.pause_schedule(s.id, &reason).await?);
+                }
+            }
+        }
+        Ok(ExecutedRun {
+            run: recorded,
+            paused,
+        })
+    }
+
+    /// The run's configuration and project.
+    async fn load(&self, run: &SyncRun) -> Result<(Configuration, Project), StoreError> {
+        let configuration = self.store.configuration(run.configuration_id).await?;
+        let project = self.store.project(configuration.project_id).await?;
+        Ok((configuration, project))
+    }
+
+    /// Runs the engine for a configuration and turns its result into an [`Ended`].
+    async fn sync(&self, run: &SyncRun, configuration: &Configuration, project: &Project) -> Ended {
+        let mut types = Vec::new();
+        for name in &configuration.data_types {
+            match cls_catalog::find(name) {
+                Some(t) => types.push(t),
+                None => {
+                    return Ended::failed(format!(
+                        "data type `{name}` is not in this version's catalog: recreate the configuration with known data types"
+                    ))
+                }
+            }
+        }
+        let api_base = match configuration.stripe_api_base.as_deref() {
+            Some(raw) => match Url::parse(raw) {
+                Ok(u) => Some(u),
+                Err(e) => {
+                    return Ended::failed(format!(
+                        "the configuration's Stripe API base `{raw}` is not a URL ({e}): recreate the configuration with a valid one"
+                    ))
+                }
+            },
+            None => self.config.stripe_api_base.clone(),
+        };
+        let mut client_config = ClientConfig::default();
+        if let Some(base) = api_base {
+            client_config.api_base = base;
+        }
+        let client = match StripeClient::new(configuration.key.clone(), client_config) {
+            Ok(c) => c,
+            Err(e) => return Ended::engine_error(configuration, project, &EngineError::Stripe(e)),
+        };
+        let dest = match cls_destination::connect(&project.database_url, &project.schema).await {
+            Ok(d) => d,
+            Err(e) => {
+                return Ended::engine_error(configuration, project, &EngineError::Destination(e))
+            }
+        };
+        let options = SyncOptions {
+            types,
+            now: None,
+            sequential: false,
+        };
+        let mode = match run.mode {
+            SyncMode::Full => RequestedMode::Full,
+            SyncMode::Incremental => RequestedMode::Incremental,
+        };
+        match run_sync(&client, Arc::from(dest), &options, mode, Arc::new(|_| {})).await {
+            Ok(report) => Ended::from_report(configuration, &report),
+            Err(e) => Ended::engine_error(configuration, project, &e),
+        }
+    }
+
+    /// Every schedule (of one configuration when given), paging through the store.
+    async fn all_schedules(
+        &self,
+        configuration: Option<crate::model::ConfigurationId>,
+    ) -> Result<Vec<Schedule>, StoreError> {
+        let mut all = Vec::new();
+        let mut page = PageRequest {
+            offset: 0,
+            limit: 500,
+        };
+        loop {
+            let got = self.store.list_schedules(configuration, page).await?;
+            let n = got.items.len() as u64;
+            all.extend(got.items);
+            page.offset += n;
+            if n == 0 || page.offset >= got.total {
+                return Ok(all);
+            }
+        }
+    }
+}
+
+/// How a run ended, before it is recorded.
+#[derive(Debug, Clone, PartialEq)]
+struct Ended {
+    /// Final status.
+    status: RunStatus,
+    /// Counters per data type.
+    stats: BTreeMap<String, TypeStats>,
+    /// Errors in words.
+    errors: Vec<RunError>,
+    /// Why the configuration's schedules must pause, if they must.
+    pause: Option<String>,
+}
+
+impl Ended {
+    fn failed(message: String) -> Ended {
+        Ended {
+            status: RunStatus::Failed,
+            stats: BTreeMap::new(),
+            errors: vec![RunError {
+                data_type: None,
+                message,
+            }],
+            pause: None,
+        }
+    }
+
+    fn canceled(message: String) -> Ended {
+        Ended {
+            status: RunStatus::Canceled,
+            ..Ended::failed(message)
+        }
+    }
+
+    /// A run the engine refused or stopped; pauses on a rejected key, a missing permission
+    /// or an unreachable database.
+    fn engine_error(configuration: &Configuration, project: &Project, e: &EngineError) -> Ended {
+        let pause = match e {
+            EngineError::Stripe(StripeError::InvalidKey { .. }) => Some(format!(
+                "Stripe rejected the key {} (revoked, expired or rolled): paste a current key, then Test Connection to resume",
+                configuration.key_masked
+            )),
+            EngineError::Stripe(StripeError::PermissionDenied { permission, .. }) => {
+                Some(lost_permissions(configuration, permission.iter().cloned()))
+            }
+            EngineError::Destination(DestinationError::Unreachable { .. }) => Some(format!(
+                "the database {} is unreachable: check that it is running and reachable, then Test Connection to resume",
+                project.database_url.masked()
+            )),
+            _ => None,
+        };
+        Ended {
+            pause,
+            ..Ended::failed(e.to_string())
+        }
+    }
+
+    /// A run the engine finished: its status, counters and per-type errors. Pauses when the
+    /// key lost the permission for every chosen data type (nothing can sync until fixed).
+    fn from_report(configuration: &Configuration, report: &SyncReport) -> Ended {
+        let mut stats = BTreeMap::new();
+        let mut errors = Vec::new();
+        let mut missing = Vec::new();
+        let mut all_denied = !report.types.is_empty();
+        for t in &report.types {
+            stats.insert(
+                t.data_type.to_string(),
+                TypeStats {
+                    objects: t.objects,
+                    inserted: t.inserted,
+                    updated: t.updated,
+                    deleted: t.deleted,
+                    requests: t.requests,
+                    retries: t.retries,
+                    rate_limited: t.rate_limited,
+                },
+            );
+            match &t.status {
+                TypeStatus::Succeeded => all_denied = false,
+                TypeStatus::Failed {
+                    error,
+                    missing_permission,
+                } => {
+                    errors.push(RunError {
+                        data_type: Some(t.data_type.to_string()),
+                        message: error.clone(),
+                    });
+                    match missing_permission {
+                        Some(p) => missing.push(p.clone()),
+                        None => all_denied = false,
+                    }
+                }
+            }
+        }
+        let status = match report.status {
+            cls_engine::RunStatus::Succeeded => RunStatus::Succeeded,
+            cls_engine::RunStatus::Partial => RunStatus::Partial,
+            cls_engine::RunStatus::Failed => RunStatus::Failed,
+        };
+        Ended {
+            status,
+            stats,
+            errors,
+            pause: all_denied.then(|| lost_permissions(configuration, missing.into_iter())),
+        }
+    }
+}
+
+/// The pause reason for a key that lost its permissions.
+fn lost_permissions(
+    configuration: &Configuration,
+    missing: impl Iterator<Item = String>,
+) -> String {
+    let mut names: Vec<String> = missing.collect();
+    names.sort();
+    names.dedup();
+    let which = if names.is_empty() {
+        String::from("the permissions it needs")
+    } else {
+        names.join(", ")
+    };
+    format!(
+        "the Stripe key {} lacks {which} for every chosen data type: grant them to the restricted key (or paste a new key), then Test Connection to resume",
+        configuration.key_masked
+    )
+}

@@ -1,0 +1,444 @@
+//! The scheduler and runner, driven one [`Runner::step`] at a time with a manual clock,
+//! against the in-process Stripe emulator, a SQLite destination and SQLite (or PostgreSQL)
+//! state. Nothing sleeps: time only moves when a test advances the clock.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use cls_control::runner::{Clock, ManualClock, Runner, RunnerConfig};
+use cls_control::{
+    Cadence, Configuration, Every, MasterKey, NewConfiguration, NewProject, NewSchedule,
+    PageRequest, Paused, PostgresStore, QueuedRun, RunStatus, RunUpdate, Schedule, SchedulePatch,
+    SqliteStore, StateUrl, Store, SyncMode, Trigger,
+};
+use cls_destination::DatabaseUrl;
+use cls_emulator::RunningEmulator;
+use cls_stripe::ApiKey;
+use cls_testkit::db::TestDb;
+
+/// Customers the emulator's account holds.
+const CUSTOMERS: usize = 12;
+
+fn must<T, E: std::fmt::Display>(r: Result<T, E>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// State, clock, runner, emulator and a destination directory for one test.
+struct World {
+    store: Arc<dyn Store>,
+    clock: Arc<ManualClock>,
+    runner: Runner,
+    emulator: RunningEmulator,
+    dest_dir: tempfile::TempDir,
+    _state_dir: Option<tempfile::TempDir>,
+    db: Option<TestDb>,
+}
+
+impl World {
+    async fn sqlite() -> World {
+        let dir = must(tempfile::tempdir());
+        let url = must(StateUrl::parse(&format!(
+            "sqlite://{}",
+            dir.path().join("state.db").display()
+        )));
+        let store: Arc<dyn Store> =
+            Arc::new(must(SqliteStore::open(&url, MasterKey::generate()).await));
+        World::with(store, Some(dir), None).await
+    }
+
+    async fn postgres() -> World {
+        let db = TestDb::new().await;
+        let url = must(StateUrl::parse(&db.url));
+        let store: Arc<dyn Store> =
+            Arc::new(must(PostgresStore::open(&url, MasterKey::generate()).await));
+        World::with(store, None, Some(db)).await
+    }
+
+    async fn with(
+        store: Arc<dyn Store>,
+        state_dir: Option<tempfile::TempDir>,
+        db: Option<TestDb>,
+    ) -> World {
+        let clock = Arc::new(ManualClock::new(Utc::now()));
+        let runner = Runner::with_config(store.clone(), clock.clone(), RunnerConfig::default());
+        World {
+            store,
+            clock,
+            runner,
+            emulator: cls_testkit::emulator::spawn_emulator(7, CUSTOMERS).await,
+            dest_dir: must(tempfile::tempdir()),
+            _state_dir: state_dir,
+            db,
+        }
+    }
+
+    async fn finish(self) {
+        self.emulator.shutdown().await;
+        if let Some(db) = self.db {
+            db.drop_now().await;
+        }
+    }
+
+    fn dest_file(&self) -> std::path::PathBuf {
+        self.dest_dir.path().join("dest.db")
+    }
+
+    /// A project on a SQLite destination and a configuration with `key` and `types`.
+    async fn configuration(&self, key: &str, types: &[&str]) -> Configuration {
+        self.configuration_on(
+            &format!("sqlite://{}", self.dest_file().display()),
+            key,
+            types,
+        )
+        .await
+    }
+
+    async fn configuration_on(
+        &self,
+        database_url: &str,
+        key: &str,
+        types: &[&str],
+    ) -> Configuration {
+        let project = must(
+            self.store
+                .create_project(NewProject {
+                    name: "warehouse".into(),
+                    database_url: must(DatabaseUrl::parse(database_url)),
+                    schema: None,
+                })
+                .await,
+        );
+        let data_types = types
+            .iter()
+            .map(|t| cls_catalog::find(t).unwrap_or_else(|| panic!("unknown type {t}")))
+            .collect();
+        must(
+            self.store
+                .create_configuration(NewConfiguration {
+                    name: "stripe test".into(),
+                    project_id: project.id,
+                    key: must(ApiKey::parse(key)),
+                    data_types,
+                    stripe_api_base: Some(must(url::Url::parse(&self.emulator.base_url))),
+                })
+                .await,
+        )
+    }
+
+    async fn hourly(&self, c: &Configuration) -> Schedule {
+        must(
+            self.store
+                .create_schedule(NewSchedule {
+                    configuration_id: c.id,
+                    cadence: Cadence::Every(Every::Hour),
+                    mode: SyncMode::Full,
+                })
+                .await,
+        )
+    }
+
+    async fn runs(&self, c: &Configuration) -> Vec<cls_control::SyncRun> {
+        must(self.store.list_runs(c.id, PageRequest::default()).await).items
+    }
+}
+
+/// Customers the emulator's account holds, not counting those its seeded history deleted.
+fn emulator_customers(emulator: &RunningEmulator) -> u64 {
+    let store = emulator
+        .state
+        .store
+        .read()
+        .unwrap_or_else(|p| p.into_inner());
+    store
+        .table("customer")
+        .map_or(0, |t| t.iter().filter(|r| !r.deleted).count() as u64)
+}
+
+async fn count_customers(file: &Path) -> i64 {
+    let pool = must(sqlx::SqlitePool::connect(&format!("sqlite://{}", file.display())).await);
+    let n: i64 = must(
+        sqlx::query_scalar("SELECT COUNT(*) FROM customers")
+            .fetch_one(&pool)
+            .await,
+    );
+    pool.close().await;
+    n
+}
+
+/// Hourly schedule: nothing is due until the next top of the hour; then one step queues the
+/// run and executes it, the run succeeds with counters, and the customers are in the
+/// destination. Five hours "down" later, one step queues exactly one run.
+async fn scheduled_run_then_missed_slots(w: &World) {
+    let c = w
+        .configuration("rk_test_cls_emulator", &["customers"])
+        .await;
+    let s = w.hourly(&c).await;
+
+    assert!(must(w.runner.step().await).is_idle(), "nothing is due yet");
+
+    w.clock.advance(Duration::hours(1));
+    let out = must(w.runner.step().await);
+    assert_eq!(out.scheduled.len(), 1);
+    assert_eq!(out.scheduled[0].schedule, s.id);
+    let executed = out
+        .executed
+        .unwrap_or_else(|| panic!("the due run did not run"));
+    let run = executed.run;
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.errors);
+    assert_eq!(run.trigger, Trigger::Schedule);
+    assert!(run.started_at.is_some() && run.ended_at.is_some());
+    let stats = run.stats.get("customers").cloned().unwrap_or_default();
+    let expected = emulator_customers(&w.emulator);
+    assert!(expected > 0);
+    assert_eq!(stats.objects, expected);
+    assert_eq!(stats.inserted, expected);
+    assert!(stats.requests > 0);
+    assert!(run.errors.is_empty());
+    assert!(executed.paused.is_empty());
+    assert_eq!(count_customers(&w.dest_file()).await, expected as i64);
+
+    // The same hour again: nothing.
+    assert!(must(w.runner.step().await).is_idle());
+
+    // Down for five hours: one run, not five.
+    w.clock.advance(Duration::hours(5));
+    let out = must(w.runner.step().await);
+    assert_eq!(out.scheduled.len(), 1, "{:?}", out.scheduled);
+    assert!(out
+        .executed
+        .as_ref()
+        .is_some_and(|e| e.run.status == RunStatus::Succeeded));
+    assert!(must(w.runner.step().await).is_idle());
+    let runs = w.runs(&c).await;
+    assert_eq!(runs.len(), 2);
+    assert!(runs.iter().all(|r| r.trigger == Trigger::Schedule));
+    let last_due = must(w.store.schedule(s.id).await).last_due_at;
+    assert_eq!(last_due, Some(out.scheduled[0].slot));
+}
+
+#[tokio::test]
+async fn scheduled_runs_on_sqlite_state() {
+    let w = World::sqlite().await;
+    scheduled_run_then_missed_slots(&w).await;
+    w.finish().await;
+}
+
+#[tokio::test]
+async fn scheduled_runs_on_postgres_state() {
+    let w = World::postgres().await;
+    scheduled_run_then_missed_slots(&w).await;
+    w.finish().await;
+}
+
+/// Sync Now while a run is running queues one run behind it (and says so); pressing it
+/// again returns that run; the queued run starts only once the first has ended.
+#[tokio::test]
+async fn sync_now_during_a_run_is_queued_once() {
+    let w = World::sqlite().await;
+    let c = w
+        .configuration("rk_test_cls_emulator", &["customers"])
+        .await;
+
+    let first = must(w.runner.sync_now(c.id, SyncMode::Full).await);
+    assert!(matches!(first, QueuedRun::Queued { behind: None, .. }));
+    // Another worker takes it: it is running now.
+    let running = must(w.store.claim_next_run(w.clock.now()).await)
+        .unwrap_or_else(|| panic!("the queued run could not be claimed"));
+    assert_eq!(running.id, first.run().id);
+    assert_eq!(running.status, RunStatus::Running);
+
+    let second = must(w.runner.sync_now(c.id, SyncMode::Full).await);
+    match &second {
+        QueuedRun::Queued { behind, run } => {
+            assert_eq!(*behind, Some(running.id));
+            assert_eq!(run.status, RunStatus::Queued);
+        }
+        other => panic!("expected a new queued run, got {other:?}"),
+    }
+    assert!(
+        second.message().contains("still running"),
+        "{}",
+        second.message()
+    );
+    let third = must(w.runner.sync_now(c.id, SyncMode::Full).await);
+    assert_eq!(third, QueuedRun::AlreadyQueued(second.run().clone()));
+    assert!(third.message().contains("already queued"));
+
+    // While the first runs, the second waits.
+    assert!(must(w.runner.step().await).executed.is_none());
+    assert_eq!(
+        must(w.store.run(second.run().id).await).status,
+        RunStatus::Queued
+    );
+
+    must(
+        w.store
+            .update_run(
+                running.id,
+                RunUpdate {
+                    status: Some(RunStatus::Succeeded),
+                    ended_at: Some(w.clock.now()),
+                    ..RunUpdate::default()
+                },
+            )
+            .await,
+    );
+    let out = must(w.runner.step().await);
+    let executed = out
+        .executed
+        .unwrap_or_else(|| panic!("the queued run did not start"));
+    assert_eq!(executed.run.id, second.run().id);
+    assert_eq!(executed.run.status, RunStatus::Succeeded);
+    assert_eq!(w.runs(&c).await.len(), 2);
+    assert!(must(w.runner.step().await).is_idle());
+    w.finish().await;
+}
+
+/// A well-formed key Stripe does not know (401): the run fails, and the schedule pauses
+/// with a reason naming the key; no more runs are queued until it is switched on again.
+#[tokio::test]
+async fn rejected_key_fails_the_run_and_pauses_the_schedule() {
+    let w = World::sqlite().await;
+    let c = w
+        .configuration("rk_test_notarealkey1234", &["customers"])
+        .await;
+    let s = w.hourly(&c).await;
+
+    w.clock.advance(Duration::hours(1));
+    let out = must(w.runner.step().await);
+    let executed = out
+        .executed
+        .unwrap_or_else(|| panic!("the due run did not run"));
+    assert_eq!(executed.run.status, RunStatus::Failed);
+    assert!(!executed.run.errors.is_empty());
+    assert_eq!(executed.paused.len(), 1);
+
+    let paused = must(w.store.schedule(s.id).await);
+    let reason = paused.paused_reason.clone().unwrap_or_default();
+    assert!(reason.contains(&c.key_masked), "{reason}");
+    assert!(!reason.contains("rk_test_notarealkey1234"), "{reason}");
+    assert_eq!(paused.paused(), Some(Paused::Schedule(Some(reason))));
+
+    w.clock.advance(Duration::hours(3));
+    assert!(
+        must(w.runner.step().await).is_idle(),
+        "a paused schedule queued a run"
+    );
+    assert_eq!(w.runs(&c).await.len(), 1);
+
+    // Switched on again (what a passing Test Connection does): due again at the next slot.
+    must(
+        w.store
+            .update_schedule(
+                s.id,
+                SchedulePatch {
+                    active: Some(true),
+                    ..SchedulePatch::default()
+                },
+            )
+            .await,
+    );
+    w.clock.advance(Duration::hours(1));
+    assert_eq!(must(w.runner.step().await).scheduled.len(), 1);
+    w.finish().await;
+}
+
+/// A restricted key lacking the permission of every chosen data type (403): the run fails
+/// with the missing permissions and the schedule pauses; with one type still readable the
+/// run is partial and the schedule keeps running.
+#[tokio::test]
+async fn lost_permissions_pause_only_when_nothing_can_sync() {
+    let w = World::sqlite().await;
+    let denied = w
+        .configuration("rk_test_cls_limited", &["charges", "invoices"])
+        .await;
+    let s = w.hourly(&denied).await;
+    w.clock.advance(Duration::hours(1));
+    let out = must(w.runner.step().await);
+    let executed = out
+        .executed
+        .unwrap_or_else(|| panic!("the due run did not run"));
+    assert_eq!(executed.run.status, RunStatus::Failed, "{:?}", executed.run);
+    assert_eq!(executed.run.errors.len(), 2);
+    let reason = must(w.store.schedule(s.id).await)
+        .paused_reason
+        .unwrap_or_default();
+    assert!(reason.contains("rak_charge_read"), "{reason}");
+    assert!(reason.contains("rak_invoice_read"), "{reason}");
+
+    let dest2 = w.dest_dir.path().join("second.db");
+    let partial = w
+        .configuration_on(
+            &format!("sqlite://{}", dest2.display()),
+            "rk_test_cls_limited",
+            &["customers", "charges"],
+        )
+        .await;
+    let s2 = w.hourly(&partial).await;
+    w.clock.advance(Duration::hours(1));
+    let out = must(w.runner.step().await);
+    let executed = out
+        .executed
+        .unwrap_or_else(|| panic!("the due run did not run"));
+    assert_eq!(executed.run.status, RunStatus::Partial);
+    assert_eq!(executed.run.errors.len(), 1);
+    assert_eq!(executed.run.errors[0].data_type.as_deref(), Some("charges"));
+    assert!(executed.paused.is_empty());
+    assert!(must(w.store.schedule(s2.id).await).active);
+    w.finish().await;
+}
+
+/// A destination nobody listens on: the run fails and the schedule pauses naming the
+/// database (password masked).
+#[tokio::test]
+async fn unreachable_database_pauses_the_schedule() {
+    let w = World::sqlite().await;
+    let c = w
+        .configuration_on(
+            "postgres://cls:pw-Unreach4ble@127.0.0.1:1/nowhere",
+            "rk_test_cls_emulator",
+            &["customers"],
+        )
+        .await;
+    let s = w.hourly(&c).await;
+    w.clock.advance(Duration::hours(1));
+    let out = must(w.runner.step().await);
+    let executed = out
+        .executed
+        .unwrap_or_else(|| panic!("the due run did not run"));
+    assert_eq!(executed.run.status, RunStatus::Failed);
+    let reason = must(w.store.schedule(s.id).await)
+        .paused_reason
+        .unwrap_or_default();
+    assert!(reason.contains("unreachable"), "{reason}");
+    assert!(!reason.contains("pw-Unreach4ble"), "{reason}");
+    w.finish().await;
+}
+
+/// An inactive configuration's schedule queues nothing.
+#[tokio::test]
+async fn inactive_configuration_queues_nothing() {
+    let w = World::sqlite().await;
+    let c = w
+        .configuration("rk_test_cls_emulator", &["customers"])
+        .await;
+    w.hourly(&c).await;
+    must(
+        w.store
+            .update_configuration(
+                c.id,
+                cls_control::ConfigurationPatch {
+                    active: Some(false),
+                    ..Default::default()
+                },
+            )
+            .await,
+    );
+    w.clock.advance(Duration::hours(2));
+    assert!(must(w.runner.step().await).is_idle());
+    w.finish().await;
+}
