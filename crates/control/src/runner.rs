@@ -417,7 +417,7 @@ impl Ended {
                 configuration.key_masked
             )),
             EngineError::Stripe(StripeError::PermissionDenied { permission, .. }) => {
-                Some(lost_permissions(configuration, permission.iter().cloned()))
+                Some(lost_permissions(configuration, permission.iter().cloned(), ""))
             }
             EngineError::Destination(DestinationError::Unreachable { .. }) => Some(format!(
                 "the database {} is unreachable: check that it is running and reachable, then Test Connection to resume",
@@ -477,7 +477,13 @@ impl Ended {
             status,
             stats,
             errors,
-            pause: all_denied.then(|| lost_permissions(configuration, missing.into_iter())),
+            pause: all_denied.then(|| {
+                lost_permissions(
+                    configuration,
+                    missing.into_iter(),
+                    " for every chosen data type",
+                )
+            }),
         }
     }
 }
@@ -486,6 +492,7 @@ impl Ended {
 fn lost_permissions(
     configuration: &Configuration,
     missing: impl Iterator<Item = String>,
+    scope: &str,
 ) -> String {
     let mut names: Vec<String> = missing.collect();
     names.sort();
@@ -496,7 +503,7 @@ fn lost_permissions(
         names.join(", ")
     };
     format!(
-        "the Stripe key {} lacks {which} for every chosen data type: grant them to the restricted key (or paste a new key), then Test Connection to resume",
+        "the Stripe key {} lacks {which}{scope}: grant them to the restricted key (or paste a new key), then Test Connection to resume",
         configuration.key_masked
     )
 }

@@ -442,3 +442,69 @@ async fn inactive_configuration_queues_nothing() {
     assert!(must(w.runner.step().await).is_idle());
     w.finish().await;
 }
+
+/// A Sync Now queued before its configuration was switched off does not run: it ends
+/// canceled, saying why.
+#[tokio::test]
+async fn queued_run_of_a_switched_off_configuration_is_canceled() {
+    let w = World::sqlite().await;
+    let c = w
+        .configuration("rk_test_cls_emulator", &["customers"])
+        .await;
+    let queued = must(w.runner.sync_now(c.id, SyncMode::Full).await);
+    must(
+        w.store
+            .update_configuration(
+                c.id,
+                cls_control::ConfigurationPatch {
+                    active: Some(false),
+                    ..Default::default()
+                },
+            )
+            .await,
+    );
+    let out = must(w.runner.step().await);
+    let executed = out
+        .executed
+        .unwrap_or_else(|| panic!("the queued run was not taken"));
+    assert_eq!(executed.run.id, queued.run().id);
+    assert_eq!(executed.run.status, RunStatus::Canceled);
+    let message = executed
+        .run
+        .errors
+        .first()
+        .map(|e| e.message.clone())
+        .unwrap_or_default();
+    assert!(message.contains("inactive"), "{message}");
+    assert!(!w.dest_file().exists(), "nothing was written");
+    w.finish().await;
+}
+
+/// A cron schedule comes due at its next match, once, and runs incrementally as asked.
+#[tokio::test]
+async fn cron_schedule_runs_at_its_next_match() {
+    let w = World::sqlite().await;
+    let c = w
+        .configuration("rk_test_cls_emulator", &["customers"])
+        .await;
+    must(
+        w.store
+            .create_schedule(NewSchedule {
+                configuration_id: c.id,
+                cadence: Cadence::Cron(must(cls_control::CronExpression::parse("*/15 * * * *"))),
+                mode: SyncMode::Incremental,
+            })
+            .await,
+    );
+    w.clock.advance(Duration::minutes(16));
+    let out = must(w.runner.step().await);
+    assert_eq!(out.scheduled.len(), 1);
+    let run = out
+        .executed
+        .unwrap_or_else(|| panic!("the due run did not run"))
+        .run;
+    assert_eq!(run.mode, SyncMode::Incremental);
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.errors);
+    assert!(must(w.runner.step().await).is_idle());
+    w.finish().await;
+}
