@@ -25,5 +25,9 @@ pub use model::{
     ProjectId, ProjectPatch, RunError, RunId, RunStatus, RunUpdate, Schedule, ScheduleId,
     SchedulePatch, SyncMode, SyncRun, Trigger, TypeStats, DEFAULT_SCHEMA,
 };
+pub use runner::{
+    Clock, ExecutedRun, ManualClock, Runner, RunnerConfig, RunnerError, ScheduledRun, StepOutcome,
+    SystemClock,
+};
 pub use secrets::{KeySource, MasterKey, Sealed, SecretsError, MASTER_KEY_ENV};
 pub use store::{open, Entity, PostgresStore, QueuedRun, SqliteStore, StateUrl, Store, StoreError};

@@ -4,8 +4,10 @@
 //! `cls serve` calls `step` in a loop; tests call it directly, with a [`ManualClock`], so
 //! nothing waits on wall time. The rules it keeps:
 //! - a schedule that came due while no node was up queues **one** run for the latest missed
-//!   slot ([`crate::schedule::check`]), and a slot is recorded before its run is queued
-//!   ([`Store::mark_schedule_due`]) so two nodes never queue it twice;
+//!   slot ([`crate::schedule::check`]) — and so does a schedule switched on again after a
+//!   pause; a slot is recorded before its run is queued ([`Store::mark_schedule_due`]) so
+//!   two nodes never queue it twice (a node stopping between the two loses that one slot's
+//!   run, never duplicates it);
 //! - a configuration never has two queued runs ([`Store::queue_run`]) nor two running ones
 //!   ([`Store::claim_next_run`]): Sync Now during a run queues one run behind it, and says
 //!   so ([`QueuedRun::message`]);
@@ -209,21 +211,27 @@ impl Runner {
             };
             // Whoever records the slot queues its run; another node that read the same
             // anchor loses here and queues nothing.
-            if !self
+            match self
                 .store
                 .mark_schedule_due(s.id, s.last_due_at, slot)
-                .await?
+                .await
             {
-                continue;
+                Ok(true) => {}
+                // Another node took the slot, or the schedule was deleted meanwhile.
+                Ok(false) | Err(StoreError::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
             }
-            let run = self
-                .store
-                .queue_run(NewRun {
-                    configuration_id: s.configuration_id,
-                    trigger: Trigger::Schedule,
-                    mode: s.mode,
-                })
-                .await?;
+            let new = NewRun {
+                configuration_id: s.configuration_id,
+                trigger: Trigger::Schedule,
+                mode: s.mode,
+            };
+            let run = match self.store.queue_run(new).await {
+                Ok(run) => run,
+                // The configuration was deleted since the schedules were read.
+                Err(StoreError::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
             tracing::info!(schedule_id = %s.id, %slot, run_id = %run.run().id, "schedule came due");
             queued.push(ScheduledRun {
                 schedule: s.id,
