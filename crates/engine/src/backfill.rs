@@ -396,8 +396,11 @@ async fn walk_pages(
         };
         // A list that cannot filter by `created` cannot be split: each part would list all.
         // Nor is a walk whose checkpoints stopped advancing (a child list failed).
-        let splittable =
-            stream.walk.created_filter && !shared.children_incomplete.load(Ordering::Relaxed);
+        // And no split while the writer lags (its queue mostly full): another walk would only
+        // hold one more page in memory waiting for it.
+        let splittable = stream.walk.created_filter
+            && !shared.children_incomplete.load(Ordering::Relaxed)
+            && tx.capacity() * 4 >= tx.max_capacity();
         if let (true, true, true, Some(last)) = (room, worth, splittable, last_created) {
             if let Some((keep, older)) = window.split_remaining(last, shared.hint) {
                 let retire = window.to_string();
