@@ -374,6 +374,15 @@ fn check_schema(schema: &str) -> Result<String, StoreError> {
 }
 
 /// Converts a page request into SQL `LIMIT`/`OFFSET` values.
+/// `NotFound` for `entity` `id` when a statement that names it by id touched no row.
+fn found(affected: u64, entity: Entity, id: i64) -> Result<(), StoreError> {
+    if affected == 0 {
+        Err(StoreError::NotFound { entity, id })
+    } else {
+        Ok(())
+    }
+}
+
 fn limit_offset(page: PageRequest) -> (i64, i64) {
     let limit = i64::try_from(page.limit.clamp(1, 1000)).unwrap_or(1000);
     let offset = i64::try_from(page.offset).unwrap_or(i64::MAX);

@@ -21,7 +21,7 @@ use super::rows::{
     ProjectRow, RunRow, ScheduleRow,
 };
 use super::{
-    check_name, check_schema, limit_offset, Entity, QueuedRun, StateUrl, Store, StoreError,
+    check_name, check_schema, found, limit_offset, Entity, QueuedRun, StateUrl, Store, StoreError,
 };
 use crate::model::{
     Configuration, ConfigurationId, ConfigurationPatch, NewConfiguration, NewProject, NewRun,
@@ -203,12 +203,7 @@ impl Store for PostgresStore {
         .bind(Utc::now())
         .execute(&self.pool)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                entity: Entity::Project,
-                id: id.0,
-            });
-        }
+        found(done.rows_affected(), Entity::Project, id.0)?;
         self.project(id).await
     }
 
@@ -217,12 +212,7 @@ impl Store for PostgresStore {
             .bind(id.0)
             .execute(&self.pool)
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                entity: Entity::Project,
-                id: id.0,
-            });
-        }
+        found(done.rows_affected(), Entity::Project, id.0)?;
         Ok(())
     }
 
@@ -350,12 +340,7 @@ impl Store for PostgresStore {
         .bind(Utc::now())
         .execute(&self.pool)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                entity: Entity::Configuration,
-                id: id.0,
-            });
-        }
+        found(done.rows_affected(), Entity::Configuration, id.0)?;
         self.configuration(id).await
     }
 
@@ -364,12 +349,7 @@ impl Store for PostgresStore {
             .bind(id.0)
             .execute(&self.pool)
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                entity: Entity::Configuration,
-                id: id.0,
-            });
-        }
+        found(done.rows_affected(), Entity::Configuration, id.0)?;
         Ok(())
     }
 
@@ -465,12 +445,7 @@ impl Store for PostgresStore {
         .bind(Utc::now())
         .execute(&self.pool)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                entity: Entity::Schedule,
-                id: id.0,
-            });
-        }
+        found(done.rows_affected(), Entity::Schedule, id.0)?;
         self.schedule(id).await
     }
 
@@ -484,12 +459,7 @@ impl Store for PostgresStore {
         .bind(Utc::now())
         .execute(&self.pool)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                entity: Entity::Schedule,
-                id: id.0,
-            });
-        }
+        found(done.rows_affected(), Entity::Schedule, id.0)?;
         self.schedule(id).await
     }
 
@@ -498,12 +468,7 @@ impl Store for PostgresStore {
             .bind(id.0)
             .execute(&self.pool)
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                entity: Entity::Schedule,
-                id: id.0,
-            });
-        }
+        found(done.rows_affected(), Entity::Schedule, id.0)?;
         Ok(())
     }
 

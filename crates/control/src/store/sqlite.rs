@@ -19,7 +19,7 @@ use super::rows::{
     ProjectRow, RunRow, ScheduleRow,
 };
 use super::{
-    check_name, check_schema, limit_offset, Entity, QueuedRun, StateUrl, Store, StoreError,
+    check_name, check_schema, found, limit_offset, Entity, QueuedRun, StateUrl, Store, StoreError,
 };
 use crate::model::{
     Configuration, ConfigurationId, ConfigurationPatch, NewConfiguration, NewProject, NewRun,
@@ -194,12 +194,7 @@ impl Store for SqliteStore {
         .bind(Utc::now())
         .execute(&self.pool)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                entity: Entity::Project,
-                id: id.0,
-            });
-        }
+        found(done.rows_affected(), Entity::Project, id.0)?;
         self.project(id).await
     }
 
@@ -208,12 +203,7 @@ impl Store for SqliteStore {
             .bind(id.0)
             .execute(&self.pool)
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                entity: Entity::Project,
-                id: id.0,
-            });
-        }
+        found(done.rows_affected(), Entity::Project, id.0)?;
         Ok(())
     }
 
@@ -341,12 +331,7 @@ impl Store for SqliteStore {
         .bind(Utc::now())
         .execute(&self.pool)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                entity: Entity::Configuration,
-                id: id.0,
-            });
-        }
+        found(done.rows_affected(), Entity::Configuration, id.0)?;
         self.configuration(id).await
     }
 
@@ -355,12 +340,7 @@ impl Store for SqliteStore {
             .bind(id.0)
             .execute(&self.pool)
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                entity: Entity::Configuration,
-                id: id.0,
-            });
-        }
+        found(done.rows_affected(), Entity::Configuration, id.0)?;
         Ok(())
     }
 
@@ -456,12 +436,7 @@ impl Store for SqliteStore {
         .bind(Utc::now())
         .execute(&self.pool)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                entity: Entity::Schedule,
-                id: id.0,
-            });
-        }
+        found(done.rows_affected(), Entity::Schedule, id.0)?;
         self.schedule(id).await
     }
 
@@ -475,12 +450,7 @@ impl Store for SqliteStore {
         .bind(Utc::now())
         .execute(&self.pool)
         .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                entity: Entity::Schedule,
-                id: id.0,
-            });
-        }
+        found(done.rows_affected(), Entity::Schedule, id.0)?;
         self.schedule(id).await
     }
 
@@ -489,12 +459,7 @@ impl Store for SqliteStore {
             .bind(id.0)
             .execute(&self.pool)
             .await?;
-        if done.rows_affected() == 0 {
-            return Err(StoreError::NotFound {
-                entity: Entity::Schedule,
-                id: id.0,
-            });
-        }
+        found(done.rows_affected(), Entity::Schedule, id.0)?;
         Ok(())
     }
 
