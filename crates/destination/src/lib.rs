@@ -212,8 +212,23 @@ pub trait Destination: Send + Sync {
     async fn prepare(&self, types: &[&'static DataType]) -> Result<(), DestinationError>;
 
     /// Upserts the batch's rows and saves its checkpoint, in one transaction. A row whose
-    /// stored version is greater than or equal to the new one is left alone.
-    async fn write(&self, batch: Batch<'_>) -> Result<WriteStats, DestinationError>;
+    /// stored version is greater than or equal to the new one is left alone. A write set of one
+    /// table, so both backends share it.
+    async fn write(&self, batch: Batch<'_>) -> Result<WriteStats, DestinationError> {
+        let stats = self
+            .write_set(WriteSet {
+                account_id: batch.account_id,
+                tables: vec![(batch.data_type, batch.rows)],
+                insert_only: false,
+                checkpoints: batch
+                    .checkpoint
+                    .map(CheckpointOp::Save)
+                    .into_iter()
+                    .collect(),
+            })
+            .await?;
+        Ok(stats.first().map(|(_, s)| *s).unwrap_or_default())
+    }
 
     /// Writes a whole [`WriteSet`] in one transaction: every table's rows (each upserted as
     /// [`Destination::write`] does, with the same version guard and de-duplication), then the
@@ -241,7 +256,20 @@ pub trait Destination: Send + Sync {
         data_type: &str,
         retired: &str,
         replacements: &[Checkpoint],
-    ) -> Result<(), DestinationError>;
+    ) -> Result<(), DestinationError> {
+        self.write_set(WriteSet {
+            account_id,
+            tables: Vec::new(),
+            insert_only: false,
+            checkpoints: vec![CheckpointOp::Replace {
+                data_type: data_type.to_string(),
+                retired: retired.to_string(),
+                replacements: replacements.to_vec(),
+            }],
+        })
+        .await
+        .map(|_| ())
+    }
 
     /// Forgets the checkpoints of one data type (before a fresh full sync).
     async fn clear_checkpoints(

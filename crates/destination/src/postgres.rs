@@ -39,7 +39,7 @@ use crate::layout::{
     STATE_TABLE,
 };
 use crate::{
-    Batch, Checkpoint, CheckpointOp, DatabaseInfo, DatabaseKind, DatabaseUrl, Destination,
+    Checkpoint, CheckpointOp, DatabaseInfo, DatabaseKind, DatabaseUrl, Destination,
     DestinationError, Row, StoredRow, WriteSet, WriteStats,
 };
 
@@ -704,23 +704,6 @@ impl Destination for PgDestination {
         Ok(())
     }
 
-    #[tracing::instrument(skip_all, fields(table = batch.data_type.table(), rows = batch.rows.len()))]
-    async fn write(&self, batch: Batch<'_>) -> Result<WriteStats, DestinationError> {
-        let stats = self
-            .write_set(WriteSet {
-                account_id: batch.account_id,
-                tables: vec![(batch.data_type, batch.rows)],
-                insert_only: false,
-                checkpoints: batch
-                    .checkpoint
-                    .map(CheckpointOp::Save)
-                    .into_iter()
-                    .collect(),
-            })
-            .await?;
-        Ok(stats.first().map(|(_, s)| *s).unwrap_or_default())
-    }
-
     #[tracing::instrument(skip_all, fields(tables = set.tables.len(), checkpoints = set.checkpoints.len()))]
     async fn write_set(
         &self,
@@ -792,27 +775,6 @@ impl Destination for PgDestination {
         // Sorted here rather than by ORDER BY, so both backends agree whatever the collation.
         out.sort_by(|a, b| a.window.cmp(&b.window));
         Ok(out)
-    }
-
-    async fn replace_checkpoint(
-        &self,
-        account_id: &str,
-        data_type: &str,
-        retired: &str,
-        replacements: &[Checkpoint],
-    ) -> Result<(), DestinationError> {
-        self.write_set(WriteSet {
-            account_id,
-            tables: Vec::new(),
-            insert_only: false,
-            checkpoints: vec![CheckpointOp::Replace {
-                data_type: data_type.to_string(),
-                retired: retired.to_string(),
-                replacements: replacements.to_vec(),
-            }],
-        })
-        .await
-        .map(|_| ())
     }
 
     async fn clear_checkpoints(
