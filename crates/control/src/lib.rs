@@ -10,6 +10,9 @@
 //!   the embedded default, and [`PostgresStore`], for several nodes), each with its own
 //!   migrations; [`open`] picks one from a [`StateUrl`].
 //! - [`schedule`]: when a schedule comes due — pure functions of a cadence and times.
+//! - [`service`]: the scheduler and worker loops `cls serve` runs, with graceful shutdown.
+//! - [`tokens`]: API tokens, dashboard passwords and sessions — how they are made, hashed
+//!   and checked, shared by both backends.
 //! - [`runner`]: the scheduler and runner — [`Runner::step`] queues due runs and executes
 //!   one queued run through the engine; time comes from an injectable [`Clock`].
 
@@ -17,13 +20,16 @@ pub mod model;
 pub mod runner;
 pub mod schedule;
 pub mod secrets;
+pub mod service;
 pub mod store;
+pub mod tokens;
 
 pub use model::{
-    Cadence, Configuration, ConfigurationId, ConfigurationPatch, CronExpression, Every,
-    NewConfiguration, NewProject, NewRun, NewSchedule, Page, PageRequest, Paused, Project,
-    ProjectId, ProjectPatch, RunError, RunId, RunStatus, RunUpdate, Schedule, ScheduleId,
-    SchedulePatch, SyncMode, SyncRun, Trigger, TypeStats, DEFAULT_SCHEMA,
+    ApiToken, ApiTokenId, Cadence, Configuration, ConfigurationId, ConfigurationPatch,
+    CronExpression, Every, Heartbeat, NewConfiguration, NewProject, NewRun, NewSchedule, Page,
+    PageRequest, Paused, Project, ProjectId, ProjectPatch, RotationReport, RunError, RunId,
+    RunStatus, RunUpdate, Schedule, ScheduleId, SchedulePatch, Session, SessionId, SyncMode,
+    SyncRun, Trigger, TypeStats, User, UserId, DEFAULT_SCHEMA,
 };
 pub use runner::{
     Clock, ExecutedRun, ManualClock, Runner, RunnerConfig, RunnerError, ScheduledRun, StepOutcome,

@@ -13,6 +13,7 @@ use std::str::FromStr;
 use chrono::{DateTime, Utc};
 use cls_destination::{DatabaseKind, DatabaseUrl};
 use cls_stripe::{ApiKey, KeyKind, Mode};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 /// Schema used in a project's database when none is given.
@@ -49,6 +50,18 @@ id_type!(
     /// Identifies a sync run.
     RunId
 );
+id_type!(
+    /// Identifies an API token (shown in `cls admin list-api-keys`, used to revoke it).
+    ApiTokenId
+);
+id_type!(
+    /// Identifies a dashboard user.
+    UserId
+);
+id_type!(
+    /// Identifies a dashboard session.
+    SessionId
+);
 
 /// A stored enum's text did not match any variant (a damaged or newer state database).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,7 +78,7 @@ pub struct UnknownVariant {
 macro_rules! text_enum {
     ($(#[$doc:meta])* $name:ident, $what:literal { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(rename_all = "snake_case")]
         pub enum $name {
             $($(#[$vdoc])* $variant),+
@@ -273,6 +286,9 @@ pub struct Configuration {
     pub active: bool,
     /// Whether its project is active (read with the configuration).
     pub project_active: bool,
+    /// The Stripe webhook signing secret (`whsec_…`) that deliveries for this configuration
+    /// are checked with (decrypted; `Debug` shows `[REDACTED]`); `None` when not set.
+    pub webhook_secret: Option<SecretString>,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it last changed.
@@ -280,6 +296,11 @@ pub struct Configuration {
 }
 
 impl Configuration {
+    /// Whether a webhook signing secret is set (for masked display: show "set", never it).
+    pub fn has_webhook_secret(&self) -> bool {
+        self.webhook_secret.is_some()
+    }
+
     /// `Some` when this configuration cannot sync: its project or itself is switched off.
     pub fn paused(&self) -> Option<Paused> {
         if !self.project_active {
@@ -313,6 +334,8 @@ pub struct NewConfiguration {
     pub data_types: Vec<&'static cls_catalog::DataType>,
     /// Optional Stripe-compatible API base.
     pub stripe_api_base: Option<url::Url>,
+    /// Optional Stripe webhook signing secret (`whsec_…`), sealed at rest.
+    pub webhook_secret: Option<SecretString>,
 }
 
 /// Changes to a configuration. Only these fields can change: provider, project, data types
@@ -325,6 +348,9 @@ pub struct ConfigurationPatch {
     pub active: Option<bool>,
     /// A replacement key (rotation).
     pub key: Option<ApiKey>,
+    /// The webhook signing secret: `None` leaves it, `Some(Some(s))` sets it,
+    /// `Some(None)` clears it.
+    pub webhook_secret: Option<Option<SecretString>>,
 }
 
 /// When a schedule comes due.
@@ -522,6 +548,89 @@ pub struct SyncRun {
     pub stats: BTreeMap<String, TypeStats>,
     /// Errors, in the order met.
     pub errors: Vec<RunError>,
+    /// The worker holding the run's lease while it runs (kept after it ends, to say who
+    /// ran it); `None` before it was claimed.
+    pub worker_id: Option<String>,
+    /// When that worker last said it was alive; a running run whose heartbeat is older than
+    /// the lease is taken over by another worker.
+    pub heartbeat_at: Option<DateTime<Utc>>,
+    /// Someone asked to cancel the running run; its worker stops it at the next heartbeat.
+    pub cancel_requested: bool,
+}
+
+/// What a heartbeat learned about its run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat {
+    /// Someone asked to cancel the run: stop it (at a checkpoint) and record it canceled.
+    pub cancel_requested: bool,
+}
+
+/// What [`crate::Store::rotate_master_key`] re-sealed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RotationReport {
+    /// Projects whose database URL was re-sealed.
+    pub projects: u64,
+    /// Configurations whose Stripe key was re-sealed.
+    pub configurations: u64,
+    /// Webhook secrets re-sealed.
+    pub webhook_secrets: u64,
+}
+
+/// A REST API token as listed: never its secret part, which is shown once at creation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiToken {
+    /// Its id (to revoke it).
+    pub id: ApiTokenId,
+    /// Name given by whoever created it ("ci", "grafana").
+    pub name: String,
+    /// The public start of the token (`cls_1a2b3c4d`), to recognise it in lists.
+    pub prefix: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last authenticated a request (updated at most about once a minute).
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// When it was revoked; a revoked token authenticates nothing.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A dashboard user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Its id.
+    pub id: UserId,
+    /// The name it signs in with (unique).
+    pub username: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A signed-in dashboard session. `Debug` leaves out the CSRF token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Session {
+    /// Its id (to sign out).
+    pub id: SessionId,
+    /// Who is signed in.
+    pub user_id: UserId,
+    /// Their username.
+    pub username: String,
+    /// The token every state-changing form must echo (double-submit CSRF protection).
+    pub csrf_token: String,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it stops being accepted.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl fmt::Debug for Session {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("username", &self.username)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What queuing a run takes.

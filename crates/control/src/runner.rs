@@ -83,12 +83,44 @@ impl Clock for ManualClock {
     }
 }
 
-/// How the runner reaches Stripe.
-#[derive(Debug, Clone, Default)]
+/// How the runner reaches Stripe and holds its runs' leases.
+#[derive(Debug, Clone)]
 pub struct RunnerConfig {
     /// The server's `--stripe-api-base`, used by configurations without their own; `None`
     /// means Stripe's.
     pub stripe_api_base: Option<Url>,
+    /// This worker's name in run leases (default: host name, process id and a random
+    /// suffix, unique per runner).
+    pub worker_id: String,
+    /// How long a running run's heartbeat stays valid; a run whose worker has been silent
+    /// longer is taken over by another worker (default: 60 s).
+    pub lease: chrono::Duration,
+    /// How often a running run's worker sends a heartbeat, with live progress (default:
+    /// 5 s; keep it well under `lease`).
+    pub heartbeat_every: std::time::Duration,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        RunnerConfig {
+            stripe_api_base: None,
+            worker_id: default_worker_id(),
+            lease: chrono::Duration::seconds(60),
+            heartbeat_every: std::time::Duration::from_secs(5),
+        }
+    }
+}
+
+/// `host-pid-random`: readable in the run history, unique across restarts and runners.
+fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "cls".to_string());
+    let suffix: u32 = rand::random();
+    format!("{host}-{}-{suffix:08x}", std::process::id())
 }
 
 /// What went wrong in a step. Failures of a run itself (Stripe, the destination) are not
@@ -245,7 +277,11 @@ impl Runner {
     /// Claims the oldest queued run whose configuration is not running, executes it and
     /// records how it ended. `None` when no run can start.
     pub async fn run_next(&self) -> Result<Option<ExecutedRun>, RunnerError> {
-        let Some(run) = self.store.claim_next_run(self.clock.now()).await? else {
+        let Some(run) = self
+            .store
+            .claim_next_run(self.clock.now(), &self.config.worker_id, self.config.lease)
+            .await?
+        else {
             return Ok(None);
         };
         self.execute(run).await.map(Some)
@@ -280,10 +316,14 @@ impl Runner {
             errors: Some(ended.errors),
             ..RunUpdate::default()
         };
-        let recorded = match self.store.update_run(run.id, update).await {
+        let recorded = match self
+            .store
+            .finish_run(run.id, &self.config.worker_id, update)
+            .await
+        {
             Ok(r) => r,
-            // Canceled while it ran: the cancel stands.
-            Err(StoreError::RunFinished { .. }) => self.store.run(run.id).await?,
+            // Taken over or ended by someone else meanwhile: theirs stands.
+            Err(StoreError::LeaseLost { .. }) => self.store.run(run.id).await?,
             Err(e) => return Err(e.into()),
         };
         let mut paused = Vec::new();

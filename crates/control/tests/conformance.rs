@@ -8,15 +8,16 @@ use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
 use cls_control::{
-    Cadence, ConfigurationId, ConfigurationPatch, CronExpression, Entity, Every, MasterKey,
-    NewConfiguration, NewProject, NewRun, NewSchedule, PageRequest, Paused, PostgresStore,
-    ProjectId, ProjectPatch, QueuedRun, RunError, RunId, RunStatus, RunUpdate, ScheduleId,
-    SchedulePatch, SecretsError, SqliteStore, StateUrl, Store, StoreError, SyncMode, Trigger,
-    TypeStats,
+    ApiTokenId, Cadence, ConfigurationId, ConfigurationPatch, CronExpression, Entity, Every,
+    MasterKey, NewConfiguration, NewProject, NewRun, NewSchedule, PageRequest, Paused,
+    PostgresStore, ProjectId, ProjectPatch, QueuedRun, RunError, RunId, RunStatus, RunUpdate,
+    ScheduleId, SchedulePatch, SecretsError, SqliteStore, StateUrl, Store, StoreError, SyncMode,
+    Trigger, TypeStats, UserId,
 };
 use cls_destination::{DatabaseKind, DatabaseUrl};
 use cls_stripe::{ApiKey, KeyKind, Mode};
 use cls_testkit::db::TestDb;
+use secrecy::{ExposeSecret, SecretString};
 
 /// The password used in project URLs; must never appear in the state database.
 const DB_PASSWORD: &str = "pw-Zq81xKe0tSecret";
@@ -24,6 +25,11 @@ const DB_PASSWORD: &str = "pw-Zq81xKe0tSecret";
 const STRIPE_KEY: &str = "rk_test_51ConformanceKeyBodyAbCdEf0123";
 /// The replacement key for rotation tests.
 const ROTATED_KEY: &str = "rk_live_51RotatedKeyBodyZyXw98765";
+
+/// The worker name claims are made under.
+const WORKER: &str = "worker-a";
+/// The run lease used in claims.
+const LEASE: chrono::Duration = chrono::Duration::seconds(60);
 
 type TestResult = Result<(), StoreError>;
 
@@ -128,6 +134,23 @@ impl Harness {
         }
     }
 
+    /// Runs one raw statement on the state database (to set up what the API cannot, such
+    /// as an expired session).
+    async fn execute(&self, sql: &str) {
+        match &self.raw {
+            Raw::Sqlite(path) => {
+                let pool =
+                    must(sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await);
+                must(sqlx::query(sql).execute(&pool).await);
+                pool.close().await;
+            }
+            // The store's own pool: its search_path is the control schema.
+            Raw::Postgres(pool) => {
+                must(sqlx::query(sql).execute(pool).await);
+            }
+        }
+    }
+
     async fn finish(self) {
         if let Raw::Postgres(pool) = &self.raw {
             pool.close().await;
@@ -171,6 +194,7 @@ fn new_configuration(name: &str, project_id: ProjectId) -> NewConfiguration {
         key: api_key(STRIPE_KEY),
         data_types: must(cls_catalog::parse_list("invoices,customers")),
         stripe_api_base: None,
+        webhook_secret: None,
     }
 }
 
@@ -679,7 +703,7 @@ mod scenarios {
             trigger: Trigger::Manual,
             mode: SyncMode::Full,
         };
-        assert!(s.claim_next_run(Utc::now()).await?.is_none());
+        assert!(s.claim_next_run(Utc::now(), WORKER, LEASE).await?.is_none());
 
         let a1 = s.queue_run(manual(a.id)).await?;
         assert!(matches!(a1, QueuedRun::Queued { behind: None, .. }));
@@ -691,7 +715,10 @@ mod scenarios {
 
         // Oldest first; it becomes running with the given start time.
         let now = Utc::now();
-        let claimed = s.claim_next_run(now).await?.ok_or_else(none)?;
+        let claimed = s
+            .claim_next_run(now, WORKER, LEASE)
+            .await?
+            .ok_or_else(none)?;
         assert_eq!(claimed.id, a1.run().id);
         assert_eq!(claimed.status, RunStatus::Running);
         assert_eq!(
@@ -702,9 +729,12 @@ mod scenarios {
         // Sync Now during a's run: queued behind it, and it does not start while a runs.
         let a2 = s.queue_run(manual(a.id)).await?;
         assert!(matches!(a2, QueuedRun::Queued { behind: Some(r), .. } if r == claimed.id));
-        let next = s.claim_next_run(Utc::now()).await?.ok_or_else(none)?;
+        let next = s
+            .claim_next_run(Utc::now(), WORKER, LEASE)
+            .await?
+            .ok_or_else(none)?;
         assert_eq!(next.id, b1.run().id, "b's run starts; a's second waits");
-        assert!(s.claim_next_run(Utc::now()).await?.is_none());
+        assert!(s.claim_next_run(Utc::now(), WORKER, LEASE).await?.is_none());
 
         s.update_run(
             claimed.id,
@@ -715,9 +745,12 @@ mod scenarios {
             },
         )
         .await?;
-        let last = s.claim_next_run(Utc::now()).await?.ok_or_else(none)?;
+        let last = s
+            .claim_next_run(Utc::now(), WORKER, LEASE)
+            .await?
+            .ok_or_else(none)?;
         assert_eq!(last.id, a2.run().id);
-        assert!(s.claim_next_run(Utc::now()).await?.is_none());
+        assert!(s.claim_next_run(Utc::now(), WORKER, LEASE).await?.is_none());
 
         let missing = s.queue_run(manual(ConfigurationId(999_999))).await;
         assert!(matches!(&missing, Err(e) if not_found(e, Entity::Configuration)));
@@ -987,6 +1020,214 @@ mod scenarios {
         Ok(())
     }
 
+    /// API tokens: shown once, stored hashed, listed by prefix, authenticated (cached),
+    /// revoked at once even while cached, and every refusal is `Unauthorized` with a fix.
+    pub async fn api_tokens(h: &Harness) -> TestResult {
+        let s = &h.store;
+        let (ci, token) = s.create_api_token("  ci  ").await?;
+        let token = token.expose_secret().to_string();
+        assert_eq!(ci.name, "ci");
+        assert!(
+            token.starts_with(&format!("{}_", ci.prefix)),
+            "token/prefix mismatch"
+        );
+        assert!(ci.prefix.starts_with("cls_") && ci.prefix.len() == 12);
+        assert!(token.len() >= ci.prefix.len() + 1 + 32);
+        assert!(ci.last_used_at.is_none() && ci.revoked_at.is_none());
+        let (grafana, other) = s.create_api_token("grafana").await?;
+        assert!(matches!(
+            s.create_api_token(" ").await,
+            Err(StoreError::Invalid { field: "name", .. })
+        ));
+
+        let listed = s.list_api_tokens(PageRequest::default()).await?;
+        assert_eq!(listed.total, 2);
+        assert_eq!(listed.items, [ci.clone(), grafana.clone()]);
+
+        let who = s.authenticate_api_token(&token).await?;
+        assert_eq!(who.id, ci.id);
+        let first_use = who.last_used_at.ok_or_else(none)?;
+        // Cached now; still answered, and last_used_at is not rewritten within a minute.
+        let again = s.authenticate_api_token(&token).await?;
+        assert_eq!(again.last_used_at, Some(first_use));
+        assert_eq!(
+            s.authenticate_api_token(other.expose_secret()).await?.id,
+            grafana.id
+        );
+
+        // The stored hash is argon2id, and the token itself is nowhere in the database.
+        let dump = h.dump().await;
+        assert!(dump.contains("$argon2id$"), "token hashes are argon2id");
+        assert!(dump.contains(&ci.prefix));
+        assert!(!dump.contains(&token), "a token was stored in plain text");
+        assert!(!dump.contains(other.expose_secret()));
+
+        // Refusals: malformed, unknown prefix, right prefix with a wrong secret.
+        let wrong_secret = format!("{}_{}", ci.prefix, "Z".repeat(40));
+        let unknown = format!("cls_00000000_{}", "a".repeat(40));
+        for bad in ["", "Bearer x", "cls_nothex!!_abc", &unknown, &wrong_secret] {
+            let err = s.authenticate_api_token(bad).await.err().ok_or_else(none)?;
+            assert!(matches!(err, StoreError::Unauthorized { .. }), "{err:?}");
+            assert!(
+                err.to_string().contains("cls admin create-api-key"),
+                "{err}"
+            );
+        }
+
+        // Revoked: refused at once, although the verification is cached.
+        let revoked = s.revoke_api_token(ci.id).await?;
+        let revoked_at = revoked.revoked_at.ok_or_else(none)?;
+        let err = s
+            .authenticate_api_token(&token)
+            .await
+            .err()
+            .ok_or_else(none)?;
+        assert!(matches!(err, StoreError::Unauthorized { .. }));
+        assert!(err.to_string().contains("revoked"), "{err}");
+        // Revoking again keeps the first time; the other token still works.
+        assert_eq!(
+            s.revoke_api_token(ci.id).await?.revoked_at,
+            Some(revoked_at)
+        );
+        assert_eq!(
+            s.authenticate_api_token(other.expose_secret()).await?.id,
+            grafana.id
+        );
+        // Another node (no cache) agrees.
+        let fresh = h.reopen(MasterKey::generate()).await?;
+        assert!(fresh.authenticate_api_token(&token).await.is_err());
+        assert_eq!(
+            fresh
+                .authenticate_api_token(other.expose_secret())
+                .await?
+                .id,
+            grafana.id
+        );
+        let missing = s.revoke_api_token(ApiTokenId(404_404)).await;
+        assert!(matches!(&missing, Err(e) if not_found(e, Entity::ApiToken)));
+        Ok(())
+    }
+
+    /// Dashboard users and sessions: passwords hashed and checked, short ones refused,
+    /// usernames unique, sessions found by token until they expire or are deleted.
+    pub async fn users_and_sessions(h: &Harness) -> TestResult {
+        let s = &h.store;
+        let password = SecretString::from("correct horse battery");
+        assert_eq!(s.user_count().await?, 0);
+        let short = s
+            .create_user("admin", &SecretString::from("short"))
+            .await
+            .err()
+            .ok_or_else(none)?;
+        assert!(
+            matches!(
+                short,
+                StoreError::Invalid {
+                    field: "password",
+                    ..
+                }
+            ),
+            "{short:?}"
+        );
+        assert!(short.to_string().contains("12 characters"), "{short}");
+        let admin = s.create_user(" admin ", &password).await?;
+        assert_eq!(admin.username, "admin");
+        assert_eq!(s.user_count().await?, 1);
+        let taken = s
+            .create_user("admin", &password)
+            .await
+            .err()
+            .ok_or_else(none)?;
+        assert!(
+            matches!(
+                taken,
+                StoreError::Invalid {
+                    field: "username",
+                    ..
+                }
+            ),
+            "{taken:?}"
+        );
+
+        assert_eq!(
+            s.verify_user_password("admin", &password).await?.id,
+            admin.id
+        );
+        for (user, pw) in [
+            ("admin", "Correct horse battery"),
+            ("nobody", "correct horse battery"),
+        ] {
+            let err = s
+                .verify_user_password(user, &SecretString::from(pw))
+                .await
+                .err()
+                .ok_or_else(none)?;
+            assert!(matches!(err, StoreError::Unauthorized { .. }), "{err:?}");
+        }
+
+        let (session, token) = s
+            .create_session(admin.id, chrono::Duration::hours(12))
+            .await?;
+        assert_eq!(session.user_id, admin.id);
+        assert_eq!(session.username, "admin");
+        assert!(session.csrf_token.len() >= 32);
+        assert!(!format!("{session:?}").contains(&session.csrf_token));
+        assert!(session.expires_at > Utc::now() + chrono::Duration::hours(11));
+        let found = s.session_by_token(token.expose_secret()).await?;
+        assert_eq!(found, session);
+        let dump = h.dump().await;
+        assert!(
+            !dump.contains(token.expose_secret()),
+            "a session token was stored"
+        );
+        assert!(
+            !dump.contains("correct horse battery"),
+            "a password was stored"
+        );
+
+        let err = s
+            .session_by_token("not-a-session")
+            .await
+            .err()
+            .ok_or_else(none)?;
+        assert!(matches!(err, StoreError::Unauthorized { .. }));
+        assert!(err.to_string().contains("sign in again"), "{err}");
+        assert!(matches!(
+            s.create_session(admin.id, chrono::Duration::zero()).await,
+            Err(StoreError::Invalid { field: "ttl", .. })
+        ));
+        let nobody = s
+            .create_session(UserId(9_999), chrono::Duration::hours(1))
+            .await
+            .err()
+            .ok_or_else(none)?;
+        assert!(not_found(&nobody, Entity::User));
+
+        s.delete_session(session.id).await?;
+        assert!(s.session_by_token(token.expose_secret()).await.is_err());
+        assert!(not_found(
+            &s.delete_session(session.id).await.err().ok_or_else(none)?,
+            Entity::Session
+        ));
+
+        // An expired session is refused.
+        let (short_lived, token) = s
+            .create_session(admin.id, chrono::Duration::seconds(1))
+            .await?;
+        h.execute(&format!(
+            "UPDATE sessions SET expires_at = created_at WHERE id = {}",
+            short_lived.id
+        ))
+        .await;
+        let err = s
+            .session_by_token(token.expose_secret())
+            .await
+            .err()
+            .ok_or_else(none)?;
+        assert!(matches!(err, StoreError::Unauthorized { .. }));
+        Ok(())
+    }
+
     fn none() -> StoreError {
         StoreError::Invalid {
             field: "test",
@@ -1040,6 +1281,8 @@ conformance!(
     reopening_keeps_state,
     run_queue,
     schedule_due_slots,
+    api_tokens,
+    users_and_sessions,
 );
 
 /// Several nodes starting at once on a fresh PostgreSQL database all come up (schema
@@ -1098,9 +1341,9 @@ async fn postgres_nodes_claiming_together() {
         }
         configurations.push(c.id);
     }
-    let claims = stores
-        .iter()
-        .flat_map(|s| (0..3).map(move |_| async move { must(s.claim_next_run(Utc::now()).await) }));
+    let claims = stores.iter().flat_map(|s| {
+        (0..3).map(move |_| async move { must(s.claim_next_run(Utc::now(), WORKER, LEASE).await) })
+    });
     let claimed: Vec<_> = futures::future::join_all(claims)
         .await
         .into_iter()

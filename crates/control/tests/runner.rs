@@ -17,6 +17,11 @@ use cls_emulator::RunningEmulator;
 use cls_stripe::ApiKey;
 use cls_testkit::db::TestDb;
 
+/// The worker name claims are made under outside the runner.
+const WORKER: &str = "another-worker";
+/// The run lease used in those claims.
+const LEASE: Duration = Duration::seconds(60);
+
 /// Customers the emulator's account holds.
 const CUSTOMERS: usize = 12;
 
@@ -124,6 +129,7 @@ impl World {
                     key: must(ApiKey::parse(key)),
                     data_types,
                     stripe_api_base: Some(must(url::Url::parse(&self.emulator.base_url))),
+                    webhook_secret: None,
                 })
                 .await,
         )
@@ -246,7 +252,7 @@ async fn sync_now_during_a_run_is_queued_once() {
     let first = must(w.runner.sync_now(c.id, SyncMode::Full).await);
     assert!(matches!(first, QueuedRun::Queued { behind: None, .. }));
     // Another worker takes it: it is running now.
-    let running = must(w.store.claim_next_run(w.clock.now()).await)
+    let running = must(w.store.claim_next_run(w.clock.now(), WORKER, LEASE).await)
         .unwrap_or_else(|| panic!("the queued run could not be claimed"));
     assert_eq!(running.id, first.run().id);
     assert_eq!(running.status, RunStatus::Running);

@@ -12,7 +12,12 @@
 //! - a configuration's provider, project and data types never change after creation
 //!   ([`ConfigurationPatch`] cannot express it);
 //! - an inactive project or configuration shows as paused ([`Configuration::paused`],
-//!   [`Schedule::paused`]).
+//!   [`Schedule::paused`]);
+//! - API tokens, passwords and session tokens are stored only as hashes
+//!   ([`crate::tokens`]);
+//! - a running run belongs to the worker holding its lease: only that worker's heartbeats
+//!   and final record are accepted ([`StoreError::LeaseLost`]), and a run whose heartbeat is
+//!   older than the lease is taken over by the next claim, keeping its id.
 
 mod postgres;
 mod rows;
@@ -26,10 +31,15 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use cls_destination::{DatabaseKind, DatabaseUrl};
 
+use std::collections::BTreeMap;
+
+use secrecy::SecretString;
+
 use crate::model::{
-    Configuration, ConfigurationId, ConfigurationPatch, NewConfiguration, NewProject, NewRun,
-    NewSchedule, Page, PageRequest, Project, ProjectId, ProjectPatch, RunId, RunUpdate, Schedule,
-    ScheduleId, SchedulePatch, SyncRun,
+    ApiToken, ApiTokenId, Configuration, ConfigurationId, ConfigurationPatch, Heartbeat,
+    NewConfiguration, NewProject, NewRun, NewSchedule, Page, PageRequest, Project, ProjectId,
+    ProjectPatch, RotationReport, RunError, RunId, RunStatus, RunUpdate, Schedule, ScheduleId,
+    SchedulePatch, Session, SessionId, SyncRun, TypeStats, User, UserId,
 };
 use crate::secrets::{MasterKey, SecretsError};
 
@@ -47,6 +57,12 @@ pub enum Entity {
     Schedule,
     /// A sync run.
     Run,
+    /// An API token.
+    ApiToken,
+    /// A dashboard user.
+    User,
+    /// A dashboard session.
+    Session,
 }
 
 impl fmt::Display for Entity {
@@ -56,6 +72,9 @@ impl fmt::Display for Entity {
             Entity::Configuration => "configuration",
             Entity::Schedule => "schedule",
             Entity::Run => "sync run",
+            Entity::ApiToken => "API token",
+            Entity::User => "user",
+            Entity::Session => "session",
         })
     }
 }
@@ -98,6 +117,23 @@ pub enum StoreError {
         /// How it ended.
         status: crate::model::RunStatus,
     },
+    /// A credential (API token, password, session) was refused: malformed, unknown,
+    /// revoked or expired. The API answers 401 with `reason`.
+    #[error("{reason}")]
+    Unauthorized {
+        /// What was wrong and what to do, without saying more than needed.
+        reason: &'static str,
+    },
+    /// The run is no longer this worker's: another worker took it over after missed
+    /// heartbeats, or it ended. The worker stops and records nothing.
+    #[error("sync run {id} is no longer held by this worker (another worker took it over after missed heartbeats, or it ended): stop working on it; its current owner records the outcome")]
+    LeaseLost {
+        /// The run.
+        id: i64,
+    },
+    /// Hashing a password or token failed (not expected with valid inputs).
+    #[error("hashing a password or token failed ({0}): retry, and report this if it persists")]
+    Hash(argon2::password_hash::Error),
     /// A value given to the store is not acceptable (the API answers 400 naming `field`).
     #[error("{reason}")]
     Invalid {
@@ -274,10 +310,91 @@ pub trait Store: Send + Sync + fmt::Debug {
         expected: Option<DateTime<Utc>>,
         slot: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
-    /// Claims the oldest queued run whose configuration has no running run, marking it
-    /// running since `now`, atomically: two workers never claim the same run, nor two runs
-    /// of one configuration. `None` when nothing can start.
-    async fn claim_next_run(&self, now: DateTime<Utc>) -> Result<Option<SyncRun>, StoreError>;
+    /// Claims a run for `worker`, atomically (two workers never claim the same run, and a
+    /// configuration never has two live running runs). First a *running* run whose
+    /// heartbeat is older than `now - lease` (its worker died): it is taken over, same id,
+    /// worker and heartbeat set to this one and `now`; the engine resumes from its
+    /// checkpoints. Otherwise the oldest queued run whose configuration has no running run,
+    /// marked running since `now`. `None` when nothing can start.
+    async fn claim_next_run(
+        &self,
+        now: DateTime<Utc>,
+        worker: &str,
+        lease: chrono::Duration,
+    ) -> Result<Option<SyncRun>, StoreError>;
+    /// Says `worker` is still executing run `id` at `now`, with its live per-data-type
+    /// counters when given (for progress bars). Tells whether a cancel was requested;
+    /// [`StoreError::LeaseLost`] when the run is no longer this worker's.
+    async fn heartbeat(
+        &self,
+        id: RunId,
+        worker: &str,
+        now: DateTime<Utc>,
+        stats: Option<BTreeMap<String, TypeStats>>,
+    ) -> Result<Heartbeat, StoreError>;
+    /// Records how `worker`'s run ended, only while it still holds the lease
+    /// ([`StoreError::LeaseLost`] otherwise: whoever took it over records it).
+    async fn finish_run(
+        &self,
+        id: RunId,
+        worker: &str,
+        update: RunUpdate,
+    ) -> Result<SyncRun, StoreError>;
+    /// Cancels a run: a queued one ends `canceled` at `now` (it never started); a running
+    /// one is marked `cancel_requested` and stays running until its worker stops it at a
+    /// checkpoint. [`StoreError::RunFinished`] when it has ended.
+    async fn request_cancel(&self, id: RunId, now: DateTime<Utc>) -> Result<SyncRun, StoreError>;
+    /// How many runs are in each status (every status present, zeros included).
+    async fn run_status_counts(&self) -> Result<BTreeMap<RunStatus, u64>, StoreError>;
+
+    /// Creates an API token named `name`. The token is returned once, here; only its
+    /// prefix and an argon2id hash are stored.
+    async fn create_api_token(&self, name: &str) -> Result<(ApiToken, SecretString), StoreError>;
+    /// API tokens (revoked ones included), oldest first.
+    async fn list_api_tokens(&self, page: PageRequest) -> Result<Page<ApiToken>, StoreError>;
+    /// Revokes a token; it authenticates nothing from now on (revoking twice keeps the
+    /// first time).
+    async fn revoke_api_token(&self, id: ApiTokenId) -> Result<ApiToken, StoreError>;
+    /// The token a request's `Authorization: Bearer …` names, or
+    /// [`StoreError::Unauthorized`] (malformed, unknown, revoked). Successful argon2 checks
+    /// are cached briefly; revocation is read from the database every time. Updates
+    /// `last_used_at` at most about once a minute.
+    async fn authenticate_api_token(&self, token: &str) -> Result<ApiToken, StoreError>;
+
+    /// Dashboard users there are (0: the dashboard asks to create the first one).
+    async fn user_count(&self) -> Result<u64, StoreError>;
+    /// Creates a dashboard user; passwords under 12 characters and taken usernames are
+    /// refused ([`StoreError::Invalid`]).
+    async fn create_user(
+        &self,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<User, StoreError>;
+    /// The user when `password` is theirs; [`StoreError::Unauthorized`] otherwise (an
+    /// unknown username takes about as long as a wrong password).
+    async fn verify_user_password(
+        &self,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<User, StoreError>;
+    /// Signs a user in for `ttl`: the session and its token (for the cookie; only its
+    /// SHA-256 is stored).
+    async fn create_session(
+        &self,
+        user: UserId,
+        ttl: chrono::Duration,
+    ) -> Result<(Session, SecretString), StoreError>;
+    /// The session a cookie's token names; [`StoreError::Unauthorized`] when unknown or
+    /// expired.
+    async fn session_by_token(&self, token: &str) -> Result<Session, StoreError>;
+    /// Signs a session out.
+    async fn delete_session(&self, id: SessionId) -> Result<(), StoreError>;
+
+    /// Re-seals every secret (database URLs, Stripe keys, webhook secrets) under `new` in
+    /// one transaction — all or nothing — after which this store uses `new`. Every secret
+    /// must open with the current key first. Other nodes still hold the old key: stop them
+    /// while rotating and start them with the new one.
+    async fn rotate_master_key(&self, new: MasterKey) -> Result<RotationReport, StoreError>;
 }
 
 /// What [`Store::queue_run`] did.
@@ -373,7 +490,6 @@ fn check_schema(schema: &str) -> Result<String, StoreError> {
     }
 }
 
-/// Converts a page request into SQL `LIMIT`/`OFFSET` values.
 /// `NotFound` for `entity` `id` when a statement that names it by id touched no row.
 fn found(affected: u64, entity: Entity, id: i64) -> Result<(), StoreError> {
     if affected == 0 {
@@ -383,10 +499,69 @@ fn found(affected: u64, entity: Entity, id: i64) -> Result<(), StoreError> {
     }
 }
 
+/// Converts a page request into SQL `LIMIT`/`OFFSET` values.
 fn limit_offset(page: PageRequest) -> (i64, i64) {
     let limit = i64::try_from(page.limit.clamp(1, 1000)).unwrap_or(1000);
     let offset = i64::try_from(page.offset).unwrap_or(i64::MAX);
     (limit, offset)
+}
+
+/// The error recorded on a queued run canceled before a worker took it.
+fn canceled_before_start() -> Vec<RunError> {
+    vec![RunError {
+        data_type: None,
+        message: "canceled before it started: nothing was copied; sync again when you want it"
+            .into(),
+    }]
+}
+
+/// Checks a session's time to live.
+fn check_ttl(ttl: chrono::Duration) -> Result<(), StoreError> {
+    if ttl <= chrono::Duration::zero() {
+        return Err(StoreError::Invalid {
+            field: "ttl",
+            reason: "a session must last longer than zero: give a positive time to live".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Counts per status from `(status, count)` rows, every status present.
+fn status_counts(rows: Vec<(String, i64)>) -> Result<BTreeMap<RunStatus, u64>, StoreError> {
+    let mut counts: BTreeMap<RunStatus, u64> = RunStatus::ALL.iter().map(|s| (*s, 0)).collect();
+    for (status, n) in rows {
+        let status = status
+            .parse::<RunStatus>()
+            .map_err(|e| StoreError::Corrupt {
+                what: "run status",
+                reason: e.to_string(),
+            })?;
+        counts.insert(status, u64::try_from(n).unwrap_or(0));
+    }
+    Ok(counts)
+}
+
+/// `NotFound` or `LeaseLost` for a lease-guarded statement that touched no row: the run
+/// exists (`exists`) but is not this worker's running run.
+fn lease_lost(exists: bool, id: RunId) -> StoreError {
+    if exists {
+        StoreError::LeaseLost { id: id.0 }
+    } else {
+        StoreError::NotFound {
+            entity: Entity::Run,
+            id: id.0,
+        }
+    }
+}
+
+/// A unique-constraint violation becomes `Invalid` naming `field`; other errors pass.
+fn unique_or(e: sqlx::Error, field: &'static str, reason: String) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Invalid { field, reason }
+        }
+        _ => StoreError::Database(e),
+    }
 }
 
 #[cfg(test)]

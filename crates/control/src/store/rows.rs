@@ -14,10 +14,12 @@ use sqlx::types::Json;
 
 use super::StoreError;
 use crate::model::{
-    Cadence, Configuration, ConfigurationId, CronExpression, Every, Project, ProjectId, RunError,
-    RunId, Schedule, ScheduleId, SyncRun, TypeStats,
+    ApiToken, ApiTokenId, Cadence, Configuration, ConfigurationId, CronExpression, Every, Project,
+    ProjectId, RunError, RunId, Schedule, ScheduleId, Session, SessionId, SyncRun, TypeStats, User,
+    UserId,
 };
 use crate::secrets::{MasterKey, Sealed};
+use crate::tokens::StoredApiToken;
 
 /// Columns of `projects`.
 #[derive(sqlx::FromRow)]
@@ -67,6 +69,8 @@ pub(super) struct ConfigurationRow {
     pub active: bool,
     /// The project's `active`.
     pub project_active: bool,
+    /// `webhook_secret_sealed`.
+    pub webhook_secret_sealed: Option<String>,
     /// `created_at`.
     pub created_at: DateTime<Utc>,
     /// `updated_at`.
@@ -125,6 +129,72 @@ pub(super) struct RunRow {
     pub stats: Json<BTreeMap<String, TypeStats>>,
     /// `errors` (JSON array).
     pub errors: Json<Vec<RunError>>,
+    /// `worker_id`.
+    pub worker_id: Option<String>,
+    /// `heartbeat_at`.
+    pub heartbeat_at: Option<DateTime<Utc>>,
+    /// `cancel_requested`.
+    pub cancel_requested: bool,
+}
+
+/// Columns of `api_tokens`.
+#[derive(sqlx::FromRow)]
+pub(super) struct ApiTokenRow {
+    /// `id`.
+    pub id: i64,
+    /// `name`.
+    pub name: String,
+    /// `prefix`.
+    pub prefix: String,
+    /// `token_hash` (argon2id PHC string).
+    pub token_hash: String,
+    /// `created_at`.
+    pub created_at: DateTime<Utc>,
+    /// `last_used_at`.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// `revoked_at`.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Columns of `users`.
+#[derive(sqlx::FromRow)]
+pub(super) struct UserRow {
+    /// `id`.
+    pub id: i64,
+    /// `username`.
+    pub username: String,
+    /// `password_hash` (argon2id PHC string).
+    pub password_hash: String,
+    /// `created_at`.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Columns of `sessions`, plus the user's `username`.
+#[derive(sqlx::FromRow)]
+pub(super) struct SessionRow {
+    /// `id`.
+    pub id: i64,
+    /// `user_id`.
+    pub user_id: i64,
+    /// The user's `username`.
+    pub username: String,
+    /// `csrf_token`.
+    pub csrf_token: String,
+    /// `created_at`.
+    pub created_at: DateTime<Utc>,
+    /// `expires_at`.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The secret columns of one configuration, for master key rotation.
+#[derive(sqlx::FromRow)]
+pub(super) struct ConfigurationSecretsRow {
+    /// `id`.
+    pub id: i64,
+    /// `stripe_key_sealed`.
+    pub stripe_key_sealed: String,
+    /// `webhook_secret_sealed`.
+    pub webhook_secret_sealed: Option<String>,
 }
 
 /// How a database kind is stored.
@@ -163,6 +233,21 @@ pub(super) fn cadence_columns(cadence: &Cadence) -> (&'static str, Option<String
 pub(super) fn seal_url(key: &MasterKey, url: &DatabaseUrl) -> Result<String, StoreError> {
     let secret = SecretString::from(url.expose());
     Ok(key.seal(&secret)?.as_str().to_string())
+}
+
+/// Seals any secret text (webhook secrets).
+pub(super) fn seal_secret(key: &MasterKey, secret: &SecretString) -> Result<String, StoreError> {
+    Ok(key.seal(secret)?.as_str().to_string())
+}
+
+/// Opens a stored secret under `old` and seals it again under `new` (key rotation).
+pub(super) fn reseal(
+    old: &MasterKey,
+    new: &MasterKey,
+    stored: String,
+) -> Result<String, StoreError> {
+    let plain = old.open(&Sealed::from_stored(stored))?;
+    seal_secret(new, &plain)
 }
 
 /// Seals a Stripe key.
@@ -231,6 +316,10 @@ impl ConfigurationRow {
             stripe_api_base: self.stripe_api_base,
             active: self.active,
             project_active: self.project_active,
+            webhook_secret: self
+                .webhook_secret_sealed
+                .map(|sealed| key.open(&Sealed::from_stored(sealed)))
+                .transpose()?,
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
@@ -285,6 +374,56 @@ impl RunRow {
             ended_at: self.ended_at,
             stats: self.stats.0,
             errors: self.errors.0,
+            worker_id: self.worker_id,
+            heartbeat_at: self.heartbeat_at,
+            cancel_requested: self.cancel_requested,
         })
+    }
+}
+
+impl ApiTokenRow {
+    /// The listable token.
+    pub fn into_token(self) -> ApiToken {
+        self.into_stored().token
+    }
+
+    /// The token with its hash, for checking.
+    pub fn into_stored(self) -> StoredApiToken {
+        StoredApiToken {
+            token: ApiToken {
+                id: ApiTokenId(self.id),
+                name: self.name,
+                prefix: self.prefix,
+                created_at: self.created_at,
+                last_used_at: self.last_used_at,
+                revoked_at: self.revoked_at,
+            },
+            hash: self.token_hash,
+        }
+    }
+}
+
+impl UserRow {
+    /// The user (without the hash).
+    pub fn into_user(self) -> User {
+        User {
+            id: UserId(self.id),
+            username: self.username,
+            created_at: self.created_at,
+        }
+    }
+}
+
+impl SessionRow {
+    /// The session.
+    pub fn into_session(self) -> Session {
+        Session {
+            id: SessionId(self.id),
+            user_id: UserId(self.user_id),
+            username: self.username,
+            csrf_token: self.csrf_token,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+        }
     }
 }

@@ -6,35 +6,42 @@
 //! WAL journaling lets the API read while a run writes. Migrations come from
 //! `migrations/sqlite`.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
+use secrecy::SecretString;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::types::Json;
 use sqlx::SqlitePool;
 
 use super::rows::{
-    cadence_columns, key_kind_text, key_mode_text, kind_text, seal_key, seal_url, ConfigurationRow,
-    ProjectRow, RunRow, ScheduleRow,
+    cadence_columns, key_kind_text, key_mode_text, kind_text, reseal, seal_key, seal_secret,
+    seal_url, ApiTokenRow, ConfigurationRow, ConfigurationSecretsRow, ProjectRow, RunRow,
+    ScheduleRow, SessionRow, UserRow,
 };
 use super::{
-    check_name, check_schema, found, limit_offset, Entity, QueuedRun, StateUrl, Store, StoreError,
+    canceled_before_start, check_name, check_schema, check_ttl, found, lease_lost, limit_offset,
+    status_counts, unique_or, Entity, QueuedRun, StateUrl, Store, StoreError,
 };
 use crate::model::{
-    Configuration, ConfigurationId, ConfigurationPatch, NewConfiguration, NewProject, NewRun,
-    NewSchedule, Page, PageRequest, Project, ProjectId, ProjectPatch, RunId, RunStatus, RunUpdate,
-    Schedule, ScheduleId, SchedulePatch, SyncRun, DEFAULT_SCHEMA,
+    ApiToken, ApiTokenId, Configuration, ConfigurationId, ConfigurationPatch, Heartbeat,
+    NewConfiguration, NewProject, NewRun, NewSchedule, Page, PageRequest, Project, ProjectId,
+    ProjectPatch, RotationReport, RunId, RunStatus, RunUpdate, Schedule, ScheduleId, SchedulePatch,
+    Session, SessionId, SyncRun, TypeStats, User, UserId, DEFAULT_SCHEMA,
 };
 use crate::secrets::MasterKey;
+use crate::tokens::{self, refused, TokenCache};
 
 const PROJECT_SELECT: &str = "SELECT id, name, kind, database_url_sealed, schema_name, active, \
      created_at, updated_at FROM projects";
 
 const CONFIGURATION_SELECT: &str = "SELECT c.id, c.name, c.project_id, c.provider, \
      c.stripe_key_sealed, c.key_kind, c.key_mode, c.key_masked, c.data_types, \
-     c.stripe_api_base, c.active, p.active AS project_active, c.created_at, c.updated_at \
-     FROM configurations c JOIN projects p ON p.id = c.project_id";
+     c.stripe_api_base, c.active, p.active AS project_active, c.webhook_secret_sealed, \
+     c.created_at, c.updated_at FROM configurations c JOIN projects p ON p.id = c.project_id";
 
 const SCHEDULE_SELECT: &str = "SELECT s.id, s.configuration_id, s.cadence, s.cron_expression, \
      s.mode, s.active, s.paused_reason, c.active AS configuration_active, \
@@ -43,15 +50,24 @@ const SCHEDULE_SELECT: &str = "SELECT s.id, s.configuration_id, s.cadence, s.cro
      JOIN projects p ON p.id = c.project_id";
 
 const RUN_SELECT: &str = "SELECT id, configuration_id, trigger_kind, mode, status, created_at, \
-     started_at, ended_at, stats, errors FROM sync_runs";
+     started_at, ended_at, stats, errors, worker_id, heartbeat_at, cancel_requested \
+     FROM sync_runs";
+
+const API_TOKEN_SELECT: &str = "SELECT id, name, prefix, token_hash, created_at, last_used_at, \
+     revoked_at FROM api_tokens";
+
+const SESSION_SELECT: &str = "SELECT s.id, s.user_id, u.username, s.csrf_token, s.created_at, \
+     s.expires_at FROM sessions s JOIN users u ON u.id = s.user_id";
 
 /// The state store in a SQLite file.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     /// Connections to the file, foreign keys on.
     pool: SqlitePool,
-    /// Seals and opens secrets.
-    key: MasterKey,
+    /// Seals and opens secrets (replaced by [`Store::rotate_master_key`]).
+    key: Arc<RwLock<MasterKey>>,
+    /// Recent successful API token verifications.
+    tokens: Arc<TokenCache>,
 }
 
 impl SqliteStore {
@@ -84,7 +100,16 @@ impl SqliteStore {
                 source,
             })?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-        Ok(SqliteStore { pool, key })
+        Ok(SqliteStore {
+            pool,
+            key: Arc::new(RwLock::new(key)),
+            tokens: Arc::default(),
+        })
+    }
+
+    /// The master key in use.
+    fn key(&self) -> MasterKey {
+        self.key.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The connection pool (for tests and for the scheduler).
@@ -119,7 +144,7 @@ impl Store for SqliteStore {
     async fn create_project(&self, new: NewProject) -> Result<Project, StoreError> {
         let name = check_name("project", &new.name)?;
         let schema = check_schema(new.schema.as_deref().unwrap_or(DEFAULT_SCHEMA))?;
-        let sealed = seal_url(&self.key, &new.database_url)?;
+        let sealed = seal_url(&self.key(), &new.database_url)?;
         let now = Utc::now();
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO projects (name, kind, database_url_sealed, schema_name, active, \
@@ -136,7 +161,7 @@ impl Store for SqliteStore {
     }
 
     async fn project(&self, id: ProjectId) -> Result<Project, StoreError> {
-        self.fetch_project(id).await?.into_project(&self.key)
+        self.fetch_project(id).await?.into_project(&self.key())
     }
 
     async fn list_projects(&self, page: PageRequest) -> Result<Page<Project>, StoreError> {
@@ -153,7 +178,7 @@ impl Store for SqliteStore {
             .await?;
         let items = rows
             .into_iter()
-            .map(|r| r.into_project(&self.key))
+            .map(|r| r.into_project(&self.key()))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Page {
             items,
@@ -176,7 +201,7 @@ impl Store for SqliteStore {
         let sealed = patch
             .database_url
             .as_ref()
-            .map(|u| seal_url(&self.key, u))
+            .map(|u| seal_url(&self.key(), u))
             .transpose()?;
         let kind = patch.database_url.as_ref().map(|u| kind_text(u.kind()));
         let done = sqlx::query(
@@ -232,13 +257,19 @@ impl Store for SqliteStore {
                 names.push(t.name.to_string());
             }
         }
-        let sealed = seal_key(&self.key, &new.key)?;
+        let key = self.key();
+        let sealed = seal_key(&key, &new.key)?;
+        let webhook = new
+            .webhook_secret
+            .as_ref()
+            .map(|w| seal_secret(&key, w))
+            .transpose()?;
         let now = Utc::now();
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO configurations (name, project_id, provider, stripe_key_sealed, \
              key_kind, key_mode, key_masked, data_types, stripe_api_base, active, created_at, \
-             updated_at) VALUES ($1, $2, 'stripe', $3, $4, $5, $6, $7, $8, TRUE, $9, $9) \
-             RETURNING id",
+             updated_at, webhook_secret_sealed) \
+             VALUES ($1, $2, 'stripe', $3, $4, $5, $6, $7, $8, TRUE, $9, $9, $10) RETURNING id",
         )
         .bind(name)
         .bind(new.project_id.0)
@@ -249,6 +280,7 @@ impl Store for SqliteStore {
         .bind(Json(names))
         .bind(new.stripe_api_base.map(|u| u.to_string()))
         .bind(now)
+        .bind(webhook)
         .fetch_one(&self.pool)
         .await?;
         self.configuration(ConfigurationId(id)).await
@@ -263,7 +295,7 @@ impl Store for SqliteStore {
                 entity: Entity::Configuration,
                 id: id.0,
             })?
-            .into_configuration(&self.key)
+            .into_configuration(&self.key())
     }
 
     async fn list_configurations(
@@ -290,7 +322,7 @@ impl Store for SqliteStore {
         .await?;
         let items = rows
             .into_iter()
-            .map(|r| r.into_configuration(&self.key))
+            .map(|r| r.into_configuration(&self.key()))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Page {
             items,
@@ -309,17 +341,22 @@ impl Store for SqliteStore {
             .as_deref()
             .map(|n| check_name("configuration", n))
             .transpose()?;
-        let sealed = patch
-            .key
+        let key = self.key();
+        let sealed = patch.key.as_ref().map(|k| seal_key(&key, k)).transpose()?;
+        let webhook = patch
+            .webhook_secret
             .as_ref()
-            .map(|k| seal_key(&self.key, k))
+            .and_then(|w| w.as_ref())
+            .map(|w| seal_secret(&key, w))
             .transpose()?;
         let done = sqlx::query(
             "UPDATE configurations SET name = COALESCE($2, name), \
              active = COALESCE($3, active), \
              stripe_key_sealed = COALESCE($4, stripe_key_sealed), \
              key_kind = COALESCE($5, key_kind), key_mode = COALESCE($6, key_mode), \
-             key_masked = COALESCE($7, key_masked), updated_at = $8 WHERE id = $1",
+             key_masked = COALESCE($7, key_masked), updated_at = $8, \
+             webhook_secret_sealed = CASE WHEN $9 THEN $10 ELSE webhook_secret_sealed END \
+             WHERE id = $1",
         )
         .bind(id.0)
         .bind(name)
@@ -329,6 +366,8 @@ impl Store for SqliteStore {
         .bind(patch.key.as_ref().map(|k| key_mode_text(k.mode())))
         .bind(patch.key.as_ref().map(|k| k.masked()))
         .bind(Utc::now())
+        .bind(patch.webhook_secret.is_some())
+        .bind(webhook)
         .execute(&self.pool)
         .await?;
         found(done.rows_affected(), Entity::Configuration, id.0)?;
@@ -625,21 +664,384 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn claim_next_run(&self, now: DateTime<Utc>) -> Result<Option<SyncRun>, StoreError> {
-        // One statement: SQLite runs it under its single write lock, so no other claim can
-        // slip between the choice and the update.
+    async fn claim_next_run(
+        &self,
+        now: DateTime<Utc>,
+        worker: &str,
+        lease: chrono::Duration,
+    ) -> Result<Option<SyncRun>, StoreError> {
+        // Each statement runs under SQLite's single write lock, so no other claim can slip
+        // between a choice and its update. A dead worker's run first: it holds its
+        // configuration, so nothing else of that configuration can start until it is done.
+        let taken: Option<i64> = sqlx::query_scalar(
+            "UPDATE sync_runs SET worker_id = $2, heartbeat_at = $1 WHERE id = \
+             (SELECT id FROM sync_runs WHERE status = 'running' \
+             AND COALESCE(heartbeat_at, started_at, created_at) < $3 ORDER BY id LIMIT 1) \
+             RETURNING id",
+        )
+        .bind(now)
+        .bind(worker)
+        .bind(now - lease)
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(id) = taken {
+            tracing::warn!(
+                run_id = id,
+                worker,
+                "took over a run whose worker stopped sending heartbeats"
+            );
+            return Ok(Some(self.run(RunId(id)).await?));
+        }
         let claimed: Option<i64> = sqlx::query_scalar(
-            "UPDATE sync_runs SET status = 'running', started_at = $1 WHERE id = \
+            "UPDATE sync_runs SET status = 'running', started_at = $1, worker_id = $2, \
+             heartbeat_at = $1 WHERE id = \
              (SELECT r.id FROM sync_runs r WHERE r.status = 'queued' AND NOT EXISTS \
              (SELECT 1 FROM sync_runs x WHERE x.configuration_id = r.configuration_id \
              AND x.status = 'running') ORDER BY r.id LIMIT 1) RETURNING id",
         )
         .bind(now)
+        .bind(worker)
         .fetch_optional(&self.pool)
         .await?;
         match claimed {
             Some(id) => Ok(Some(self.run(RunId(id)).await?)),
             None => Ok(None),
         }
+    }
+
+    async fn heartbeat(
+        &self,
+        id: RunId,
+        worker: &str,
+        now: DateTime<Utc>,
+        stats: Option<BTreeMap<String, TypeStats>>,
+    ) -> Result<Heartbeat, StoreError> {
+        let cancel: Option<bool> = sqlx::query_scalar(
+            "UPDATE sync_runs SET heartbeat_at = $3, stats = COALESCE($4, stats) \
+             WHERE id = $1 AND worker_id = $2 AND status = 'running' RETURNING cancel_requested",
+        )
+        .bind(id.0)
+        .bind(worker)
+        .bind(now)
+        .bind(stats.map(Json))
+        .fetch_optional(&self.pool)
+        .await?;
+        match cancel {
+            Some(cancel_requested) => Ok(Heartbeat { cancel_requested }),
+            None => Err(lease_lost(self.exists("sync_runs", id.0).await?, id)),
+        }
+    }
+
+    async fn finish_run(
+        &self,
+        id: RunId,
+        worker: &str,
+        update: RunUpdate,
+    ) -> Result<SyncRun, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sync_runs SET status = COALESCE($3, status), \
+             started_at = COALESCE($4, started_at), ended_at = COALESCE($5, ended_at), \
+             stats = COALESCE($6, stats), errors = COALESCE($7, errors) \
+             WHERE id = $1 AND worker_id = $2 AND status = 'running'",
+        )
+        .bind(id.0)
+        .bind(worker)
+        .bind(update.status.map(|s| s.as_str()))
+        .bind(update.started_at)
+        .bind(update.ended_at)
+        .bind(update.stats.map(Json))
+        .bind(update.errors.map(Json))
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(lease_lost(self.exists("sync_runs", id.0).await?, id));
+        }
+        self.run(id).await
+    }
+
+    async fn request_cancel(&self, id: RunId, now: DateTime<Utc>) -> Result<SyncRun, StoreError> {
+        // Every SET expression reads the row as it was, so `status` below is the old one.
+        let done = sqlx::query(
+            "UPDATE sync_runs SET cancel_requested = TRUE, \
+             ended_at = CASE WHEN status = 'queued' THEN $2 ELSE ended_at END, \
+             errors = CASE WHEN status = 'queued' THEN $3 ELSE errors END, \
+             status = CASE WHEN status = 'queued' THEN 'canceled' ELSE status END \
+             WHERE id = $1 AND status IN ('queued', 'running')",
+        )
+        .bind(id.0)
+        .bind(now)
+        .bind(Json(canceled_before_start()))
+        .execute(&self.pool)
+        .await?;
+        let run = self.run(id).await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::RunFinished {
+                id: id.0,
+                status: run.status,
+            });
+        }
+        Ok(run)
+    }
+
+    async fn run_status_counts(&self) -> Result<BTreeMap<RunStatus, u64>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT status, COUNT(*) FROM sync_runs GROUP BY status")
+                .fetch_all(&self.pool)
+                .await?;
+        status_counts(rows)
+    }
+
+    #[tracing::instrument(name = "store.create_api_token", skip_all)]
+    async fn create_api_token(&self, name: &str) -> Result<(ApiToken, SecretString), StoreError> {
+        let name = check_name("API token", name)?;
+        let new = tokens::new_api_token().await?;
+        let row = sqlx::query_as::<_, ApiTokenRow>(
+            "INSERT INTO api_tokens (name, prefix, token_hash, created_at) \
+             VALUES ($1, $2, $3, $4) \
+             RETURNING id, name, prefix, token_hash, created_at, last_used_at, revoked_at",
+        )
+        .bind(name)
+        .bind(&new.prefix)
+        .bind(&new.hash)
+        .bind(Utc::now())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.into_token(), new.token))
+    }
+
+    async fn list_api_tokens(&self, page: PageRequest) -> Result<Page<ApiToken>, StoreError> {
+        let (limit, offset) = limit_offset(page);
+        let rows = sqlx::query_as::<_, ApiTokenRow>(&format!(
+            "{API_TOKEN_SELECT} ORDER BY id LIMIT $1 OFFSET $2"
+        ))
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.pool)
+        .await?;
+        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM api_tokens")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(Page {
+            items: rows.into_iter().map(ApiTokenRow::into_token).collect(),
+            total: u64::try_from(total).unwrap_or(0),
+        })
+    }
+
+    async fn revoke_api_token(&self, id: ApiTokenId) -> Result<ApiToken, StoreError> {
+        sqlx::query_as::<_, ApiTokenRow>(
+            "UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 \
+             RETURNING id, name, prefix, token_hash, created_at, last_used_at, revoked_at",
+        )
+        .bind(id.0)
+        .bind(Utc::now())
+        .fetch_optional(&self.pool)
+        .await?
+        .map(ApiTokenRow::into_token)
+        .ok_or(StoreError::NotFound {
+            entity: Entity::ApiToken,
+            id: id.0,
+        })
+    }
+
+    #[tracing::instrument(name = "store.authenticate_api_token", skip_all)]
+    async fn authenticate_api_token(&self, token: &str) -> Result<ApiToken, StoreError> {
+        let prefix = tokens::api_token_prefix(token)?;
+        let stored =
+            sqlx::query_as::<_, ApiTokenRow>(&format!("{API_TOKEN_SELECT} WHERE prefix = $1"))
+                .bind(prefix)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(ApiTokenRow::into_stored);
+        let mut found = tokens::check_api_token(&self.tokens, token, stored).await?;
+        // Microseconds: what both databases keep, so the value returned is the one stored.
+        let now = Utc::now().trunc_subsecs(6);
+        if tokens::last_used_due(found.last_used_at, now) {
+            sqlx::query(
+                "UPDATE api_tokens SET last_used_at = $2 WHERE id = $1 \
+                 AND (last_used_at IS NULL OR last_used_at <= $3)",
+            )
+            .bind(found.id.0)
+            .bind(now)
+            .bind(now - tokens::LAST_USED_EVERY)
+            .execute(&self.pool)
+            .await?;
+            found.last_used_at = Some(now);
+        }
+        Ok(found)
+    }
+
+    async fn user_count(&self) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    #[tracing::instrument(name = "store.create_user", skip_all)]
+    async fn create_user(
+        &self,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<User, StoreError> {
+        let username = tokens::check_username(username)?;
+        tokens::check_password(password)?;
+        let hash = tokens::hash_secret(password.clone()).await?;
+        let row = sqlx::query_as::<_, UserRow>(
+            "INSERT INTO users (username, password_hash, created_at) VALUES ($1, $2, $3) \
+             RETURNING id, username, password_hash, created_at",
+        )
+        .bind(&username)
+        .bind(hash)
+        .bind(Utc::now())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| {
+            unique_or(
+                e,
+                "username",
+                format!("the username `{username}` is taken: choose another"),
+            )
+        })?;
+        Ok(row.into_user())
+    }
+
+    #[tracing::instrument(name = "store.verify_user_password", skip_all)]
+    async fn verify_user_password(
+        &self,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<User, StoreError> {
+        let row = sqlx::query_as::<_, UserRow>(
+            "SELECT id, username, password_hash, created_at FROM users WHERE username = $1",
+        )
+        .bind(username.trim())
+        .fetch_optional(&self.pool)
+        .await?;
+        let hash = row.as_ref().map(|r| r.password_hash.clone());
+        match row {
+            Some(row) if tokens::verify_secret(hash, password.clone()).await? => {
+                Ok(row.into_user())
+            }
+            Some(_) => Err(StoreError::Unauthorized {
+                reason: refused::BAD_LOGIN,
+            }),
+            None => {
+                tokens::verify_secret(None, password.clone()).await?;
+                Err(StoreError::Unauthorized {
+                    reason: refused::BAD_LOGIN,
+                })
+            }
+        }
+    }
+
+    #[tracing::instrument(name = "store.create_session", skip_all, fields(user_id = %user))]
+    async fn create_session(
+        &self,
+        user: UserId,
+        ttl: chrono::Duration,
+    ) -> Result<(Session, SecretString), StoreError> {
+        check_ttl(ttl)?;
+        if !self.exists("users", user.0).await? {
+            return Err(StoreError::NotFound {
+                entity: Entity::User,
+                id: user.0,
+            });
+        }
+        let now = Utc::now();
+        // Expired sessions are of no use to anyone: clear them as new ones are made.
+        sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        let (token, hash) = tokens::new_session_token();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO sessions (user_id, token_hash, csrf_token, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(user.0)
+        .bind(hash)
+        .bind(tokens::new_csrf_token())
+        .bind(now)
+        .bind(now + ttl)
+        .fetch_one(&self.pool)
+        .await?;
+        let session = sqlx::query_as::<_, SessionRow>(&format!("{SESSION_SELECT} WHERE s.id = $1"))
+            .bind(id)
+            .fetch_one(&self.pool)
+            .await?
+            .into_session();
+        Ok((session, token))
+    }
+
+    #[tracing::instrument(name = "store.session_by_token", skip_all)]
+    async fn session_by_token(&self, token: &str) -> Result<Session, StoreError> {
+        sqlx::query_as::<_, SessionRow>(&format!(
+            "{SESSION_SELECT} WHERE s.token_hash = $1 AND s.expires_at > $2"
+        ))
+        .bind(tokens::session_token_hash(token))
+        .bind(Utc::now())
+        .fetch_optional(&self.pool)
+        .await?
+        .map(SessionRow::into_session)
+        .ok_or(StoreError::Unauthorized {
+            reason: refused::NO_SESSION,
+        })
+    }
+
+    async fn delete_session(&self, id: SessionId) -> Result<(), StoreError> {
+        let done = sqlx::query("DELETE FROM sessions WHERE id = $1")
+            .bind(id.0)
+            .execute(&self.pool)
+            .await?;
+        found(done.rows_affected(), Entity::Session, id.0)
+    }
+
+    #[tracing::instrument(name = "store.rotate_master_key", skip_all)]
+    async fn rotate_master_key(&self, new: MasterKey) -> Result<RotationReport, StoreError> {
+        let old = self.key();
+        let mut report = RotationReport::default();
+        let mut tx = self.pool.begin().await?;
+        // Take the write lock before reading: a transaction that reads first and writes
+        // later can be refused its upgrade when another connection wrote in between.
+        sqlx::query("UPDATE projects SET id = id WHERE id < 0")
+            .execute(&mut *tx)
+            .await?;
+        let projects: Vec<(i64, String)> =
+            sqlx::query_as("SELECT id, database_url_sealed FROM projects")
+                .fetch_all(&mut *tx)
+                .await?;
+        for (id, sealed) in projects {
+            sqlx::query("UPDATE projects SET database_url_sealed = $2 WHERE id = $1")
+                .bind(id)
+                .bind(reseal(&old, &new, sealed)?)
+                .execute(&mut *tx)
+                .await?;
+            report.projects += 1;
+        }
+        let configurations = sqlx::query_as::<_, ConfigurationSecretsRow>(
+            "SELECT id, stripe_key_sealed, webhook_secret_sealed FROM configurations",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        for c in configurations {
+            let webhook = c
+                .webhook_secret_sealed
+                .map(|w| reseal(&old, &new, w))
+                .transpose()?;
+            report.webhook_secrets += u64::from(webhook.is_some());
+            sqlx::query(
+                "UPDATE configurations SET stripe_key_sealed = $2, webhook_secret_sealed = $3 \
+                 WHERE id = $1",
+            )
+            .bind(c.id)
+            .bind(reseal(&old, &new, c.stripe_key_sealed)?)
+            .bind(webhook)
+            .execute(&mut *tx)
+            .await?;
+            report.configurations += 1;
+        }
+        tx.commit().await?;
+        *self.key.write().unwrap_or_else(|p| p.into_inner()) = new;
+        Ok(report)
     }
 }

@@ -1,0 +1,368 @@
+//! Credentials the server checks: REST API tokens, dashboard passwords and session tokens.
+//! Both store backends use these rules; they only add the SQL.
+//!
+//! Words used here:
+//! - **API token**: `cls_<prefix>_<secret>`, where the prefix is 8 lowercase hex characters
+//!   (public: shown in lists as `cls_1a2b3c4d`, and how the token's row is found) and the
+//!   secret 40 random alphanumeric characters from the operating system's CSPRNG. Only the
+//!   prefix and an argon2id hash (PHC string) of the whole token are stored; the token is
+//!   shown once.
+//! - **verification cache**: argon2 takes tens of milliseconds by design, too slow for every
+//!   API request. A successful verification is remembered in memory for [`CACHE_TTL`], keyed
+//!   by the SHA-256 of the token (never the token itself). Revocation is still checked in the
+//!   database on every request, so a revoke takes effect at once.
+//! - **password**: a dashboard user's, at least [`MIN_PASSWORD_CHARS`] characters, stored as
+//!   an argon2id hash. Unknown usernames are checked against a dummy hash, so a wrong
+//!   username takes about as long as a wrong password.
+//! - **session token**: the dashboard's cookie, 43 random characters; only its SHA-256 is
+//!   stored, so a copy of the state database signs nobody in.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use chrono::{DateTime, Utc};
+use rand::distributions::{Alphanumeric, DistString};
+use rand::rngs::OsRng;
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use sha2::{Digest, Sha256};
+
+use crate::model::ApiToken;
+use crate::store::StoreError;
+
+/// How every API token starts.
+pub const API_TOKEN_START: &str = "cls_";
+
+/// Hex characters in a token's public prefix (after `cls_`).
+const PREFIX_HEX_CHARS: usize = 8;
+
+/// Random alphanumeric characters in a token's secret part (about 238 bits).
+const SECRET_CHARS: usize = 40;
+
+/// How long a successful token verification is remembered.
+pub const CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// Entries the verification cache holds at most before it drops expired ones (and, if that
+/// is not enough, all of them): a bound on memory whatever the traffic.
+const CACHE_MAX: usize = 4096;
+
+/// `last_used_at` is written at most this often per token (one write per request would make
+/// every API call a write).
+pub const LAST_USED_EVERY: chrono::Duration = chrono::Duration::seconds(60);
+
+/// Shortest dashboard password accepted, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+
+/// Why a credential was refused; the text the API answers 401 with.
+pub(crate) mod refused {
+    /// The bearer token is not of the `cls_…` shape.
+    pub const MALFORMED_TOKEN: &str = "the API token is malformed: send `Authorization: Bearer cls_…` with the whole token printed by `cls admin create-api-key`";
+    /// No token has this prefix, or its secret part does not match.
+    pub const UNKNOWN_TOKEN: &str = "the API token is not valid: check it was copied whole, or create a new one with `cls admin create-api-key`";
+    /// The token was revoked.
+    pub const REVOKED_TOKEN: &str =
+        "the API token was revoked: create a new one with `cls admin create-api-key`";
+    /// Username or password wrong (which one is not said).
+    pub const BAD_LOGIN: &str =
+        "wrong username or password: check both (passwords are case-sensitive) and sign in again";
+    /// The session cookie is unknown or expired.
+    pub const NO_SESSION: &str = "your session has expired or you were signed out: sign in again";
+}
+
+/// A new API token: what is stored and what is shown once.
+pub(crate) struct NewApiToken {
+    /// `cls_1a2b3c4d`.
+    pub prefix: String,
+    /// argon2id PHC string of the whole token.
+    pub hash: String,
+    /// The whole token, to show once.
+    pub token: SecretString,
+}
+
+/// Makes a new API token and hashes it (on a blocking thread: argon2 is slow on purpose).
+pub(crate) async fn new_api_token() -> Result<NewApiToken, StoreError> {
+    let mut bytes = [0u8; PREFIX_HEX_CHARS / 2];
+    OsRng.fill_bytes(&mut bytes);
+    let prefix = format!("{API_TOKEN_START}{}", hex::encode(bytes));
+    let secret = Alphanumeric.sample_string(&mut OsRng, SECRET_CHARS);
+    let token = SecretString::from(format!("{prefix}_{secret}"));
+    let hash = hash_secret(token.clone()).await?;
+    Ok(NewApiToken {
+        prefix,
+        hash,
+        token,
+    })
+}
+
+/// The public prefix of a well-formed token (`cls_1a2b3c4d`), or `Unauthorized`.
+pub(crate) fn api_token_prefix(token: &str) -> Result<&str, StoreError> {
+    let malformed = || StoreError::Unauthorized {
+        reason: refused::MALFORMED_TOKEN,
+    };
+    let rest = token.strip_prefix(API_TOKEN_START).ok_or_else(malformed)?;
+    let (hex_part, secret) = rest.split_once('_').ok_or_else(malformed)?;
+    let ok = hex_part.len() == PREFIX_HEX_CHARS
+        && hex_part
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+        && secret.len() >= 32
+        && secret.chars().all(|c| c.is_ascii_alphanumeric());
+    if !ok {
+        return Err(malformed());
+    }
+    Ok(&token[..API_TOKEN_START.len() + PREFIX_HEX_CHARS])
+}
+
+/// Remembers recent successful token verifications, keyed by the token's SHA-256.
+#[derive(Debug, Default)]
+pub(crate) struct TokenCache {
+    /// SHA-256 of a token → the token's id and when it was verified.
+    verified: Mutex<HashMap<[u8; 32], (i64, Instant)>>,
+}
+
+impl TokenCache {
+    fn hit(&self, digest: &[u8; 32], id: i64) -> bool {
+        let map = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(digest)
+            .is_some_and(|(cached, at)| *cached == id && at.elapsed() < CACHE_TTL)
+    }
+
+    fn remember(&self, digest: [u8; 32], id: i64) {
+        let mut map = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= CACHE_MAX {
+            map.retain(|_, (_, at)| at.elapsed() < CACHE_TTL);
+            if map.len() >= CACHE_MAX {
+                map.clear();
+            }
+        }
+        map.insert(digest, (id, Instant::now()));
+    }
+
+    fn forget(&self, digest: &[u8; 32]) {
+        self.verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(digest);
+    }
+}
+
+/// A stored token as the backends read it, with its hash.
+pub(crate) struct StoredApiToken {
+    /// The listable part.
+    pub token: ApiToken,
+    /// argon2id PHC string.
+    pub hash: String,
+}
+
+/// Checks `token` against the row its prefix found (`None`: no such prefix). Revocation is
+/// read from the row every time; only the argon2 check is cached.
+pub(crate) async fn check_api_token(
+    cache: &TokenCache,
+    token: &str,
+    stored: Option<StoredApiToken>,
+) -> Result<ApiToken, StoreError> {
+    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let Some(stored) = stored else {
+        return Err(StoreError::Unauthorized {
+            reason: refused::UNKNOWN_TOKEN,
+        });
+    };
+    if stored.token.revoked_at.is_some() {
+        cache.forget(&digest);
+        return Err(StoreError::Unauthorized {
+            reason: refused::REVOKED_TOKEN,
+        });
+    }
+    let id = stored.token.id.0;
+    if !cache.hit(&digest, id) {
+        if !verify_secret(Some(stored.hash), SecretString::from(token)).await? {
+            return Err(StoreError::Unauthorized {
+                reason: refused::UNKNOWN_TOKEN,
+            });
+        }
+        cache.remember(digest, id);
+    }
+    Ok(stored.token)
+}
+
+/// Whether `last_used_at` is old enough to be written again at `now`.
+pub(crate) fn last_used_due(last_used: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    last_used.is_none_or(|t| now - t >= LAST_USED_EVERY)
+}
+
+/// Checks a new dashboard username: trimmed, 1–64 characters, no control characters.
+pub(crate) fn check_username(username: &str) -> Result<String, StoreError> {
+    let trimmed = username.trim();
+    if trimmed.is_empty() || trimmed.chars().count() > 64 || trimmed.chars().any(char::is_control) {
+        return Err(StoreError::Invalid {
+            field: "username",
+            reason: "the username must be 1 to 64 characters, without control characters: choose another".into(),
+        });
+    }
+    Ok(trimmed.to_string())
+}
+
+/// Checks a new dashboard password's length.
+pub(crate) fn check_password(password: &SecretString) -> Result<(), StoreError> {
+    if password.expose_secret().chars().count() < MIN_PASSWORD_CHARS {
+        return Err(StoreError::Invalid {
+            field: "password",
+            reason: format!(
+                "the password is shorter than {MIN_PASSWORD_CHARS} characters: choose a longer one (a passphrase of a few words works well)"
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// argon2id PHC string of `secret` (on a blocking thread).
+pub(crate) async fn hash_secret(secret: SecretString) -> Result<String, StoreError> {
+    blocking(move || {
+        let salt = SaltString::generate(&mut OsRng);
+        Argon2::default()
+            .hash_password(secret.expose_secret().as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .map_err(StoreError::Hash)
+    })
+    .await
+}
+
+/// Whether `secret` matches the PHC string `hash`. With no hash (unknown user) a dummy one
+/// is checked, so the answer takes about as long, and is always `false`.
+pub(crate) async fn verify_secret(
+    hash: Option<String>,
+    secret: SecretString,
+) -> Result<bool, StoreError> {
+    blocking(move || {
+        let (phc, known) = match &hash {
+            Some(h) => (h.as_str(), true),
+            None => (dummy_hash(), false),
+        };
+        let parsed = PasswordHash::new(phc).map_err(|e| StoreError::Corrupt {
+            what: "password or token hash",
+            reason: e.to_string(),
+        })?;
+        let matches = Argon2::default()
+            .verify_password(secret.expose_secret().as_bytes(), &parsed)
+            .is_ok();
+        Ok(known && matches)
+    })
+    .await
+}
+
+/// A hash of nothing anyone knows, made once per process.
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let salt = SaltString::generate(&mut OsRng);
+        let random = Alphanumeric.sample_string(&mut OsRng, 32);
+        Argon2::default()
+            .hash_password(random.as_bytes(), &salt)
+            .map(|h| h.to_string())
+            .unwrap_or_default()
+    })
+}
+
+/// A new session token and the SHA-256 (hex) stored for it.
+pub(crate) fn new_session_token() -> (SecretString, String) {
+    let token = Alphanumeric.sample_string(&mut OsRng, 43);
+    let hash = session_token_hash(&token);
+    (SecretString::from(token), hash)
+}
+
+/// The SHA-256 (hex) a session token is stored and looked up as.
+pub(crate) fn session_token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// A new CSRF token (random, 32 characters).
+pub(crate) fn new_csrf_token() -> String {
+    Alphanumeric.sample_string(&mut OsRng, 32)
+}
+
+/// Runs slow hashing off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(StoreError::Hash(argon2::password_hash::Error::Crypto)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn tokens_have_the_documented_shape() -> Result<(), StoreError> {
+        let new = new_api_token().await?;
+        let token = new.token.expose_secret();
+        assert!(token.starts_with(&new.prefix));
+        assert_eq!(new.prefix.len(), 12);
+        assert_eq!(api_token_prefix(token)?, new.prefix);
+        assert!(new.hash.starts_with("$argon2id$"));
+        assert!(!new.hash.contains(token));
+        assert!(verify_secret(Some(new.hash.clone()), new.token.clone()).await?);
+        assert!(!verify_secret(Some(new.hash), SecretString::from("cls_x")).await?);
+        let other = new_api_token().await?;
+        assert_ne!(other.prefix, new.prefix);
+        Ok(())
+    }
+
+    #[test]
+    fn malformed_tokens_are_refused() {
+        let long = "a".repeat(40);
+        for bad in [
+            String::new(),
+            "Bearer".into(),
+            format!("cls_1a2b3c4d{long}"),
+            format!("cls_1A2B3C4D_{long}"),
+            format!("cls_1a2b3c_{long}"),
+            "cls_1a2b3c4d_short".into(),
+            format!("xyz_1a2b3c4d_{long}"),
+            format!("cls_1a2b3c4d_{long}!"),
+        ] {
+            assert!(
+                matches!(api_token_prefix(&bad), Err(StoreError::Unauthorized { .. })),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            api_token_prefix(&format!("cls_1a2b3c4d_{long}")).ok(),
+            Some("cls_1a2b3c4d")
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_users_check_a_dummy_hash() -> Result<(), StoreError> {
+        assert!(!verify_secret(None, SecretString::from("anything at all")).await?);
+        Ok(())
+    }
+
+    #[test]
+    fn passwords_and_usernames_are_checked() {
+        assert!(check_password(&SecretString::from("short")).is_err());
+        assert!(check_password(&SecretString::from("twelve chars")).is_ok());
+        assert!(check_username("  ").is_err());
+        assert_eq!(check_username(" admin ").ok().as_deref(), Some("admin"));
+    }
+
+    #[test]
+    fn last_used_is_written_at_most_once_a_minute() {
+        let now = Utc::now();
+        assert!(last_used_due(None, now));
+        assert!(!last_used_due(
+            Some(now - chrono::Duration::seconds(59)),
+            now
+        ));
+        assert!(last_used_due(
+            Some(now - chrono::Duration::seconds(61)),
+            now
+        ));
+    }
+}
