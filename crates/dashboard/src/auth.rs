@@ -1,0 +1,281 @@
+//! Sign-in, sessions and CSRF.
+//!
+//! - A session is the store's: signing in creates one and hands back its token, which goes
+//!   into the `cls_session` cookie (HttpOnly, SameSite=Lax, Secure when configured); the
+//!   store keeps only the token's hash.
+//! - [`require_session`] guards every page but `/login` and `/static/…`: no valid session →
+//!   redirect to `/login`. For a POST it also reads the form's `csrf` field and compares it
+//!   with the session's CSRF token; a missing or different token is a 403. Guarding in one
+//!   layer means no handler can forget it.
+//! - The sign-in form itself has no session yet: it carries a double-submit token (a random
+//!   value in both a cookie and the form), so another site cannot sign a browser into an
+//!   account of its choosing.
+
+use axum::body::{to_bytes, Body};
+use axum::extract::{Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use cls_control::{Store, StoreError};
+use maud::html;
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+use crate::error::PageError;
+use crate::layout;
+use crate::DashboardState;
+
+/// The session cookie's name.
+pub const SESSION_COOKIE: &str = "cls_session";
+/// The sign-in form's double-submit cookie.
+const LOGIN_CSRF_COOKIE: &str = "cls_login_csrf";
+/// How long a session lasts, in hours.
+pub const SESSION_TTL_HOURS: i64 = 12;
+/// The account [`ensure_admin`] creates.
+pub const ADMIN_USERNAME: &str = "admin";
+/// Largest form body read by the CSRF check.
+const MAX_FORM_BYTES: usize = 256 * 1024;
+
+/// The signed-in person, as handlers see it.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The store's session id, as text (also the key of the session's drafts).
+    pub(crate) id: String,
+    /// The store's session id.
+    pub(crate) store_id: cls_control::SessionId,
+    /// Who is signed in.
+    pub(crate) username: String,
+    /// The token every POST form must carry.
+    pub(crate) csrf: String,
+}
+
+/// Creates the admin account on first start: when the store has no user yet, creates
+/// [`ADMIN_USERNAME`] with a generated password and returns both, for the caller to print
+/// once (it is not stored anywhere in clear). `None` when users already exist.
+pub async fn ensure_admin(store: &dyn Store) -> Result<Option<(String, SecretString)>, StoreError> {
+    if store.user_count().await? > 0 {
+        return Ok(None);
+    }
+    let password = SecretString::from(random_text(20));
+    store.create_user(ADMIN_USERNAME, &password).await?;
+    Ok(Some((ADMIN_USERNAME.to_string(), password)))
+}
+
+/// Random letters and digits, from the operating system's generator.
+pub(crate) fn random_text(len: usize) -> String {
+    rand::rngs::OsRng
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
+/// Equal, in time that does not depend on where they differ.
+fn same_token(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// The session of a cookie token, if it is valid and current.
+async fn session_of(store: &dyn Store, token: &str) -> Result<Option<Session>, StoreError> {
+    match store.session_by_token(token).await {
+        Ok(s) => Ok(Some(Session {
+            id: s.id.to_string(),
+            store_id: s.id,
+            username: s.username,
+            csrf: s.csrf_token,
+        })),
+        Err(StoreError::Unauthorized { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Guards the signed-in routes; see the module doc.
+pub(crate) async fn require_session(
+    State(state): State<DashboardState>,
+    jar: CookieJar,
+    req: Request,
+    next: Next,
+) -> Response {
+    let session = match jar.get(SESSION_COOKIE) {
+        Some(c) => match session_of(state.store.as_ref(), c.value()).await {
+            Ok(s) => s,
+            Err(e) => return PageError::from(e).into_response(),
+        },
+        None => None,
+    };
+    let Some(session) = session else {
+        return Redirect::to("/login").into_response();
+    };
+    let mut req = if req.method() == Method::POST {
+        match check_csrf(req, &session).await {
+            Ok(req) => req,
+            Err(e) => return e.into_response(),
+        }
+    } else {
+        req
+    };
+    req.extensions_mut().insert(session);
+    next.run(req).await
+}
+
+/// Reads a POST body, checks its `csrf` field and hands the request on with the same body.
+async fn check_csrf(req: Request, session: &Session) -> Result<Request, PageError> {
+    let (parts, body) = req.into_parts();
+    let bytes = to_bytes(body, MAX_FORM_BYTES).await.map_err(|_| {
+        PageError::BadRequest(format!(
+            "the form is larger than {} KiB: send less text",
+            MAX_FORM_BYTES / 1024
+        ))
+    })?;
+    let given = url::form_urlencoded::parse(&bytes)
+        .find(|(k, _)| k == "csrf")
+        .map(|(_, v)| v.into_owned());
+    match given {
+        Some(t) if same_token(&t, &session.csrf) => {
+            Ok(Request::from_parts(parts, Body::from(bytes)))
+        }
+        _ => Err(PageError::Forbidden(
+            "this form is stale or was sent from another site (its security token does not match your session): reload the page and submit it again".into(),
+        )),
+    }
+}
+
+fn cookie(state: &DashboardState, name: &'static str, value: String) -> Cookie<'static> {
+    Cookie::build((name, value))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(state.secure_cookies)
+        .build()
+}
+
+/// The sign-in form's fields.
+#[derive(Deserialize)]
+pub(crate) struct LoginForm {
+    /// Account name.
+    #[serde(default)]
+    username: String,
+    /// Password (never echoed back).
+    #[serde(default)]
+    password: String,
+    /// The double-submit token.
+    #[serde(default)]
+    csrf: String,
+}
+
+fn login_page(csrf: &str, username: &str, error: Option<&str>) -> maud::Markup {
+    layout::bare(
+        "Sign in",
+        html! {
+            h1 { "Sign in" }
+            @if let Some(e) = error { p.notice.bad role="alert" { (e) } }
+            form.card method="post" action="/login" {
+                input type="hidden" name="csrf" value=(csrf);
+                label for="username" { "Username" }
+                input #username name="username" type="text" autocomplete="username" required value=(username);
+                label for="password" { "Password" }
+                input #password name="password" type="password" autocomplete="current-password" required;
+                button.primary type="submit" { "Sign in" }
+            }
+            p.hint { "First start? The admin password was printed once in the terminal where cls started." }
+        },
+    )
+}
+
+/// `GET /login`.
+pub(crate) async fn login_form(State(state): State<DashboardState>, jar: CookieJar) -> Response {
+    if let Some(c) = jar.get(SESSION_COOKIE) {
+        if let Ok(Some(_)) = session_of(state.store.as_ref(), c.value()).await {
+            return Redirect::to("/").into_response();
+        }
+    }
+    let token = random_text(32);
+    let jar = jar.add(cookie(&state, LOGIN_CSRF_COOKIE, token.clone()));
+    (jar, login_page(&token, "", None)).into_response()
+}
+
+/// `POST /login`.
+pub(crate) async fn login(
+    State(state): State<DashboardState>,
+    jar: CookieJar,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let expected = jar.get(LOGIN_CSRF_COOKIE).map(|c| c.value().to_string());
+    if !expected.is_some_and(|e| same_token(&e, &form.csrf)) {
+        return PageError::Forbidden(
+            "the sign-in form is stale or was sent from another site: open the sign-in page again and retry".into(),
+        )
+        .into_response();
+    }
+    let password = SecretString::from(form.password);
+    let user = match state
+        .store
+        .verify_user_password(form.username.trim(), &password)
+        .await
+    {
+        Ok(u) => u,
+        Err(StoreError::Unauthorized { .. }) => {
+            tracing::warn!("dashboard sign-in refused");
+            let page = login_page(
+                &form.csrf,
+                &form.username,
+                Some("Wrong username or password: check both (they are case-sensitive). The admin password was printed once when cls first started."),
+            );
+            return (StatusCode::UNAUTHORIZED, page).into_response();
+        }
+        Err(e) => return PageError::from(e).into_response(),
+    };
+    let (_, token) = match state
+        .store
+        .create_session(user.id, chrono::Duration::hours(SESSION_TTL_HOURS))
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => return PageError::from(e).into_response(),
+    };
+    let jar = jar
+        .remove(Cookie::build(LOGIN_CSRF_COOKIE).path("/"))
+        .add(cookie(
+            &state,
+            SESSION_COOKIE,
+            token.expose_secret().to_string(),
+        ));
+    (jar, Redirect::to("/")).into_response()
+}
+
+/// `POST /logout`.
+pub(crate) async fn logout(
+    State(state): State<DashboardState>,
+    Extension(session): Extension<Session>,
+    jar: CookieJar,
+) -> Response {
+    if let Err(e) = state.store.delete_session(session.store_id).await {
+        return PageError::from(e).into_response();
+    }
+    state.drafts.forget(&session.id);
+    let jar = jar.remove(Cookie::build(SESSION_COOKIE).path("/"));
+    (jar, Redirect::to("/login")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same_token("abc", "abc"));
+        assert!(!same_token("abc", "abd"));
+        assert!(!same_token("abc", "ab"));
+        assert!(!same_token("", "a"));
+        assert_eq!(random_text(20).len(), 20);
+        assert_ne!(random_text(20), random_text(20));
+    }
+}

@@ -1,0 +1,695 @@
+//! A configuration's page: Sync Now, live progress per data type, the schedule editor, key
+//! rotation, switching on/off, deletion — and the list of configurations.
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form, Json};
+use cls_control::{
+    Cadence, Configuration, ConfigurationId, ConfigurationPatch, CronExpression, Every,
+    NewSchedule, PageRequest, Schedule, SchedulePatch, Store, StoreError, SyncMode, SyncRun,
+    TypeStats,
+};
+use cls_stripe::ApiKey;
+use maud::{html, Markup};
+use serde::{Deserialize, Serialize};
+
+use super::wizard::{check_view, key_input, run_check};
+use super::{all_configurations, latest_run, shell};
+use crate::auth::Session;
+use crate::error::PageResult;
+use crate::layout::{self, badge, button_form, csrf, Nav};
+use crate::DashboardState;
+
+/// Runs read to find the current one and the last finished one.
+const RECENT_RUNS: u64 = 20;
+
+/// Configurations with their latest run, as a table.
+pub(crate) fn table(rows: &[(&Configuration, Option<SyncRun>)]) -> Markup {
+    html! {
+        div.table-wrap {
+            table {
+                thead { tr { th { "Configuration" } th { "Key" } th { "Data types" } th { "State" } th { "Last run" } } }
+                tbody {
+                    @for (c, run) in rows {
+                        tr {
+                            td { a href={ "/configurations/" (c.id) } { (c.name) } }
+                            td.mono { (c.key_masked) }
+                            td { (c.data_types.len()) }
+                            td { @match c.paused() { Some(p) => { (p.to_string()) }, None => { "active" } } }
+                            td { @match run {
+                                Some(r) => { a href={ "/runs/" (r.id) } { (badge(r.status.as_str())) } " " (r.created_at.format("%Y-%m-%d %H:%M")) }
+                                None => { span.muted { "never synced" } }
+                            } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /configurations`.
+pub(crate) async fn list(
+    State(state): State<DashboardState>,
+    Extension(session): Extension<Session>,
+) -> PageResult<Markup> {
+    let store = state.store.as_ref();
+    let configurations = all_configurations(store, None).await?;
+    let mut rows = Vec::new();
+    for c in &configurations {
+        rows.push((c, latest_run(store, c).await?));
+    }
+    let body = html! {
+        div.titlebar {
+            h1 { "Configurations" }
+            a.button.primary href="/configurations/new" { "New configuration" }
+        }
+        @if rows.is_empty() {
+            p.empty { "No configuration yet. A configuration copies one Stripe account into one project." }
+        } @else {
+            (table(&rows))
+        }
+    };
+    Ok(layout::page(
+        shell(&state, &session, "Configurations", Nav::Configurations),
+        body,
+    ))
+}
+
+/// Live progress of one data type.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub(crate) struct TypeProgress {
+    /// Data type name.
+    pub data_type: String,
+    /// Objects received so far.
+    pub objects: u64,
+    /// Objects the last finished run received (an estimate of the total), if known.
+    pub expected: Option<u64>,
+    /// Requests made so far.
+    pub requests: u64,
+    /// Requests retried.
+    pub retries: u64,
+    /// 429 responses.
+    pub rate_limited: u64,
+}
+
+/// The body of the progress endpoints.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Progress {
+    /// The run followed, if any.
+    pub run_id: Option<i64>,
+    /// Its status (`queued`, `running`, …).
+    pub status: Option<String>,
+    /// Whether it has ended (the page reloads to show the outcome).
+    pub finished: bool,
+    /// Per chosen data type.
+    pub types: Vec<TypeProgress>,
+}
+
+/// Progress of `run` over `data_types`, with totals estimated from `previous`.
+pub(crate) fn progress_of(
+    data_types: &[String],
+    run: Option<&SyncRun>,
+    previous: Option<&SyncRun>,
+) -> Progress {
+    let empty = BTreeMap::new();
+    let stats = run.map_or(&empty, |r| &r.stats);
+    let types = data_types
+        .iter()
+        .map(|t| {
+            let s = stats.get(t).cloned().unwrap_or_default();
+            TypeProgress {
+                data_type: t.clone(),
+                objects: s.objects,
+                expected: previous.and_then(|p| p.stats.get(t)).map(|s| s.objects),
+                requests: s.requests,
+                retries: s.retries,
+                rate_limited: s.rate_limited,
+            }
+        })
+        .collect();
+    Progress {
+        run_id: run.map(|r| r.id.0),
+        status: run.map(|r| r.status.to_string()),
+        finished: run.is_none_or(|r| r.status.is_finished()),
+        types,
+    }
+}
+
+/// The configuration's current (queued or running) run and its last finished one.
+async fn current_and_previous(
+    store: &dyn Store,
+    id: ConfigurationId,
+) -> Result<(Option<SyncRun>, Option<SyncRun>, Vec<SyncRun>), StoreError> {
+    let runs = store
+        .list_runs(
+            id,
+            PageRequest {
+                offset: 0,
+                limit: RECENT_RUNS,
+            },
+        )
+        .await?
+        .items;
+    // A queued run waits behind a running one: follow the running one first.
+    let current = runs
+        .iter()
+        .find(|r| r.status == cls_control::RunStatus::Running)
+        .or_else(|| {
+            runs.iter()
+                .find(|r| r.status == cls_control::RunStatus::Queued)
+        })
+        .cloned();
+    let previous = runs
+        .iter()
+        .find(|r| r.status.is_finished() && !r.stats.is_empty())
+        .cloned();
+    Ok((current, previous, runs))
+}
+
+/// The bars, rendered on the server; `app.js` updates them in place.
+pub(crate) fn progress_view(url: &str, p: &Progress) -> Markup {
+    html! {
+        section.card.progress data-progress-url=(url) aria-live="polite" {
+            h2 {
+                "Sync run "
+                @if let Some(id) = p.run_id { a href={ "/runs/" (id) } { (id) } }
+                " " span data-field="status" { (badge(p.status.as_deref().unwrap_or(""))) }
+            }
+            @for t in &p.types {
+                div.bar-row data-type=(t.data_type) {
+                    label for={ "bar-" (t.data_type) } { (t.data_type) }
+                    @match t.expected {
+                        Some(max) if max > 0 => {
+                            progress id={ "bar-" (t.data_type) } max=(max) value=(t.objects.min(max)) {}
+                        }
+                        _ => { progress id={ "bar-" (t.data_type) } {} }
+                    }
+                    span.count data-field="count" {
+                        (t.objects)
+                        @if let Some(max) = t.expected { " / ≈" (max) }
+                        " objects · " (t.requests) " requests"
+                        @if t.rate_limited > 0 { " · " (t.rate_limited) " × 429" }
+                    }
+                }
+            }
+            p.hint { "Counts are updated while the run goes; the estimate is the last run's count." }
+        }
+    }
+}
+
+fn cadence_value(s: Option<&Schedule>) -> (&'static str, String) {
+    match s.map(|s| &s.cadence) {
+        Some(Cadence::Every(e)) => (e.as_str(), String::new()),
+        Some(Cadence::Cron(c)) => ("cron", c.as_str().to_string()),
+        None => ("daily", String::new()),
+    }
+}
+
+fn schedule_view(session: &Session, c: &Configuration, s: Option<&Schedule>) -> Markup {
+    let (cadence, cron) = cadence_value(s);
+    let mode = s.map_or(SyncMode::Incremental, |s| s.mode);
+    html! {
+        section.card {
+            h2 { "Schedule" }
+            @match s {
+                None => { p { "No schedule: this configuration syncs only when you press Sync Now." } }
+                Some(s) => {
+                    p {
+                        "Syncs " strong { (s.cadence) } " (" (s.mode) "). "
+                        @match s.paused() {
+                            Some(p) => { span.badge.paused { "paused" } " " (p.to_string()) }
+                            None => { span.badge.succeeded { "active" } }
+                        }
+                    }
+                    @if let Some(reason) = &s.paused_reason { p.notice.warn { "Paused by the system: " (reason) } }
+                }
+            }
+            form method="post" action={ "/configurations/" (c.id) "/schedule" } {
+                (csrf(session))
+                div.grid2 {
+                    div {
+                        label for="cadence" { "Every" }
+                        select #cadence name="cadence" {
+                            @for e in Every::ALL {
+                                option value=(e.as_str()) selected[cadence == e.as_str()] { (e.as_str()) }
+                            }
+                            option value="cron" selected[cadence == "cron"] { "cron expression" }
+                        }
+                    }
+                    div {
+                        label for="cron" { "Cron expression (when “cron”)" }
+                        input #cron name="cron" type="text" value=(cron) placeholder="0 3 * * *" spellcheck="false";
+                    }
+                    div {
+                        label for="mode" { "Mode" }
+                        select #mode name="mode" {
+                            option value="incremental" selected[mode == SyncMode::Incremental] { "incremental (changes since the last run)" }
+                            option value="full" selected[mode == SyncMode::Full] { "full (walk everything again)" }
+                        }
+                    }
+                }
+                div.actions {
+                    button.primary type="submit" { (if s.is_some() { "Save schedule" } else { "Add schedule" }) }
+                }
+            }
+            @if let Some(s) = s {
+                form.inline method="post" action={ "/configurations/" (c.id) "/schedule/active" } {
+                    (csrf(session))
+                    input type="hidden" name="active" value=(if s.active { "false" } else { "true" });
+                    button type="submit" { (if s.active { "Pause schedule" } else { "Resume schedule" }) }
+                }
+            }
+        }
+    }
+}
+
+/// `GET /configurations/{id}`.
+pub(crate) async fn show(
+    State(state): State<DashboardState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<i64>,
+) -> PageResult<Markup> {
+    let store = state.store.as_ref();
+    let c = store.configuration(ConfigurationId(id)).await?;
+    let project = store.project(c.project_id).await?;
+    let schedules = store
+        .list_schedules(Some(c.id), PageRequest::default())
+        .await?
+        .items;
+    let (current, previous, runs) = current_and_previous(store, c.id).await?;
+    let live = current.is_some();
+    let progress = progress_of(
+        &c.data_types,
+        current.as_ref().or(previous.as_ref()),
+        previous.as_ref(),
+    );
+    let body = html! {
+        div.titlebar {
+            h1 { (c.name) }
+            (button_form(&session, &format!("/configurations/{}/sync", c.id), "Sync Now", "primary"))
+        }
+        dl.summary {
+            dt { "Project" } dd { a href={ "/projects/" (project.id) } { (project.name) } " " span.mono.muted { (project.database_url.masked()) } }
+            dt { "Stripe key" } dd { span.mono { (c.key_masked) } " (" (c.key_kind) ", " (c.key_mode) " mode)" }
+            dt { "Data types" } dd { (c.data_types.join(", ")) }
+            dt { "State" } dd { @match c.paused() { Some(p) => { (p.to_string()) }, None => { "active" } } }
+        }
+        @if live || previous.is_some() {
+            (progress_view(&format!("/configurations/{}/progress", c.id), &progress))
+        }
+        @if !runs.is_empty() {
+            p { a href={ "/configurations/" (c.id) "/runs" } { "Sync history (" (runs.len()) (if runs.len() as u64 >= RECENT_RUNS { "+" } else { "" }) " runs)" } }
+        }
+        (schedule_view(&session, &c, schedules.first()))
+        section.card {
+            h2 { "Rotate the Stripe key" }
+            p { "Paste the new key: it is tested, then replaces " span.mono { (c.key_masked) } ". Data types and tables stay as they are." }
+            form method="post" action={ "/configurations/" (c.id) "/key" } {
+                (csrf(&session))
+                (key_input("new-key"))
+                div.actions { button type="submit" { "Test and replace key" } }
+            }
+        }
+        section.card {
+            h2 { "Switch on or off, delete" }
+            div.actions {
+                form.inline method="post" action={ "/configurations/" (c.id) "/active" } {
+                    (csrf(&session))
+                    input type="hidden" name="active" value=(if c.active { "false" } else { "true" });
+                    button type="submit" { (if c.active { "Deactivate" } else { "Activate" }) }
+                }
+                a.button.danger href={ "/configurations/" (c.id) "/delete" } { "Delete…" }
+            }
+        }
+    };
+    let mut shell = shell(&state, &session, &c.name, Nav::Configurations);
+    shell.refresh = live;
+    Ok(layout::page(shell, body))
+}
+
+/// `GET /configurations/{id}/progress`: the JSON `app.js` polls.
+pub(crate) async fn progress(
+    State(state): State<DashboardState>,
+    Path(id): Path<i64>,
+) -> PageResult<Json<Progress>> {
+    let store = state.store.as_ref();
+    let c = store.configuration(ConfigurationId(id)).await?;
+    let (current, previous, _) = current_and_previous(store, c.id).await?;
+    Ok(Json(progress_of(
+        &c.data_types,
+        current.as_ref(),
+        previous.as_ref(),
+    )))
+}
+
+/// `POST /configurations/{id}/sync`.
+pub(crate) async fn sync_now(
+    State(state): State<DashboardState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<i64>,
+) -> PageResult<Response> {
+    let c = state.store.configuration(ConfigurationId(id)).await?;
+    let (ok, text) = match state.runner.sync_now(c.id, SyncMode::Full).await {
+        Ok(q) => (true, q.message()),
+        Err(cls_control::RunnerError::Store(e)) => return Err(e.into()),
+    };
+    let text = match c.paused() {
+        Some(p) => format!(
+            "{text}; but this configuration is {p}, so the run will be canceled: activate it first"
+        ),
+        None => text,
+    };
+    state.drafts.notice(&session.id, ok, text);
+    Ok(Redirect::to(&format!("/configurations/{id}")).into_response())
+}
+
+/// The schedule editor's fields.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ScheduleForm {
+    /// `hourly`, `daily`, `weekly`, `monthly` or `cron`.
+    #[serde(default)]
+    cadence: String,
+    /// The cron expression, when `cadence` is `cron`.
+    #[serde(default)]
+    cron: String,
+    /// `full` or `incremental`.
+    #[serde(default)]
+    mode: String,
+}
+
+fn parse_schedule(form: &ScheduleForm) -> Result<(Cadence, SyncMode), String> {
+    let cadence = if form.cadence == "cron" {
+        Cadence::Cron(CronExpression::parse(&form.cron).map_err(|e| e.to_string())?)
+    } else {
+        Cadence::Every(form.cadence.parse::<Every>().map_err(|e| e.to_string())?)
+    };
+    let mode = form.mode.parse::<SyncMode>().map_err(|e| e.to_string())?;
+    Ok((cadence, mode))
+}
+
+/// `POST /configurations/{id}/schedule`: creates or changes the schedule.
+pub(crate) async fn save_schedule(
+    State(state): State<DashboardState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<i64>,
+    Form(form): Form<ScheduleForm>,
+) -> PageResult<Redirect> {
+    let store = state.store.as_ref();
+    let c = store.configuration(ConfigurationId(id)).await?;
+    let (cadence, mode) = match parse_schedule(&form) {
+        Ok(x) => x,
+        Err(e) => {
+            state.drafts.notice(&session.id, false, e);
+            return Ok(Redirect::to(&format!("/configurations/{id}")));
+        }
+    };
+    let existing = store
+        .list_schedules(Some(c.id), PageRequest::default())
+        .await?
+        .items;
+    let s = match existing.first() {
+        Some(s) => {
+            store
+                .update_schedule(
+                    s.id,
+                    SchedulePatch {
+                        cadence: Some(cadence),
+                        mode: Some(mode),
+                        active: None,
+                    },
+                )
+                .await?
+        }
+        None => {
+            store
+                .create_schedule(NewSchedule {
+                    configuration_id: c.id,
+                    cadence,
+                    mode,
+                })
+                .await?
+        }
+    };
+    state.drafts.notice(
+        &session.id,
+        true,
+        format!("Schedule saved: {} ({}).", s.cadence, s.mode),
+    );
+    Ok(Redirect::to(&format!("/configurations/{id}")))
+}
+
+/// A toggle's field.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ActiveForm {
+    /// Switch on (`true`) or off.
+    active: bool,
+}
+
+/// `POST /configurations/{id}/schedule/active`: pause or resume.
+pub(crate) async fn schedule_active(
+    State(state): State<DashboardState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<i64>,
+    Form(form): Form<ActiveForm>,
+) -> PageResult<Redirect> {
+    let store = state.store.as_ref();
+    let c = store.configuration(ConfigurationId(id)).await?;
+    let existing = store
+        .list_schedules(Some(c.id), PageRequest::default())
+        .await?
+        .items;
+    if let Some(s) = existing.first() {
+        store
+            .update_schedule(
+                s.id,
+                SchedulePatch {
+                    active: Some(form.active),
+                    ..SchedulePatch::default()
+                },
+            )
+            .await?;
+        let text = if form.active {
+            "Schedule resumed."
+        } else {
+            "Schedule paused."
+        };
+        state.drafts.notice(&session.id, true, text);
+    }
+    Ok(Redirect::to(&format!("/configurations/{id}")))
+}
+
+/// The key rotation field.
+#[derive(Deserialize)]
+pub(crate) struct KeyForm {
+    /// The new key (never rendered back, never logged).
+    #[serde(default)]
+    key: String,
+}
+
+/// `POST /configurations/{id}/key`: tests the new key, then stores it; resumes schedules
+/// the system paused when the new key reads every data type.
+pub(crate) async fn rotate_key(
+    State(state): State<DashboardState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<i64>,
+    Form(form): Form<KeyForm>,
+) -> PageResult<Response> {
+    let store = state.store.as_ref();
+    let c = store.configuration(ConfigurationId(id)).await?;
+    let back = Redirect::to(&format!("/configurations/{id}")).into_response();
+    let key = match ApiKey::parse(&form.key) {
+        Ok(k) => k,
+        Err(e) => {
+            state
+                .drafts
+                .notice(&session.id, false, format!("The key was not replaced: {e}"));
+            return Ok(back);
+        }
+    };
+    let types: Vec<_> = c
+        .data_types
+        .iter()
+        .filter_map(|t| cls_catalog::find(t))
+        .collect();
+    let result = run_check(&state, &key, &types).await;
+    let all_readable = match &result {
+        Ok(check) => check.all_readable(),
+        Err(e) => {
+            state.drafts.notice(
+                &session.id,
+                false,
+                format!("The key was not replaced: Test Connection failed: {e}"),
+            );
+            return Ok(back);
+        }
+    };
+    let c = store
+        .update_configuration(
+            c.id,
+            ConfigurationPatch {
+                key: Some(key),
+                ..ConfigurationPatch::default()
+            },
+        )
+        .await?;
+    let mut resumed = 0;
+    if all_readable {
+        for s in store
+            .list_schedules(Some(c.id), PageRequest::default())
+            .await?
+            .items
+        {
+            if !s.active && s.paused_reason.is_some() {
+                store
+                    .update_schedule(
+                        s.id,
+                        SchedulePatch {
+                            active: Some(true),
+                            ..SchedulePatch::default()
+                        },
+                    )
+                    .await?;
+                resumed += 1;
+            }
+        }
+    }
+    let mut text = format!("Key replaced: now {}.", c.key_masked);
+    if resumed > 0 {
+        text.push_str(" The schedule the system had paused is resumed.");
+    }
+    if !all_readable {
+        text.push_str(" Some data types cannot be read with it: see Test Connection below.");
+    }
+    state.drafts.notice(&session.id, all_readable, text);
+    let page = html! {
+        h1 { "Key replaced" }
+        p { "Test Connection with " span.mono { (c.key_masked) } ":" }
+        (check_view(&result))
+        p { a.button.primary href={ "/configurations/" (c.id) } { "Back to " (c.name) } }
+    };
+    if all_readable {
+        return Ok(back);
+    }
+    Ok(layout::page(
+        shell(&state, &session, "Key replaced", Nav::Configurations),
+        page,
+    )
+    .into_response())
+}
+
+/// `POST /configurations/{id}/active`.
+pub(crate) async fn set_active(
+    State(state): State<DashboardState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<i64>,
+    Form(form): Form<ActiveForm>,
+) -> PageResult<Redirect> {
+    let c = state
+        .store
+        .update_configuration(
+            ConfigurationId(id),
+            ConfigurationPatch {
+                active: Some(form.active),
+                ..ConfigurationPatch::default()
+            },
+        )
+        .await?;
+    let what = if c.active {
+        "activated"
+    } else {
+        "deactivated: it will not sync until activated again"
+    };
+    state.drafts.notice(
+        &session.id,
+        true,
+        format!("Configuration \"{}\" {what}.", c.name),
+    );
+    Ok(Redirect::to(&format!("/configurations/{id}")))
+}
+
+/// `GET /configurations/{id}/delete`: the confirmation step.
+pub(crate) async fn confirm_delete(
+    State(state): State<DashboardState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<i64>,
+) -> PageResult<Markup> {
+    let c = state.store.configuration(ConfigurationId(id)).await?;
+    let body = html! {
+        h1 { "Delete configuration \"" (c.name) "\"?" }
+        div.card.danger-zone {
+            p { "This deletes the configuration, its schedule and its sync history from Codeless Sync. The tables already written in your database are left as they are." }
+            div.actions {
+                (button_form(&session, &format!("/configurations/{}/delete", c.id), "Delete configuration", "danger"))
+                a.button href={ "/configurations/" (c.id) } { "Keep it" }
+            }
+        }
+    };
+    Ok(layout::page(
+        shell(
+            &state,
+            &session,
+            "Delete configuration",
+            Nav::Configurations,
+        ),
+        body,
+    ))
+}
+
+/// `POST /configurations/{id}/delete`.
+pub(crate) async fn delete(
+    State(state): State<DashboardState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<i64>,
+) -> PageResult<Redirect> {
+    let c = state.store.configuration(ConfigurationId(id)).await?;
+    state.store.delete_configuration(c.id).await?;
+    state.drafts.notice(
+        &session.id,
+        true,
+        format!("Configuration \"{}\" deleted.", c.name),
+    );
+    Ok(Redirect::to("/configurations"))
+}
+
+/// Totals of a run's counters.
+pub(crate) fn totals(stats: &BTreeMap<String, TypeStats>) -> TypeStats {
+    let mut t = TypeStats::default();
+    for s in stats.values() {
+        t.objects += s.objects;
+        t.inserted += s.inserted;
+        t.updated += s.updated;
+        t.deleted += s.deleted;
+        t.requests += s.requests;
+        t.retries += s.retries;
+        t.rate_limited += s.rate_limited;
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_parse_from_the_form() {
+        let f = |cadence: &str, cron: &str, mode: &str| ScheduleForm {
+            cadence: cadence.into(),
+            cron: cron.into(),
+            mode: mode.into(),
+        };
+        assert!(matches!(
+            parse_schedule(&f("daily", "", "full")),
+            Ok((Cadence::Every(Every::Day), SyncMode::Full))
+        ));
+        assert!(matches!(
+            parse_schedule(&f("cron", "0 3 * * *", "incremental")),
+            Ok((Cadence::Cron(_), SyncMode::Incremental))
+        ));
+        let bad = parse_schedule(&f("cron", "every day", "full"));
+        assert!(bad.is_err_and(|e| e.contains("five fields")));
+        assert!(parse_schedule(&f("sometimes", "", "full")).is_err());
+    }
+}

@@ -1,0 +1,153 @@
+//! Sign-in is required everywhere, and every POST needs the session's CSRF token.
+
+mod common;
+
+use cls_dashboard::PROTECTED_ROUTES;
+use common::{client, location, spawn_app};
+
+#[tokio::test]
+async fn every_page_but_sign_in_and_static_requires_a_session() {
+    let app = spawn_app(3).await;
+    let anonymous = client();
+    for (method, path) in PROTECTED_ROUTES {
+        let req = match *method {
+            "GET" => anonymous.get(app.url(path)),
+            _ => anonymous.post(app.url(path)).form(&[("csrf", "x")]),
+        };
+        let res = req.send().await.expect("request");
+        assert_eq!(res.status(), 303, "{method} {path} without a session");
+        assert_eq!(
+            location(&res),
+            "/login",
+            "{method} {path} without a session"
+        );
+    }
+    // A forged or expired cookie is no session either.
+    let forged = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let res = forged
+        .get(app.url("/projects"))
+        .header("Cookie", "cls_session=not-a-real-token")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(&res), "/login");
+
+    // Sign-in and the static files are public.
+    let login = anonymous
+        .get(app.url("/login"))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(login.status(), 200);
+    let css = anonymous
+        .get(app.url("/static/app.css"))
+        .send()
+        .await
+        .expect("css");
+    assert_eq!(css.status(), 200);
+    assert!(css
+        .headers()
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/css")));
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_http_only_and_same_site_lax() {
+    let app = spawn_app(3).await;
+    let c = client();
+    let page = app.get_ok(&c, "/login").await;
+    let csrf = common::csrf_of(&page);
+    let res = app
+        .post(
+            &c,
+            "/login",
+            &[
+                ("username", "admin"),
+                ("password", app.password.as_str()),
+                ("csrf", csrf.as_str()),
+            ],
+        )
+        .await;
+    let cookie = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("cls_session="))
+        .expect("a session cookie")
+        .to_string();
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    assert!(cookie.contains("SameSite=Lax"), "{cookie}");
+    assert!(cookie.contains("Path=/"), "{cookie}");
+    // secure_cookies is off in tests (plain http://127.0.0.1).
+    assert!(!cookie.contains("Secure"), "{cookie}");
+}
+
+#[tokio::test]
+async fn wrong_passwords_are_refused_and_say_what_to_check() {
+    let app = spawn_app(3).await;
+    let c = client();
+    let csrf = common::csrf_of(&app.get_ok(&c, "/login").await);
+    let res = app
+        .post(
+            &c,
+            "/login",
+            &[
+                ("username", "admin"),
+                ("password", "not-the-password"),
+                ("csrf", csrf.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 401);
+    let body = res.text().await.expect("body");
+    assert!(body.contains("Wrong username or password"), "{body}");
+    assert!(
+        !body.contains("not-the-password"),
+        "the password is never echoed"
+    );
+    // Still signed out.
+    let res = c.get(app.url("/")).send().await.expect("home");
+    assert_eq!(location(&res), "/login");
+}
+
+#[tokio::test]
+async fn posts_without_the_sessions_csrf_token_are_refused() {
+    let app = spawn_app(3).await;
+    let c = client();
+    let csrf = app.sign_in(&c).await;
+
+    for (method, path) in PROTECTED_ROUTES.iter().filter(|(m, _)| *m == "POST") {
+        for form in [vec![], vec![("csrf", "wrong-token")]] {
+            let res = app.post(&c, path, &form).await;
+            assert_eq!(
+                res.status(),
+                403,
+                "{method} {path} with csrf {form:?} must be refused"
+            );
+        }
+    }
+    // The token of the session works, and nothing above changed state.
+    assert!(app.get_ok(&c, "/projects").await.contains("No project yet"));
+    let to = app
+        .post_redirect(&c, "/logout", &[("csrf", csrf.as_str())])
+        .await;
+    assert_eq!(to, "/login");
+    let res = c.get(app.url("/")).send().await.expect("home");
+    assert_eq!(location(&res), "/login", "signed out");
+
+    // The sign-in form has its own double-submit token.
+    let fresh = client();
+    let res = app
+        .post(
+            &fresh,
+            "/login",
+            &[("username", "admin"), ("password", app.password.as_str())],
+        )
+        .await;
+    assert_eq!(res.status(), 403);
+}
