@@ -25,6 +25,10 @@ const DB_PASSWORD: &str = "pw-Zq81xKe0tSecret";
 const STRIPE_KEY: &str = "rk_test_51ConformanceKeyBodyAbCdEf0123";
 /// The replacement key for rotation tests.
 const ROTATED_KEY: &str = "rk_live_51RotatedKeyBodyZyXw98765";
+/// A webhook signing secret; must never appear in the state database.
+const WEBHOOK_SECRET: &str = "whsec_ConformanceWebhookSecret0123456789";
+/// Its replacement.
+const ROTATED_WEBHOOK_SECRET: &str = "whsec_RotatedWebhookSecretAbCdEf987654";
 
 /// The worker name claims are made under.
 const WORKER: &str = "worker-a";
@@ -939,11 +943,23 @@ mod scenarios {
         let p = s
             .create_project(new_project("Visible project name"))
             .await?;
-        let c = s.create_configuration(new_configuration("c", p.id)).await?;
+        let c = s
+            .create_configuration(NewConfiguration {
+                webhook_secret: Some(SecretString::from(WEBHOOK_SECRET)),
+                ..new_configuration("c", p.id)
+            })
+            .await?;
+        let hooked = s
+            .create_configuration(NewConfiguration {
+                webhook_secret: Some(SecretString::from(WEBHOOK_SECRET)),
+                ..new_configuration("hooked", p.id)
+            })
+            .await?;
         s.update_configuration(
             c.id,
             ConfigurationPatch {
                 key: Some(api_key(ROTATED_KEY)),
+                webhook_secret: Some(Some(SecretString::from(ROTATED_WEBHOOK_SECRET))),
                 ..ConfigurationPatch::default()
             },
         )
@@ -963,7 +979,15 @@ mod scenarios {
             dump.contains("rk_live_…8765"),
             "masked key missing from dump"
         );
-        for secret in [DB_PASSWORD, STRIPE_KEY, ROTATED_KEY, "51ConformanceKeyBody"] {
+        for secret in [
+            DB_PASSWORD,
+            STRIPE_KEY,
+            ROTATED_KEY,
+            "51ConformanceKeyBody",
+            WEBHOOK_SECRET,
+            ROTATED_WEBHOOK_SECRET,
+            "ConformanceWebhookSecret",
+        ] {
             assert!(
                 !dump.contains(secret),
                 "a secret was found in plain text in the state database"
@@ -979,6 +1003,15 @@ mod scenarios {
             s.configuration(c.id).await?.key.expose_secret(),
             ROTATED_KEY
         );
+        assert_eq!(
+            s.configuration(c.id)
+                .await?
+                .webhook_secret
+                .as_ref()
+                .map(|w| w.expose_secret()),
+            Some(ROTATED_WEBHOOK_SECRET)
+        );
+        assert!(s.configuration(hooked.id).await?.has_webhook_secret());
         Ok(())
     }
 
@@ -1228,6 +1261,316 @@ mod scenarios {
         Ok(())
     }
 
+    /// Run leases: a live worker's run is never claimed by another; a silent one is taken
+    /// over (same id); the old worker's heartbeats and final record are then refused.
+    /// Cancel: a queued run ends at once, a running one is flagged for its worker.
+    pub async fn run_leases_and_cancel(h: &Harness) -> TestResult {
+        let s = &h.store;
+        let p = s.create_project(new_project("p")).await?;
+        let c = s.create_configuration(new_configuration("c", p.id)).await?;
+        let manual = |c: ConfigurationId| NewRun {
+            configuration_id: c,
+            trigger: Trigger::Manual,
+            mode: SyncMode::Full,
+        };
+        let t0 = Utc::now();
+        let at = |secs: i64| t0 + chrono::Duration::seconds(secs);
+        let first = s.queue_run(manual(c.id)).await?.run().clone();
+        let claimed = s.claim_next_run(t0, "a", LEASE).await?.ok_or_else(none)?;
+        assert_eq!(claimed.id, first.id);
+        assert_eq!(claimed.worker_id.as_deref(), Some("a"));
+        assert_eq!(
+            claimed.heartbeat_at.map(|t| t.timestamp_micros()),
+            Some(t0.timestamp_micros())
+        );
+        assert!(!claimed.cancel_requested);
+        let behind = s.queue_run(manual(c.id)).await?.run().clone();
+
+        // Within the lease nothing can be claimed: the configuration is live-running.
+        assert!(s.claim_next_run(at(30), "b", LEASE).await?.is_none());
+        let mut stats = BTreeMap::new();
+        stats.insert(
+            "customers".to_string(),
+            TypeStats {
+                objects: 42,
+                ..TypeStats::default()
+            },
+        );
+        let beat = s
+            .heartbeat(first.id, "a", at(30), Some(stats.clone()))
+            .await?;
+        assert!(!beat.cancel_requested);
+        assert_eq!(
+            s.run(first.id).await?.stats,
+            stats,
+            "live progress is stored"
+        );
+        // The heartbeat renewed the lease: 80 s after the start is 50 s after it.
+        assert!(s.claim_next_run(at(80), "b", LEASE).await?.is_none());
+        let err = s
+            .heartbeat(first.id, "b", at(80), None)
+            .await
+            .err()
+            .ok_or_else(none)?;
+        assert!(matches!(err, StoreError::LeaseLost { .. }), "{err:?}");
+
+        // Silent for longer than the lease: b takes it over, same run.
+        let taken = s
+            .claim_next_run(at(100), "b", LEASE)
+            .await?
+            .ok_or_else(none)?;
+        assert_eq!(taken.id, first.id);
+        assert_eq!(taken.status, RunStatus::Running);
+        assert_eq!(taken.worker_id.as_deref(), Some("b"));
+        assert_eq!(taken.stats, stats, "progress so far is kept");
+        assert!(s.claim_next_run(at(101), "c", LEASE).await?.is_none());
+        let lost = s
+            .heartbeat(first.id, "a", at(101), None)
+            .await
+            .err()
+            .ok_or_else(none)?;
+        assert!(matches!(lost, StoreError::LeaseLost { .. }), "{lost:?}");
+        assert!(lost.to_string().contains("took it over"), "{lost}");
+        let late = s
+            .finish_run(
+                first.id,
+                "a",
+                RunUpdate {
+                    status: Some(RunStatus::Failed),
+                    ..RunUpdate::default()
+                },
+            )
+            .await
+            .err()
+            .ok_or_else(none)?;
+        assert!(matches!(late, StoreError::LeaseLost { .. }), "{late:?}");
+        assert_eq!(s.run(first.id).await?.status, RunStatus::Running);
+
+        // Cancel a running run: flagged, still running, until its worker stops it.
+        let flagged = s.request_cancel(first.id, at(110)).await?;
+        assert_eq!(flagged.status, RunStatus::Running);
+        assert!(flagged.cancel_requested);
+        assert!(
+            s.heartbeat(first.id, "b", at(111), None)
+                .await?
+                .cancel_requested
+        );
+        let ended = s
+            .finish_run(
+                first.id,
+                "b",
+                RunUpdate {
+                    status: Some(RunStatus::Canceled),
+                    ended_at: Some(at(112)),
+                    ..RunUpdate::default()
+                },
+            )
+            .await?;
+        assert_eq!(ended.status, RunStatus::Canceled);
+        let over = s
+            .heartbeat(first.id, "b", at(113), None)
+            .await
+            .err()
+            .ok_or_else(none)?;
+        assert!(matches!(over, StoreError::LeaseLost { .. }), "{over:?}");
+        let again = s
+            .request_cancel(first.id, at(113))
+            .await
+            .err()
+            .ok_or_else(none)?;
+        assert!(
+            matches!(
+                again,
+                StoreError::RunFinished {
+                    status: RunStatus::Canceled,
+                    ..
+                }
+            ),
+            "{again:?}"
+        );
+
+        // The run waiting behind it starts now.
+        let next = s
+            .claim_next_run(at(114), "a", LEASE)
+            .await?
+            .ok_or_else(none)?;
+        assert_eq!(next.id, behind.id);
+
+        // Cancel a queued run: it ends at once, saying it never started.
+        let other = s
+            .create_configuration(new_configuration("other", p.id))
+            .await?;
+        let waiting = s.queue_run(manual(other.id)).await?.run().clone();
+        let canceled = s.request_cancel(waiting.id, at(120)).await?;
+        assert_eq!(canceled.status, RunStatus::Canceled);
+        assert_eq!(
+            canceled.ended_at.map(|t| t.timestamp_micros()),
+            Some(at(120).timestamp_micros())
+        );
+        let message = canceled
+            .errors
+            .first()
+            .map(|e| e.message.clone())
+            .unwrap_or_default();
+        assert!(message.contains("before it started"), "{message}");
+        assert!(s.claim_next_run(at(121), "b", LEASE).await?.is_none());
+
+        let counts = s.run_status_counts().await?;
+        assert_eq!(counts.len(), RunStatus::ALL.len());
+        assert_eq!(counts.get(&RunStatus::Canceled), Some(&2));
+        assert_eq!(counts.get(&RunStatus::Running), Some(&1));
+        assert_eq!(counts.get(&RunStatus::Queued), Some(&0));
+        assert_eq!(counts.get(&RunStatus::Succeeded), Some(&0));
+
+        let missing = RunId(777_777);
+        assert!(not_found(
+            &s.request_cancel(missing, at(1))
+                .await
+                .err()
+                .ok_or_else(none)?,
+            Entity::Run
+        ));
+        assert!(not_found(
+            &s.heartbeat(missing, "a", at(1), None)
+                .await
+                .err()
+                .ok_or_else(none)?,
+            Entity::Run
+        ));
+        Ok(())
+    }
+
+    /// Webhook secrets: set at creation, replaced, cleared; sealed like the Stripe key.
+    pub async fn webhook_secrets(h: &Harness) -> TestResult {
+        let s = &h.store;
+        let p = s.create_project(new_project("p")).await?;
+        let c = s
+            .create_configuration(NewConfiguration {
+                webhook_secret: Some(SecretString::from(WEBHOOK_SECRET)),
+                ..new_configuration("c", p.id)
+            })
+            .await?;
+        assert!(c.has_webhook_secret());
+        assert_eq!(
+            c.webhook_secret.as_ref().map(|w| w.expose_secret()),
+            Some(WEBHOOK_SECRET)
+        );
+        assert!(!format!("{c:?}").contains(WEBHOOK_SECRET));
+        // A patch that does not mention it keeps it.
+        let renamed = s
+            .update_configuration(
+                c.id,
+                ConfigurationPatch {
+                    name: Some("renamed".into()),
+                    ..ConfigurationPatch::default()
+                },
+            )
+            .await?;
+        assert!(renamed.has_webhook_secret());
+        let replaced = s
+            .update_configuration(
+                c.id,
+                ConfigurationPatch {
+                    webhook_secret: Some(Some(SecretString::from(ROTATED_WEBHOOK_SECRET))),
+                    ..ConfigurationPatch::default()
+                },
+            )
+            .await?;
+        assert_eq!(
+            replaced.webhook_secret.as_ref().map(|w| w.expose_secret()),
+            Some(ROTATED_WEBHOOK_SECRET)
+        );
+        let cleared = s
+            .update_configuration(
+                c.id,
+                ConfigurationPatch {
+                    webhook_secret: Some(None),
+                    ..ConfigurationPatch::default()
+                },
+            )
+            .await?;
+        assert!(!cleared.has_webhook_secret());
+        assert!(!s.configuration(c.id).await?.has_webhook_secret());
+        Ok(())
+    }
+
+    /// Master key rotation: every secret re-sealed in one go; the new key reads them all,
+    /// the old one fails clearly; a store whose key does not open them changes nothing.
+    pub async fn master_key_rotation(h: &Harness) -> TestResult {
+        let old = MasterKey::generate();
+        let s = h.reopen(old.clone()).await?;
+        let p = s.create_project(new_project("p")).await?;
+        let q = s.create_project(new_project("q")).await?;
+        let with_hook = s
+            .create_configuration(NewConfiguration {
+                webhook_secret: Some(SecretString::from(WEBHOOK_SECRET)),
+                ..new_configuration("hooked", p.id)
+            })
+            .await?;
+        let plain = s
+            .create_configuration(new_configuration("plain", q.id))
+            .await?;
+
+        // A node with the wrong key cannot rotate, and changes nothing.
+        let stranger = h.reopen(MasterKey::generate()).await?;
+        let refused = stranger
+            .rotate_master_key(MasterKey::generate())
+            .await
+            .err()
+            .ok_or_else(none)?;
+        assert!(
+            matches!(refused, StoreError::Secrets(SecretsError::WrongKey)),
+            "{refused:?}"
+        );
+        assert_eq!(
+            s.project(p.id).await?.database_url.expose(),
+            db_url().expose()
+        );
+
+        let new = MasterKey::generate();
+        let report = s.rotate_master_key(new.clone()).await?;
+        assert_eq!(report.projects, 2);
+        assert_eq!(report.configurations, 2);
+        assert_eq!(report.webhook_secrets, 1);
+        // The rotating store uses the new key from now on, for reads and writes.
+        assert_eq!(
+            s.project(q.id).await?.database_url.expose(),
+            db_url().expose()
+        );
+        let later = s.create_project(new_project("later")).await?;
+
+        let reopened = h.reopen(new).await?;
+        assert_eq!(
+            reopened.project(p.id).await?.database_url.expose(),
+            db_url().expose()
+        );
+        assert_eq!(reopened.project(later.id).await?.name, "later");
+        let hooked = reopened.configuration(with_hook.id).await?;
+        assert_eq!(hooked.key.expose_secret(), STRIPE_KEY);
+        assert_eq!(
+            hooked.webhook_secret.as_ref().map(|w| w.expose_secret()),
+            Some(WEBHOOK_SECRET)
+        );
+        assert_eq!(
+            reopened.configuration(plain.id).await?.key.expose_secret(),
+            STRIPE_KEY
+        );
+
+        let with_old = h.reopen(old).await?;
+        for err in [
+            with_old.project(p.id).await.err(),
+            with_old.configuration(plain.id).await.err(),
+        ] {
+            let err = err.ok_or_else(none)?;
+            assert!(
+                matches!(err, StoreError::Secrets(SecretsError::WrongKey)),
+                "{err:?}"
+            );
+            assert!(err.to_string().contains("restore CLS_MASTER_KEY"), "{err}");
+        }
+        Ok(())
+    }
+
     fn none() -> StoreError {
         StoreError::Invalid {
             field: "test",
@@ -1283,6 +1626,9 @@ conformance!(
     schedule_due_slots,
     api_tokens,
     users_and_sessions,
+    run_leases_and_cancel,
+    webhook_secrets,
+    master_key_rotation,
 );
 
 /// Several nodes starting at once on a fresh PostgreSQL database all come up (schema
