@@ -611,3 +611,56 @@ pub(crate) async fn review_submit(
     state.drafts.notice(&session.id, notice.0, notice.1);
     Ok(Redirect::to(&format!("/configurations/{}", c.id)).into_response())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cls_engine::TypeAccess;
+
+    #[test]
+    fn test_connection_escapes_what_stripe_says_and_names_the_permission() {
+        let check = StripeCheck {
+            key_kind: "restricted".into(),
+            mode: "test".into(),
+            key: "rk_test_…abcd".into(),
+            warning: None,
+            account_id: "acct_<b>1</b>".into(),
+            account_name: Some("<script>alert(1)</script>".into()),
+            types: vec![
+                TypeAccess {
+                    data_type: "customers",
+                    readable: true,
+                    missing_permission: None,
+                    error: None,
+                },
+                TypeAccess {
+                    data_type: "charges",
+                    readable: false,
+                    missing_permission: Some("rak_charge_read".into()),
+                    error: Some("<img src=x onerror=alert(1)>".into()),
+                },
+            ],
+        };
+        let html = check_view(&Ok(check)).into_string();
+        assert!(!html.contains("<script>"), "{html}");
+        assert!(!html.contains("<b>1"), "{html}");
+        assert!(
+            html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+            "{html}"
+        );
+        assert!(html.contains("rak_charge_read"), "{html}");
+        assert!(html.contains("<strong>Charges</strong> to Read"), "{html}");
+        let failed = check_view(&Err("<img src=x onerror=alert(1)>".into())).into_string();
+        assert!(!failed.contains("<img"), "{failed}");
+    }
+
+    #[test]
+    fn data_types_are_grouped_by_dashboard_section_in_catalog_order() {
+        let groups = sections();
+        assert_eq!(groups.first().map(|g| g.0), Some("Customers"));
+        let total: usize = groups.iter().map(|g| g.1.len()).sum();
+        assert_eq!(total, CATALOG.len());
+        let subs = groups.iter().find(|g| g.0 == "Subscriptions");
+        assert!(subs.is_some_and(|g| g.1.len() > 1));
+    }
+}
