@@ -14,7 +14,25 @@
 //! - a run whose key Stripe rejects (401), whose key lost the permission for every chosen
 //!   data type (403), or whose database is unreachable pauses the configuration's schedules
 //!   with the reason, so a broken configuration does not fail every hour; Test Connection
-//!   switching the schedule on again resumes it.
+//!   switching the schedule on again resumes it;
+//! - a running run is leased to one worker ([`RunnerConfig::worker_id`]), which sends a
+//!   heartbeat with the live per-data-type counters every [`RunnerConfig::heartbeat_every`];
+//!   a run whose worker went silent for [`RunnerConfig::lease`] is taken over by the next
+//!   claim and resumed from the destination's checkpoints;
+//! - a cancel request stops the run at its next heartbeat and records it `canceled`;
+//!   stopping anywhere is safe, since every write the engine commits carries its checkpoint
+//!   in the same transaction, and the next run resumes from there;
+//! - a worker that lost its lease stops and records nothing: the new owner does.
+//!
+//! The engine of each run executes on a runtime of its own, on its own thread: the engine
+//! spawns tasks (parallel windows, the writer), and only shutting their runtime down stops
+//! them all when a run is canceled or its lease lost — dropping the run's future would not.
+//!
+//! Metrics (through the `metrics` facade; the server installs the exporter):
+//! `cls_sync_runs_total{status}` and `cls_sync_run_duration_seconds` at each run's end;
+//! `cls_sync_objects_total{type}`, `cls_sync_requests_total{type}`,
+//! `cls_sync_retries_total{type}` and `cls_sync_rate_limited_total{type}` as each data type
+//! finishes.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -22,8 +40,12 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use cls_destination::DestinationError;
-use cls_engine::{run_sync, EngineError, RequestedMode, SyncOptions, SyncReport, TypeStatus};
+use cls_engine::{
+    run_sync, EngineError, Progress, ProgressFn, RequestedMode, SyncOptions, SyncReport,
+    TypeReport, TypeStatus,
+};
 use cls_stripe::{ClientConfig, StripeClient, StripeError};
+use tokio::sync::oneshot;
 use url::Url;
 
 use crate::model::{
@@ -146,10 +168,13 @@ pub struct ScheduledRun {
 /// The run a step executed.
 #[derive(Debug, Clone)]
 pub struct ExecutedRun {
-    /// The run as recorded at its end.
+    /// The run as recorded at its end (or, when the lease was lost, as it is now).
     pub run: SyncRun,
     /// Schedules paused because of how it ended, with the reason given.
     pub paused: Vec<Schedule>,
+    /// Another worker took the run over (this one went silent for longer than the lease),
+    /// or it ended elsewhere: this worker stopped and recorded nothing.
+    pub lease_lost: bool,
 }
 
 /// What one [`Runner::step`] did.
@@ -290,14 +315,21 @@ impl Runner {
     /// Executes a claimed (running) run and records its outcome.
     #[tracing::instrument(name = "runner.run", skip_all, fields(run_id = %run.id, configuration_id = %run.configuration_id))]
     async fn execute(&self, run: SyncRun) -> Result<ExecutedRun, RunnerError> {
+        let clock_started = std::time::Instant::now();
         let ended = match self.load(&run).await {
             Ok((configuration, project)) => {
                 if let Some(paused) = configuration.paused() {
                     Ended::canceled(format!(
                         "the run did not start ({paused}): switch the project and configuration on, then sync again"
                     ))
+                } else if run.cancel_requested {
+                    // Taken over from a dead worker after someone asked to cancel it.
+                    Ended::canceled(CANCELED_ON_REQUEST.to_string())
                 } else {
-                    self.sync(&run, &configuration, &project).await
+                    match self.supervise(&run, configuration, project).await {
+                        Some(ended) => ended,
+                        None => return self.lost(run.id).await,
+                    }
                 }
             }
             // Deleted while queued: its runs went with it.
@@ -305,6 +337,7 @@ impl Runner {
                 return Ok(ExecutedRun {
                     run,
                     paused: Vec::new(),
+                    lease_lost: false,
                 })
             }
             Err(e) => return Err(e.into()),
@@ -323,9 +356,12 @@ impl Runner {
         {
             Ok(r) => r,
             // Taken over or ended by someone else meanwhile: theirs stands.
-            Err(StoreError::LeaseLost { .. }) => self.store.run(run.id).await?,
+            Err(StoreError::LeaseLost { .. }) => return self.lost(run.id).await,
             Err(e) => return Err(e.into()),
         };
+        metrics::counter!("cls_sync_runs_total", "status" => recorded.status.as_str()).increment(1);
+        metrics::histogram!("cls_sync_run_duration_seconds")
+            .record(clock_started.elapsed().as_secs_f64());
         let mut paused = Vec::new();
         if let Some(reason) = ended.pause {
             for s in self.all_schedules(Some(run.configuration_id)).await? {
@@ -338,7 +374,88 @@ impl Runner {
         Ok(ExecutedRun {
             run: recorded,
             paused,
+            lease_lost: false,
         })
+    }
+
+    /// What a step returns for a run this worker no longer holds: the run as it is now.
+    async fn lost(&self, id: crate::model::RunId) -> Result<ExecutedRun, RunnerError> {
+        tracing::warn!(run_id = %id, "lost the run's lease (another worker took it over, or it ended): stopped without recording");
+        Ok(ExecutedRun {
+            run: self.store.run(id).await?,
+            paused: Vec::new(),
+            lease_lost: true,
+        })
+    }
+
+    /// Runs the engine on its own runtime while sending heartbeats with the live counters.
+    /// Stops the engine when a cancel is requested (the run ends canceled) or the lease is
+    /// lost (`None`: nothing is to be recorded).
+    async fn supervise(
+        &self,
+        run: &SyncRun,
+        configuration: Configuration,
+        project: Project,
+    ) -> Option<Ended> {
+        let live: Arc<Mutex<BTreeMap<String, TypeStats>>> = Arc::default();
+        let progress: ProgressFn = {
+            let live = live.clone();
+            Arc::new(move |p| record_progress(&live, p))
+        };
+        let engine = EngineThread::start(
+            run,
+            configuration,
+            project,
+            self.config.stripe_api_base.clone(),
+            progress,
+        );
+        let mut done = engine.done;
+        let every = self.config.heartbeat_every;
+        let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let stop = loop {
+            tokio::select! {
+                ended = &mut done => {
+                    return Some(ended.ok().flatten().unwrap_or_else(|| Ended::failed(
+                        "the sync stopped unexpectedly (its task panicked): sync again, and report this if it persists".to_string(),
+                    )));
+                }
+                _ = beat.tick() => {
+                    let stats = snapshot(&live);
+                    match self
+                        .store
+                        .heartbeat(run.id, &self.config.worker_id, self.clock.now(), Some(stats))
+                        .await
+                    {
+                        Ok(h) if h.cancel_requested => break Stop::Cancel,
+                        Ok(_) => {}
+                        Err(StoreError::LeaseLost { .. } | StoreError::NotFound { .. }) => {
+                            break Stop::LeaseLost
+                        }
+                        // The state database is away for a moment: keep syncing; if it stays
+                        // away past the lease, another worker takes over and the next
+                        // heartbeat that gets through says so.
+                        Err(e) => tracing::warn!(run_id = %run.id, error = %e, "heartbeat failed"),
+                    }
+                }
+            }
+        };
+        // Shut the engine's runtime down and wait until every task of it has stopped, so no
+        // write of this run lands after it is recorded (or after another worker took it).
+        drop(engine.stop);
+        let _ = done.await;
+        match stop {
+            Stop::Cancel => Some(Ended {
+                status: RunStatus::Canceled,
+                stats: snapshot(&live),
+                errors: vec![RunError {
+                    data_type: None,
+                    message: CANCELED_ON_REQUEST.to_string(),
+                }],
+                pause: None,
+            }),
+            Stop::LeaseLost => None,
+        }
     }
 
     /// The run's configuration and project.
@@ -346,59 +463,6 @@ impl Runner {
         let configuration = self.store.configuration(run.configuration_id).await?;
         let project = self.store.project(configuration.project_id).await?;
         Ok((configuration, project))
-    }
-
-    /// Runs the engine for a configuration and turns its result into an [`Ended`].
-    async fn sync(&self, run: &SyncRun, configuration: &Configuration, project: &Project) -> Ended {
-        let mut types = Vec::new();
-        for name in &configuration.data_types {
-            match cls_catalog::find(name) {
-                Some(t) => types.push(t),
-                None => {
-                    return Ended::failed(format!(
-                        "data type `{name}` is not in this version's catalog: recreate the configuration with known data types"
-                    ))
-                }
-            }
-        }
-        let api_base = match configuration.stripe_api_base.as_deref() {
-            Some(raw) => match Url::parse(raw) {
-                Ok(u) => Some(u),
-                Err(e) => {
-                    return Ended::failed(format!(
-                        "the configuration's Stripe API base `{raw}` is not a URL ({e}): recreate the configuration with a valid one"
-                    ))
-                }
-            },
-            None => self.config.stripe_api_base.clone(),
-        };
-        let mut client_config = ClientConfig::default();
-        if let Some(base) = api_base {
-            client_config.api_base = base;
-        }
-        let client = match StripeClient::new(configuration.key.clone(), client_config) {
-            Ok(c) => c,
-            Err(e) => return Ended::engine_error(configuration, project, &EngineError::Stripe(e)),
-        };
-        let dest = match cls_destination::connect(&project.database_url, &project.schema).await {
-            Ok(d) => d,
-            Err(e) => {
-                return Ended::engine_error(configuration, project, &EngineError::Destination(e))
-            }
-        };
-        let options = SyncOptions {
-            types,
-            now: None,
-            sequential: false,
-        };
-        let mode = match run.mode {
-            SyncMode::Full => RequestedMode::Full,
-            SyncMode::Incremental => RequestedMode::Incremental,
-        };
-        match run_sync(&client, Arc::from(dest), &options, mode, Arc::new(|_| {})).await {
-            Ok(report) => Ended::from_report(configuration, &report),
-            Err(e) => Ended::engine_error(configuration, project, &e),
-        }
     }
 
     /// Every schedule (of one configuration when given), paging through the store.
@@ -420,6 +484,174 @@ impl Runner {
                 return Ok(all);
             }
         }
+    }
+}
+
+/// What the store says when a running run is canceled.
+const CANCELED_ON_REQUEST: &str = "canceled on request: the data already copied stays in the database, each data type up to its last checkpoint; the next run resumes from there";
+
+/// Why a supervised run was stopped before the engine finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// Someone asked to cancel it.
+    Cancel,
+    /// Another worker holds it now, or it ended.
+    LeaseLost,
+}
+
+/// One run's engine, executing on a runtime of its own on its own thread.
+struct EngineThread {
+    /// Dropping it shuts the engine's runtime down, every task it spawned included.
+    stop: oneshot::Sender<()>,
+    /// How the run ended (`None` when stopped), sent once the runtime is shut down.
+    done: oneshot::Receiver<Option<Ended>>,
+}
+
+impl EngineThread {
+    /// Starts the engine for `run` on a new thread and runtime.
+    fn start(
+        run: &SyncRun,
+        configuration: Configuration,
+        project: Project,
+        default_api_base: Option<Url>,
+        progress: ProgressFn,
+    ) -> EngineThread {
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (finished, done) = oneshot::channel();
+        let mode = run.mode;
+        let spawned = std::thread::Builder::new()
+            .name(format!("cls-run-{}", run.id))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("cls-run-engine")
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = finished.send(Some(Ended::failed(format!(
+                            "cannot start the run's threads ({e}): the machine is short of resources; sync again later"
+                        ))));
+                        return;
+                    }
+                };
+                let ended = runtime.block_on(async move {
+                    tokio::select! {
+                        ended = sync(mode, &configuration, &project, default_api_base, progress) => Some(ended),
+                        // Asked to stop, or the runner that started it is gone.
+                        _ = stopped => None,
+                    }
+                });
+                // Drops every task the engine spawned; one in the middle of a destination
+                // transaction rolls back, leaving the destination at its last checkpoint.
+                runtime.shutdown_timeout(std::time::Duration::from_secs(10));
+                let _ = finished.send(ended);
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start a thread for the run");
+        }
+        EngineThread { stop, done }
+    }
+}
+
+/// Runs the engine for a configuration and turns its result into an [`Ended`].
+async fn sync(
+    mode: SyncMode,
+    configuration: &Configuration,
+    project: &Project,
+    default_api_base: Option<Url>,
+    progress: ProgressFn,
+) -> Ended {
+    let mut types = Vec::new();
+    for name in &configuration.data_types {
+        match cls_catalog::find(name) {
+            Some(t) => types.push(t),
+            None => {
+                return Ended::failed(format!(
+                    "data type `{name}` is not in this version's catalog: recreate the configuration with known data types"
+                ))
+            }
+        }
+    }
+    let api_base = match configuration.stripe_api_base.as_deref() {
+        Some(raw) => match Url::parse(raw) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                return Ended::failed(format!(
+                    "the configuration's Stripe API base `{raw}` is not a URL ({e}): recreate the configuration with a valid one"
+                ))
+            }
+        },
+        None => default_api_base,
+    };
+    let mut client_config = ClientConfig::default();
+    if let Some(base) = api_base {
+        client_config.api_base = base;
+    }
+    let client = match StripeClient::new(configuration.key.clone(), client_config) {
+        Ok(c) => c,
+        Err(e) => return Ended::engine_error(configuration, project, &EngineError::Stripe(e)),
+    };
+    let dest = match cls_destination::connect(&project.database_url, &project.schema).await {
+        Ok(d) => d,
+        Err(e) => return Ended::engine_error(configuration, project, &EngineError::Destination(e)),
+    };
+    let options = SyncOptions {
+        types,
+        now: None,
+        sequential: false,
+    };
+    let mode = match mode {
+        SyncMode::Full => RequestedMode::Full,
+        SyncMode::Incremental => RequestedMode::Incremental,
+    };
+    match run_sync(&client, Arc::from(dest), &options, mode, progress).await {
+        Ok(report) => Ended::from_report(configuration, &report),
+        Err(e) => Ended::engine_error(configuration, project, &e),
+    }
+}
+
+/// Keeps the live counters up to date from the engine's progress, and counts each
+/// finished data type in the metrics.
+fn record_progress(live: &Mutex<BTreeMap<String, TypeStats>>, progress: Progress) {
+    let mut live = live.lock().unwrap_or_else(|p| p.into_inner());
+    match progress {
+        Progress::Started { data_type } => {
+            live.entry(data_type.to_string()).or_default();
+        }
+        Progress::Advanced {
+            data_type, objects, ..
+        } => {
+            live.entry(data_type.to_string()).or_default().objects = objects;
+        }
+        Progress::Finished(report) => {
+            let t = report.data_type;
+            metrics::counter!("cls_sync_objects_total", "type" => t).increment(report.objects);
+            metrics::counter!("cls_sync_requests_total", "type" => t).increment(report.requests);
+            metrics::counter!("cls_sync_retries_total", "type" => t).increment(report.retries);
+            metrics::counter!("cls_sync_rate_limited_total", "type" => t)
+                .increment(report.rate_limited);
+            live.insert(t.to_string(), type_stats(&report));
+        }
+    }
+}
+
+/// A copy of the live counters.
+fn snapshot(live: &Mutex<BTreeMap<String, TypeStats>>) -> BTreeMap<String, TypeStats> {
+    live.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// The stored counters of a finished data type.
+fn type_stats(t: &TypeReport) -> TypeStats {
+    TypeStats {
+        objects: t.objects,
+        inserted: t.inserted,
+        updated: t.updated,
+        deleted: t.deleted,
+        requests: t.requests,
+        retries: t.retries,
+        rate_limited: t.rate_limited,
     }
 }
 
@@ -487,18 +719,7 @@ impl Ended {
         let mut missing = Vec::new();
         let mut all_denied = !report.types.is_empty();
         for t in &report.types {
-            stats.insert(
-                t.data_type.to_string(),
-                TypeStats {
-                    objects: t.objects,
-                    inserted: t.inserted,
-                    updated: t.updated,
-                    deleted: t.deleted,
-                    requests: t.requests,
-                    retries: t.retries,
-                    rate_limited: t.rate_limited,
-                },
-            );
+            stats.insert(t.data_type.to_string(), type_stats(t));
             match &t.status {
                 TypeStatus::Succeeded => all_denied = false,
                 TypeStatus::Failed {

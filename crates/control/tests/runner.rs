@@ -2,20 +2,23 @@
 //! against the in-process Stripe emulator, a SQLite destination and SQLite (or PostgreSQL)
 //! state. Nothing sleeps: time only moves when a test advances the clock.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
 use cls_control::runner::{Clock, ManualClock, Runner, RunnerConfig};
+use cls_control::RunId;
 use cls_control::{
     Cadence, Configuration, Every, MasterKey, NewConfiguration, NewProject, NewSchedule,
     PageRequest, Paused, PostgresStore, QueuedRun, RunStatus, RunUpdate, Schedule, SchedulePatch,
     SqliteStore, StateUrl, Store, SyncMode, Trigger,
 };
 use cls_destination::DatabaseUrl;
-use cls_emulator::RunningEmulator;
+use cls_emulator::{EmulatorConfig, RunningEmulator};
 use cls_stripe::ApiKey;
 use cls_testkit::db::TestDb;
+use cls_testkit::emulator::{spawn_emulator, spawn_emulator_with};
 
 /// The worker name claims are made under outside the runner.
 const WORKER: &str = "another-worker";
@@ -52,7 +55,22 @@ impl World {
         )));
         let store: Arc<dyn Store> =
             Arc::new(must(SqliteStore::open(&url, MasterKey::generate()).await));
-        World::with(store, Some(dir), None).await
+        World::with(store, Some(dir), None, spawn_emulator(7, CUSTOMERS).await).await
+    }
+
+    /// SQLite state and a larger, slower Stripe account (each request takes about 20 ms), so
+    /// a run is still in flight when a test acts on it.
+    async fn sqlite_slow() -> World {
+        let dir = must(tempfile::tempdir());
+        let url = must(StateUrl::parse(&format!(
+            "sqlite://{}",
+            dir.path().join("state.db").display()
+        )));
+        let store: Arc<dyn Store> =
+            Arc::new(must(SqliteStore::open(&url, MasterKey::generate()).await));
+        let mut config = EmulatorConfig::new(11, 300);
+        config.latency_ms = 20;
+        World::with(store, Some(dir), None, spawn_emulator_with(config).await).await
     }
 
     async fn postgres() -> World {
@@ -60,13 +78,14 @@ impl World {
         let url = must(StateUrl::parse(&db.url));
         let store: Arc<dyn Store> =
             Arc::new(must(PostgresStore::open(&url, MasterKey::generate()).await));
-        World::with(store, None, Some(db)).await
+        World::with(store, None, Some(db), spawn_emulator(7, CUSTOMERS).await).await
     }
 
     async fn with(
         store: Arc<dyn Store>,
         state_dir: Option<tempfile::TempDir>,
         db: Option<TestDb>,
+        emulator: RunningEmulator,
     ) -> World {
         let clock = Arc::new(ManualClock::new(Utc::now()));
         let runner = Runner::with_config(store.clone(), clock.clone(), RunnerConfig::default());
@@ -74,7 +93,7 @@ impl World {
             store,
             clock,
             runner,
-            emulator: cls_testkit::emulator::spawn_emulator(7, CUSTOMERS).await,
+            emulator,
             dest_dir: must(tempfile::tempdir()),
             _state_dir: state_dir,
             db,
@@ -149,6 +168,68 @@ impl World {
 
     async fn runs(&self, c: &Configuration) -> Vec<cls_control::SyncRun> {
         must(self.store.list_runs(c.id, PageRequest::default()).await).items
+    }
+
+    /// A runner on the same state and clock under another worker name, beating every 10 ms.
+    fn runner_as(&self, worker: &str) -> Runner {
+        Runner::with_config(
+            self.store.clone(),
+            self.clock.clone(),
+            RunnerConfig {
+                worker_id: worker.to_string(),
+                heartbeat_every: std::time::Duration::from_millis(10),
+                ..RunnerConfig::default()
+            },
+        )
+    }
+
+    /// Waits until the running run `id` has reported objects through its heartbeats (a
+    /// condition, polled; bounded so a broken runner fails the test instead of hanging it).
+    async fn until_progress(&self, id: RunId) {
+        let wait = async {
+            loop {
+                let run = must(self.store.run(id).await);
+                if run.stats.values().any(|s| s.objects > 0) {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        };
+        if tokio::time::timeout(std::time::Duration::from_secs(60), wait)
+            .await
+            .is_err()
+        {
+            panic!("run {id} reported no progress within a minute");
+        }
+    }
+
+    /// The destination holds exactly the emulator's live objects of `object` (ids).
+    async fn assert_destination_equals_emulator(&self, object: &str, table: &str) {
+        let want: BTreeSet<String> = {
+            let store = self
+                .emulator
+                .state
+                .store
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
+            store.table(object).map_or_else(BTreeSet::new, |t| {
+                t.iter()
+                    .filter(|r| !r.deleted)
+                    .map(|r| r.id.to_string())
+                    .collect()
+            })
+        };
+        assert!(!want.is_empty(), "the emulator holds {object}s");
+        let file = self.dest_file();
+        let pool = must(sqlx::SqlitePool::connect(&format!("sqlite://{}", file.display())).await);
+        let got: Vec<String> = must(
+            sqlx::query_scalar(&format!("SELECT id FROM {table} WHERE NOT deleted"))
+                .fetch_all(&pool)
+                .await,
+        );
+        pool.close().await;
+        let got: BTreeSet<String> = got.into_iter().collect();
+        assert_eq!(got, want, "{table} differs from the emulator's {object}s");
     }
 }
 
@@ -512,5 +593,138 @@ async fn cron_schedule_runs_at_its_next_match() {
     assert_eq!(run.mode, SyncMode::Incremental);
     assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.errors);
     assert!(must(w.runner.step().await).is_idle());
+    w.finish().await;
+}
+
+/// A worker that stops sending heartbeats mid-run (its step is dropped, as when its process
+/// dies): while its lease is live no other worker touches the configuration; once it has
+/// expired another worker takes the run over, same id, and completes the data.
+#[tokio::test]
+async fn a_silent_workers_run_is_taken_over() {
+    let w = World::sqlite_slow().await;
+    let c = w
+        .configuration("rk_test_cls_emulator", &["customers", "invoices"])
+        .await;
+    let queued = must(w.runner.sync_now(c.id, SyncMode::Full).await);
+    let id = queued.run().id;
+    let a = w.runner_as("worker-a");
+    let b = w.runner_as("worker-b");
+
+    let mut step_a = Box::pin(a.step());
+    tokio::select! {
+        out = &mut step_a => panic!("the run ended before it could be interrupted: {out:?}"),
+        () = w.until_progress(id) => {}
+    }
+    // Worker a is alive: b finds nothing to do (not a's run, not a second run of it).
+    let queued_behind = must(w.runner.sync_now(c.id, SyncMode::Full).await);
+    tokio::select! {
+        out = &mut step_a => panic!("the run ended before it could be interrupted: {out:?}"),
+        out = b.step() => assert!(must(out).is_idle(), "b claimed a live-running configuration"),
+    }
+    drop(step_a);
+    let held = must(w.store.run(id).await);
+    assert_eq!(held.status, RunStatus::Running);
+    assert_eq!(held.worker_id.as_deref(), Some("worker-a"));
+
+    // Still within the lease: nothing.
+    w.clock.advance(Duration::seconds(30));
+    assert!(must(b.step().await).is_idle());
+
+    w.clock.advance(Duration::seconds(61));
+    let out = must(b.step().await);
+    let executed = out
+        .executed
+        .unwrap_or_else(|| panic!("the silent worker's run was not taken over"));
+    assert_eq!(executed.run.id, id, "taken over, not started again");
+    assert!(!executed.lease_lost);
+    assert_eq!(
+        executed.run.status,
+        RunStatus::Succeeded,
+        "{:?}",
+        executed.run.errors
+    );
+    assert_eq!(executed.run.worker_id.as_deref(), Some("worker-b"));
+    w.assert_destination_equals_emulator("customer", "customers")
+        .await;
+    w.assert_destination_equals_emulator("invoice", "invoices")
+        .await;
+
+    // The run that waited behind it comes next.
+    let next = must(b.step().await)
+        .executed
+        .unwrap_or_else(|| panic!("the queued run did not start"));
+    assert_eq!(next.run.id, queued_behind.run().id);
+    assert_eq!(next.run.status, RunStatus::Succeeded);
+    w.finish().await;
+}
+
+/// Cancel of a queued run: it ends at once and never starts.
+#[tokio::test]
+async fn canceling_a_queued_run_ends_it_before_it_starts() {
+    let w = World::sqlite().await;
+    let c = w
+        .configuration("rk_test_cls_emulator", &["customers"])
+        .await;
+    let queued = must(w.runner.sync_now(c.id, SyncMode::Full).await);
+    let canceled = must(w.store.request_cancel(queued.run().id, w.clock.now()).await);
+    assert_eq!(canceled.status, RunStatus::Canceled);
+    assert!(canceled.ended_at.is_some());
+    assert!(must(w.runner.step().await).is_idle());
+    assert!(!w.dest_file().exists(), "nothing was written");
+    w.finish().await;
+}
+
+/// Cancel of a running run: its worker stops it at the next heartbeat and records it
+/// canceled, saying what stays; the next run completes the data.
+#[tokio::test]
+async fn canceling_a_running_run_stops_it_and_the_next_run_completes() {
+    let w = World::sqlite_slow().await;
+    let c = w
+        .configuration("rk_test_cls_emulator", &["customers", "invoices"])
+        .await;
+    let queued = must(w.runner.sync_now(c.id, SyncMode::Full).await);
+    let id = queued.run().id;
+    let a = w.runner_as("worker-a");
+    let mut step = Box::pin(a.step());
+    tokio::select! {
+        out = &mut step => panic!("the run ended before it could be canceled: {out:?}"),
+        () = w.until_progress(id) => {}
+    }
+    let flagged = must(w.store.request_cancel(id, w.clock.now()).await);
+    assert_eq!(flagged.status, RunStatus::Running);
+    assert!(flagged.cancel_requested);
+    let executed = must(step.await)
+        .executed
+        .unwrap_or_else(|| panic!("the step lost its run"));
+    assert_eq!(executed.run.id, id);
+    assert_eq!(executed.run.status, RunStatus::Canceled);
+    let message = executed
+        .run
+        .errors
+        .first()
+        .map(|e| e.message.clone())
+        .unwrap_or_default();
+    assert!(message.contains("resumes from there"), "{message}");
+    assert!(
+        executed.run.stats.values().any(|s| s.objects > 0),
+        "the progress made is kept: {:?}",
+        executed.run.stats
+    );
+    assert!(must(a.step().await).is_idle());
+
+    must(w.runner.sync_now(c.id, SyncMode::Full).await);
+    let next = must(a.step().await)
+        .executed
+        .unwrap_or_else(|| panic!("the next run did not start"));
+    assert_eq!(
+        next.run.status,
+        RunStatus::Succeeded,
+        "{:?}",
+        next.run.errors
+    );
+    w.assert_destination_equals_emulator("customer", "customers")
+        .await;
+    w.assert_destination_equals_emulator("invoice", "invoices")
+        .await;
     w.finish().await;
 }
