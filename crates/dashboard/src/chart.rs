@@ -35,7 +35,7 @@ pub(crate) fn history(points: &[Point]) -> Markup {
     let plot_w = WIDTH - PAD_LEFT - PAD_RIGHT;
     let plot_h = HEIGHT - PAD_TOP - PAD_BOTTOM;
     let slot = plot_w / points.len() as f64;
-    let bar_w = (slot * 0.6).max(1.0);
+    let bar_w = (slot * 0.6).clamp(1.0, 48.0);
     let x_mid = |i: usize| PAD_LEFT + slot * (i as f64 + 0.5);
     let line: Vec<String> = points
         .iter()

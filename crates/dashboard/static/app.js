@@ -44,14 +44,15 @@ function setupKindHints() {
 
 function setupProgress() {
   var section = document.querySelector("[data-progress-url]");
-  if (!section) return;
+  // Only a queued or running run is followed; an ended one is already on the page.
+  if (!section || section.getAttribute("data-live") !== "true") return;
   var url = section.getAttribute("data-progress-url");
-  var wasLive = false;
   var tick = function () {
     fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" })
       .then(function (r) { return r.ok ? r.json() : Promise.reject(r.status); })
       .then(function (p) {
-        if (!p.finished) wasLive = true;
+        // The run ended: the page shows its outcome (and the errors) once reloaded.
+        if (p.finished) { window.location.reload(); return; }
         var badge = section.querySelector("[data-field=status] .badge");
         if (badge && p.status) { badge.textContent = p.status; badge.className = "badge " + p.status; }
         p.types.forEach(function (t) {
@@ -63,8 +64,7 @@ function setupProgress() {
           if (t.rate_limited > 0) text += " · " + t.rate_limited + " × 429";
           row.querySelector("[data-field=count]").textContent = text;
         });
-        if (p.finished && wasLive) { window.location.reload(); return; }
-        if (!p.finished) setTimeout(tick, 2000);
+        setTimeout(tick, 2000);
       })
       .catch(function () { setTimeout(tick, 5000); });
   };

@@ -172,7 +172,7 @@ async fn current_and_previous(
 /// The bars, rendered on the server; `app.js` updates them in place.
 pub(crate) fn progress_view(url: &str, p: &Progress) -> Markup {
     html! {
-        section.card.progress data-progress-url=(url) aria-live="polite" {
+        section.card.progress data-progress-url=(url) data-live=(!p.finished) aria-live="polite" {
             h2 {
                 "Sync run "
                 @if let Some(id) = p.run_id { a href={ "/runs/" (id) } { (id) } }
@@ -297,7 +297,7 @@ pub(crate) async fn show(
             dt { "Data types" } dd { (c.data_types.join(", ")) }
             dt { "State" } dd { @match c.paused() { Some(p) => { (p.to_string()) }, None => { "active" } } }
         }
-        @if live || previous.is_some() {
+        @if !runs.is_empty() {
             (progress_view(&format!("/configurations/{}/progress", c.id), &progress))
         }
         @if !runs.is_empty() {
@@ -337,12 +337,10 @@ pub(crate) async fn progress(
 ) -> PageResult<Json<Progress>> {
     let store = state.store.as_ref();
     let c = store.configuration(ConfigurationId(id)).await?;
-    let (current, previous, _) = current_and_previous(store, c.id).await?;
-    Ok(Json(progress_of(
-        &c.data_types,
-        current.as_ref(),
-        previous.as_ref(),
-    )))
+    let (current, previous, runs) = current_and_previous(store, c.id).await?;
+    // Between runs, the latest run's outcome (what the page shows too).
+    let shown = current.as_ref().or(runs.first());
+    Ok(Json(progress_of(&c.data_types, shown, previous.as_ref())))
 }
 
 /// `POST /configurations/{id}/sync`.
