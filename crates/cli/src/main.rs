@@ -37,6 +37,10 @@ enum Command {
     Bench(commands::bench::BenchArgs),
     /// Try Codeless Sync offline: a seeded Stripe emulator synced into SQLite under ./cls-data.
     Demo(commands::demo::DemoArgs),
+    /// Administer the state: REST API tokens.
+    Admin(commands::admin::AdminArgs),
+    /// Re-encrypt every stored secret under a new master key, and write the new key to a file.
+    RotateMasterKey(commands::admin::RotateArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +64,8 @@ fn main() -> ExitCode {
             Command::Demo(args) => commands::demo::run(args).await,
             Command::Bench(args) => commands::bench::run(args).await,
             Command::Listen(args) => commands::listen::run(args).await,
+            Command::Admin(args) => commands::admin::run(args).await,
+            Command::RotateMasterKey(args) => commands::admin::rotate(args).await,
         }
     });
     match result {

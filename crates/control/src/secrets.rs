@@ -186,13 +186,20 @@ impl MasterKey {
                 warn_if_readable_by_others(path);
                 MasterKey::from_base64(&text, KeySource::File(path.to_path_buf()))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_key_file(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_key_file(path, true),
             Err(source) => Err(SecretsError::KeyFile {
                 action: "read",
                 path: path.to_path_buf(),
                 source,
             }),
         }
+    }
+
+    /// A new random key written to a new key file at `path` (mode 0600, synced to disk),
+    /// for master key rotation: the key is on disk before anything is sealed with it. Fails
+    /// when `path` exists, never overwriting a key.
+    pub fn create_key_file(path: &Path) -> Result<MasterKey, SecretsError> {
+        create_key_file(path, false)
     }
 
     /// Where this key came from.
@@ -277,9 +284,9 @@ fn read_key_file(path: &Path) -> std::io::Result<SecretString> {
     Ok(SecretString::from(text.as_str()))
 }
 
-/// Creates the key file with a new random key; if another process created it first, reads
-/// that one instead.
-fn create_key_file(path: &Path) -> Result<MasterKey, SecretsError> {
+/// Creates the key file with a new random key. If it exists (another process created it
+/// first), reads that one when `reuse`, else fails.
+fn create_key_file(path: &Path, reuse: bool) -> Result<MasterKey, SecretsError> {
     let fail = |source| SecretsError::KeyFile {
         action: "create",
         path: path.to_path_buf(),
@@ -297,7 +304,7 @@ fn create_key_file(path: &Path) -> Result<MasterKey, SecretsError> {
     }
     let mut file = match options.open(path) {
         Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+        Err(e) if reuse && e.kind() == std::io::ErrorKind::AlreadyExists => {
             return MasterKey::from_key_file(path);
         }
         Err(e) => return Err(fail(e)),
@@ -469,6 +476,28 @@ mod tests {
         let sealed = first.seal(&secret("kept"))?;
         let second = MasterKey::load_from(None, &data_dir)?;
         assert_eq!(second.open(&sealed)?.expose_secret(), "kept");
+        Ok(())
+    }
+
+    #[test]
+    fn a_new_key_file_never_overwrites_one() -> Result<(), SecretsError> {
+        let dir = tempfile::tempdir().map_err(|source| SecretsError::KeyFile {
+            action: "create",
+            path: PathBuf::new(),
+            source,
+        })?;
+        let path = dir.path().join("new.key");
+        let key = MasterKey::create_key_file(&path)?;
+        let sealed = key.seal(&secret("kept"))?;
+        assert_eq!(
+            MasterKey::from_key_file(&path)?.open(&sealed)?.expose_secret(),
+            "kept"
+        );
+        assert!(matches!(
+            MasterKey::create_key_file(&path),
+            Err(SecretsError::KeyFile { .. })
+        ));
+        assert_eq!(key.open(&sealed)?.expose_secret(), "kept");
         Ok(())
     }
 

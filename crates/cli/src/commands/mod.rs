@@ -1,6 +1,7 @@
 //! One module per subcommand, plus what they share: the Stripe and database arguments and how
 //! they are parsed at the boundary into the library's types.
 
+pub mod admin;
 pub mod bench;
 pub mod check;
 pub mod demo;
