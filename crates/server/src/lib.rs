@@ -1,12 +1,25 @@
-//! `cls-server`: Codeless Sync's HTTP side. For now, the Stripe webhook receiver that `cls
-//! listen` runs (and `cls serve` will mount).
+//! `cls-server`: Codeless Sync's HTTP side — the REST API, health and metrics endpoints, and
+//! the Stripe webhook receiver.
 //!
+//! What `cls serve` calls:
+//! 1. [`install_metrics_recorder`] once, for the handle `/metrics` renders;
+//! 2. [`AppState::new`] with the state store, the runner, its clock and that handle (then
+//!    set `default_stripe_api_base` and `rate_limit` as configured);
+//! 3. [`app`] for the router (`/api/…`, `/healthz`, `/readyz`, `/metrics`), merged with the
+//!    webhook routes ([`router`]) when a receiver is configured;
+//! 4. [`serve`] with a bound listener and a shutdown signal.
+//!
+//! Layout:
+//! - [`api`]: the REST API — envelope and errors, extractors, the auth and rate-limit guard,
+//!   one module per resource, and the OpenAPI document ([`api::ApiDoc`]);
+//! - [`observe`]: `/healthz`, `/readyz`, `/metrics`;
+//! - [`state`]: [`AppState`]; `app`: the router and [`serve`];
 //! - [`webhook`]: signature parsing and verification, pure;
 //! - [`router`]: `POST /webhooks/stripe` and `POST /webhooks/stripe/{configuration}`, which
 //!   verify a delivery and hand its event to the engine's [`cls_engine::apply_events`] — the
 //!   same path as events polled from the feed, so the same ordering guard and dedupe apply.
 //!
-//! Answers, as Stripe expects them:
+//! Webhook answers, as Stripe expects them:
 //! - `200` `{"received": true, …}`: the event is stored (or was already: a delivery of an event
 //!   already applied changes nothing, and Stripe must not retry it), or it is for data types
 //!   not chosen / an unknown object type (skipped, with the reason);
@@ -14,6 +27,10 @@
 //!   delivery already received, or a body that is not an event — nothing is written;
 //! - `500`: the database failed; Stripe retries later.
 
+pub mod api;
+mod app;
+pub mod observe;
+pub mod state;
 pub mod webhook;
 
 use std::sync::{Arc, Mutex};
@@ -30,6 +47,9 @@ use cls_engine::{apply_events, EventSource, SkipReason};
 use cls_stripe::StripeClient;
 use serde_json::{json, Value};
 
+pub use app::{app, serve};
+pub use observe::install_metrics_recorder;
+pub use state::AppState;
 pub use webhook::{ReplayGuard, SignatureError, WebhookSecret, DEFAULT_TOLERANCE_SECS};
 
 /// Everything the receiver needs.

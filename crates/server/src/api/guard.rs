@@ -1,0 +1,277 @@
+//! What every `/api` request passes first: authentication (`Authorization: Bearer <token>`,
+//! checked by [`cls_control::Store::authenticate_api_token`]) and per-client rate limiting.
+//!
+//! Rate limits are kept per client: per API key when the request authenticated, else per
+//! peer IP address (so a client guessing tokens is limited too). Every answer carries
+//! `RateLimit-Limit` (requests per window), `RateLimit-Remaining` and `RateLimit-Reset`
+//! (seconds until the full allowance is back), and `RateLimit-Policy`; a `429` adds
+//! `Retry-After` (seconds). The peer address comes from axum's `ConnectInfo`, which
+//! [`crate::serve`] provides; a server started otherwise limits all unauthenticated clients
+//! as one. `X-Forwarded-For` is not trusted: behind a proxy, all unauthenticated traffic
+//! shares one allowance.
+//!
+//! It also counts every API request: `cls_api_requests_total{method, route, status}` and
+//! `cls_api_request_duration_seconds{route}`.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use cls_control::{ApiToken, Store, StoreError};
+use governor::clock::{Clock as _, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+
+use super::envelope::{ApiError, ErrorCode};
+
+/// How many requests a client may make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests per minute per client, which is also the burst a client may send at once
+    /// (the allowance refills evenly over the minute).
+    pub per_minute: NonZeroU32,
+}
+
+impl Default for RateLimit {
+    /// 600 requests a minute: far above what the dashboard or a script needs, low enough
+    /// that one runaway client cannot starve the others.
+    fn default() -> Self {
+        RateLimit {
+            per_minute: NonZeroU32::new(600).unwrap_or(NonZeroU32::MIN),
+        }
+    }
+}
+
+/// Who a request is counted against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum ClientKey {
+    /// An authenticated API key.
+    Token(i64),
+    /// An unauthenticated peer.
+    Ip(IpAddr),
+    /// An unauthenticated peer whose address is unknown (no `ConnectInfo`).
+    Unknown,
+}
+
+type KeyedLimiter = RateLimiter<
+    ClientKey,
+    DefaultKeyedStateStore<ClientKey>,
+    DefaultClock,
+    StateInformationMiddleware,
+>;
+
+/// Keyed clients beyond which idle ones are forgotten.
+const FORGET_IDLE_ABOVE: usize = 10_000;
+
+/// The state of the guard: the store (to authenticate) and the limiter.
+pub(crate) struct Guard {
+    /// Where tokens are checked.
+    store: Arc<dyn Store>,
+    /// Per-client allowances.
+    limiter: KeyedLimiter,
+    /// The configured limit, for `RateLimit-Policy`.
+    limit: RateLimit,
+}
+
+impl Guard {
+    /// A guard over `store` allowing `limit` per client.
+    pub(crate) fn new(store: Arc<dyn Store>, limit: RateLimit) -> Guard {
+        let quota = Quota::per_minute(limit.per_minute);
+        Guard {
+            store,
+            limiter: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
+            limit,
+        }
+    }
+}
+
+/// The outcome of counting one request.
+struct Decision {
+    /// The allowance (requests per window).
+    limit: u32,
+    /// Requests left right now.
+    remaining: u32,
+    /// Seconds until the allowance is full again (or, when refused, until one request is).
+    reset: u64,
+    /// Refused: seconds to wait.
+    retry_after: Option<u64>,
+}
+
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+impl Guard {
+    fn count(&self, key: &ClientKey) -> Decision {
+        if self.limiter.len() > FORGET_IDLE_ABOVE {
+            self.limiter.retain_recent();
+        }
+        let limit = self.limit.per_minute.get();
+        match self.limiter.check_key(key) {
+            Ok(snapshot) => {
+                let remaining = snapshot.remaining_burst_capacity();
+                let refill = snapshot.quota().replenish_interval();
+                Decision {
+                    limit,
+                    remaining,
+                    reset: ceil_secs(refill.saturating_mul(limit.saturating_sub(remaining))),
+                    retry_after: None,
+                }
+            }
+            Err(not_until) => {
+                let wait =
+                    ceil_secs(not_until.wait_time_from(DefaultClock::default().now())).max(1);
+                Decision {
+                    limit,
+                    remaining: 0,
+                    reset: wait,
+                    retry_after: Some(wait),
+                }
+            }
+        }
+    }
+}
+
+/// The bearer token of a request, or why there is none.
+fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Err(ApiError::unauthorized(
+            "this API needs an API key: send `Authorization: Bearer <token>` (create a key with `cls admin create-api-key` or POST /api/api-keys)",
+            false,
+        ));
+    };
+    let malformed = || {
+        ApiError::unauthorized(
+            "the Authorization header is not `Bearer <token>`: send the API key as `Authorization: Bearer <token>`",
+            true,
+        )
+    };
+    let text = value.to_str().map_err(|_| malformed())?;
+    let (scheme, token) = text.split_once(' ').ok_or_else(malformed)?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(malformed());
+    }
+    Ok(token)
+}
+
+/// The API key a request carries, checked against the store.
+async fn authenticate(store: &dyn Store, headers: &HeaderMap) -> Result<ApiToken, ApiError> {
+    let token = bearer(headers)?;
+    match store.authenticate_api_token(token).await {
+        Ok(t) => Ok(t),
+        Err(StoreError::Unauthorized { reason }) => Err(ApiError::unauthorized(reason, true)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The middleware: authenticate, count, answer `429`/`401` or pass the request on (with the
+/// [`ApiToken`] in its extensions), and put the rate-limit headers on the answer.
+pub(crate) async fn guard(
+    State(guard): State<Arc<Guard>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    // The route template (`/api/runs/{id}`): one series per route, not per id.
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let auth = authenticate(guard.store.as_ref(), req.headers()).await;
+    let key = match &auth {
+        Ok(token) => ClientKey::Token(token.id.0),
+        Err(_) => req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(ClientKey::Unknown, |c| ClientKey::Ip(c.0.ip())),
+    };
+    let decision = guard.count(&key);
+    let mut response = match (decision.retry_after, auth) {
+        (Some(wait), _) => ApiError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "too many requests: this client may make {} a minute; retry in {wait} s",
+                decision.limit
+            ),
+        )
+        .with_header(header::RETRY_AFTER, HeaderValue::from(wait))
+        .into_response(),
+        (None, Err(e)) => e.into_response(),
+        (None, Ok(token)) => {
+            req.extensions_mut().insert(token);
+            next.run(req).await
+        }
+    };
+    let headers = response.headers_mut();
+    let set = |headers: &mut HeaderMap, name: &'static str, value: HeaderValue| {
+        headers.insert(HeaderName::from_static(name), value);
+    };
+    set(
+        headers,
+        "ratelimit-limit",
+        HeaderValue::from(decision.limit),
+    );
+    set(
+        headers,
+        "ratelimit-remaining",
+        HeaderValue::from(decision.remaining),
+    );
+    set(
+        headers,
+        "ratelimit-reset",
+        HeaderValue::from(decision.reset),
+    );
+    if let Ok(policy) = HeaderValue::from_str(&format!("{};w=60", guard.limit.per_minute)) {
+        set(headers, "ratelimit-policy", policy);
+    }
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("cls_api_requests_total", "method" => method, "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("cls_api_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(auth: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(a) = auth {
+            if let Ok(v) = HeaderValue::from_str(a) {
+                h.insert(header::AUTHORIZATION, v);
+            }
+        }
+        h
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_strictly() {
+        assert_eq!(
+            bearer(&headers(Some("Bearer cls_abc"))).ok(),
+            Some("cls_abc")
+        );
+        assert_eq!(
+            bearer(&headers(Some("bearer  cls_abc "))).ok(),
+            Some("cls_abc")
+        );
+        for bad in [
+            None,
+            Some("Basic dXNlcjpwYXNz"),
+            Some("Bearer "),
+            Some("cls_abc"),
+        ] {
+            let e = bearer(&headers(bad)).err();
+            assert_eq!(e.map(|e| e.code), Some(ErrorCode::Unauthorized), "{bad:?}");
+        }
+    }
+}

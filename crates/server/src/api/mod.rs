@@ -1,0 +1,150 @@
+//! The REST API under `/api`, JSON in and out.
+//!
+//! - [`envelope`]: the answer's shape (`{"success": …, "data"|"error": …}`) and
+//!   [`ApiError`], the one mapping from failures to HTTP statuses;
+//! - [`extract`]: request extractors that fail in that shape (bodies, `?page=&limit=`, ids);
+//! - [`guard`]: bearer-token authentication and per-client rate limiting, in front of every
+//!   route here;
+//! - one module per resource: [`projects`], [`configurations`] (with Test Connection and
+//!   Sync Now), [`runs`], [`schedules`], [`api_keys`].
+//!
+//! The OpenAPI document ([`ApiDoc`]) is generated from the handlers and types and served at
+//! `GET /api/openapi.json`. It sits behind the same guard as every other `/api` route: the
+//! product promises that everything but health, metrics and webhooks refuses requests without
+//! a key, and a route list is no exception worth making (the document describes the API, it is
+//! not needed to reach it; anyone with a key can fetch it).
+
+pub mod api_keys;
+pub mod configurations;
+pub mod envelope;
+pub mod extract;
+pub mod guard;
+pub mod projects;
+pub mod runs;
+pub mod schedules;
+
+use std::sync::Arc;
+
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+pub use envelope::{ApiError, Envelope, ErrorCode, ErrorEnvelope, ListEnvelope, Pagination};
+pub use guard::RateLimit;
+
+use crate::state::AppState;
+
+/// The OpenAPI document of the REST API.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Codeless Sync API",
+        description = "Projects (destination databases), configurations (Stripe sources), schedules and sync runs. Every route needs `Authorization: Bearer <token>`. Answers are `{\"success\": true, \"data\": …}` (lists add `pagination`) or `{\"success\": false, \"error\": {\"code\", \"message\"}}`."
+    ),
+    paths(
+        projects::create, projects::list, projects::get, projects::patch, projects::delete,
+        projects::test_connection,
+        configurations::create, configurations::list, configurations::get,
+        configurations::patch, configurations::delete, configurations::test_connection,
+        configurations::sync,
+        runs::list, runs::get, runs::cancel,
+        schedules::create, schedules::list, schedules::get, schedules::patch,
+        schedules::delete,
+        api_keys::create, api_keys::list, api_keys::revoke,
+    ),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "projects", description = "Destination databases"),
+        (name = "configurations", description = "Stripe sources feeding a project; Test Connection and Sync Now"),
+        (name = "runs", description = "Sync runs: the sync history"),
+        (name = "schedules", description = "When a configuration syncs by itself"),
+        (name = "api-keys", description = "The bearer tokens this API accepts"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Declares the `bearer` security scheme every route requires.
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key from `POST /api/api-keys` or `cls admin create-api-key`",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// `GET /api/openapi.json`.
+async fn openapi_json() -> Response {
+    Json(ApiDoc::openapi()).into_response()
+}
+
+/// The `/api` routes, relative to `/api` (the caller nests them), behind the guard.
+pub(crate) fn router(state: Arc<AppState>) -> Router {
+    let guard = Arc::new(guard::Guard::new(state.store.clone(), state.rate_limit));
+    Router::new()
+        .route("/projects", post(projects::create).get(projects::list))
+        .route(
+            "/projects/{id}",
+            get(projects::get)
+                .patch(projects::patch)
+                .delete(projects::delete),
+        )
+        .route(
+            "/projects/{id}/test-connection",
+            post(projects::test_connection),
+        )
+        .route(
+            "/configurations",
+            post(configurations::create).get(configurations::list),
+        )
+        .route(
+            "/configurations/{id}",
+            get(configurations::get)
+                .patch(configurations::patch)
+                .delete(configurations::delete),
+        )
+        .route(
+            "/configurations/{id}/test-connection",
+            post(configurations::test_connection),
+        )
+        .route("/configurations/{id}/sync", post(configurations::sync))
+        .route("/configurations/{id}/runs", get(runs::list))
+        .route(
+            "/configurations/{id}/schedules",
+            post(schedules::create).get(schedules::list),
+        )
+        .route("/runs/{id}", get(runs::get))
+        .route("/runs/{id}/cancel", post(runs::cancel))
+        .route(
+            "/schedules/{id}",
+            get(schedules::get)
+                .patch(schedules::patch)
+                .delete(schedules::delete),
+        )
+        .route("/api-keys", post(api_keys::create).get(api_keys::list))
+        .route("/api-keys/{id}", delete(api_keys::revoke))
+        .route("/openapi.json", get(openapi_json))
+        .fallback(|| async { ApiError::no_route() })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                ErrorCode::MethodNotAllowed,
+                "this route does not take this method: GET /api/openapi.json lists each route's methods",
+            )
+        })
+        .layer(middleware::from_fn_with_state(guard, guard::guard))
+        .with_state(state)
+}

@@ -1,0 +1,326 @@
+//! `/api/projects`: destination databases. A project's database URL is accepted in full and
+//! only ever shown masked (`postgres://app:***@host/db`).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use chrono::{DateTime, Utc};
+use cls_control::{NewProject, Project, ProjectId, ProjectPatch};
+use cls_destination::{DatabaseInfo, DatabaseKind, DatabaseUrl};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::envelope::{ApiError, ApiResult, Deleted, Envelope, ErrorEnvelope, ListEnvelope};
+use super::extract::{parse_id, ApiJson, PageQuery};
+use crate::state::AppState;
+
+/// The database engine, from the URL's scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DatabaseKindView {
+    /// `postgres://` or `postgresql://` (Supabase, Neon, Railway, Render, …).
+    Postgres,
+    /// `sqlite://path/to/file.db`.
+    Sqlite,
+}
+
+impl From<DatabaseKind> for DatabaseKindView {
+    fn from(k: DatabaseKind) -> Self {
+        match k {
+            DatabaseKind::Postgres => DatabaseKindView::Postgres,
+            DatabaseKind::Sqlite => DatabaseKindView::Sqlite,
+        }
+    }
+}
+
+/// A project as the API shows it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProjectView {
+    /// Its id.
+    pub id: i64,
+    /// Name shown to people.
+    pub name: String,
+    /// PostgreSQL or SQLite.
+    pub kind: DatabaseKindView,
+    /// The connection string with its password replaced by `***`.
+    pub database_url: String,
+    /// Schema the tables go into (ignored by SQLite).
+    pub schema: String,
+    /// Off: none of its configurations sync.
+    pub active: bool,
+    /// Why it does not sync by itself, when it does not.
+    pub paused: Option<String>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&Project> for ProjectView {
+    fn from(p: &Project) -> Self {
+        ProjectView {
+            id: p.id.0,
+            name: p.name.clone(),
+            kind: p.kind.into(),
+            database_url: p.database_url.masked().to_string(),
+            schema: p.schema.clone(),
+            active: p.active,
+            paused: p.paused().map(|x| x.to_string()),
+            created_at: p.created_at,
+            updated_at: p.updated_at,
+        }
+    }
+}
+
+/// What creating a project takes.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateProject {
+    /// Name shown to people.
+    pub name: String,
+    /// `postgres://user:password@host:5432/db` or `sqlite://path/to/file.db`; stored
+    /// encrypted, never shown again in full.
+    pub database_url: String,
+    /// Target schema (default `stripe`; lowercase letters, digits and `_`).
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// `postgres` or `sqlite`, as the dashboard chose it; must match the URL's scheme.
+    #[serde(default)]
+    pub kind: Option<String>,
+}
+
+/// Changes to a project; absent fields stay as they are.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchProject {
+    /// New name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New connection string (a rotated password, a moved server).
+    #[serde(default)]
+    pub database_url: Option<String>,
+    /// New target schema.
+    #[serde(default)]
+    pub schema: Option<String>,
+    /// Switch on or off.
+    #[serde(default)]
+    pub active: Option<bool>,
+}
+
+/// What the database side of Test Connection found.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DatabaseCheckView {
+    /// Reachable and cls may create its schema and tables.
+    pub ok: bool,
+    /// The database URL tested, masked.
+    pub database_url: String,
+    /// What the check found, when the database answered.
+    pub database: Option<DatabaseInfoView>,
+    /// The outcome in words: what failed and how to fix it, or that all is well.
+    pub message: String,
+}
+
+/// Facts about a reachable database.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct DatabaseInfoView {
+    /// PostgreSQL or SQLite.
+    pub kind: DatabaseKindView,
+    /// Server version (or SQLite's library version).
+    pub server_version: String,
+    /// Whether the connection is encrypted (never for SQLite, a local file).
+    pub tls: bool,
+    /// Whether cls may create the schema (when missing) and its tables.
+    pub can_create: bool,
+    /// The schema tables go to (`main` for SQLite).
+    pub schema: String,
+}
+
+impl From<DatabaseInfo> for DatabaseInfoView {
+    fn from(i: DatabaseInfo) -> Self {
+        DatabaseInfoView {
+            kind: i.kind.into(),
+            server_version: i.server_version,
+            tls: i.tls,
+            can_create: i.can_create,
+            schema: i.schema,
+        }
+    }
+}
+
+/// Connects to a project's database and checks it, answering in words either way.
+pub(crate) async fn check_database(project: &Project) -> DatabaseCheckView {
+    let masked = project.database_url.masked().to_string();
+    let checked = match cls_destination::connect(&project.database_url, &project.schema).await {
+        Ok(dest) => dest.check().await,
+        Err(e) => Err(e),
+    };
+    match checked {
+        Ok(info) => {
+            let message = if info.can_create {
+                format!(
+                    "the database is reachable and cls can create schema \"{}\" and its tables",
+                    info.schema
+                )
+            } else {
+                format!(
+                    "the database is reachable, but this user cannot create schema \"{}\" or tables in it: grant CREATE on the database (or the schema) to the user, or create the tables by hand",
+                    info.schema
+                )
+            };
+            DatabaseCheckView {
+                ok: info.can_create,
+                database_url: masked,
+                database: Some(info.into()),
+                message,
+            }
+        }
+        // DestinationError messages name the database by its masked URL only.
+        Err(e) => DatabaseCheckView {
+            ok: false,
+            database_url: masked,
+            database: None,
+            message: e.to_string(),
+        },
+    }
+}
+
+/// Parses a database URL given in field `field`.
+fn database_url(field: &str, raw: &str) -> Result<DatabaseUrl, ApiError> {
+    // The parser's messages never echo the URL, so no password reaches the answer.
+    DatabaseUrl::parse(raw).map_err(|e| ApiError::invalid(field, e))
+}
+
+fn project_id(raw: &str) -> Result<ProjectId, ApiError> {
+    parse_id(raw).map(ProjectId)
+}
+
+/// Creates a project.
+#[utoipa::path(post, path = "/api/projects", tag = "projects",
+    request_body = CreateProject,
+    responses(
+        (status = 201, description = "The project", body = Envelope<ProjectView>),
+        (status = 400, description = "Invalid input; the message names the field", body = ErrorEnvelope),
+    ))]
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    ApiJson(body): ApiJson<CreateProject>,
+) -> ApiResult {
+    let url = database_url("database_url", &body.database_url)?;
+    if let Some(kind) = &body.kind {
+        let wanted = match kind.as_str() {
+            "postgres" | "postgresql" => DatabaseKind::Postgres,
+            "sqlite" => DatabaseKind::Sqlite,
+            _ => {
+                return Err(ApiError::invalid(
+                    "kind",
+                    "give `postgres` or `sqlite`, or leave it out: the URL's scheme tells",
+                ))
+            }
+        };
+        if wanted != url.kind() {
+            return Err(ApiError::invalid(
+                "kind",
+                format!(
+                    "`{kind}` does not match the database URL, which is a {} URL: fix one of the two",
+                    url.kind()
+                ),
+            ));
+        }
+    }
+    let project = state
+        .store
+        .create_project(NewProject {
+            name: body.name,
+            database_url: url,
+            schema: body.schema,
+        })
+        .await?;
+    Ok(Envelope::created(ProjectView::from(&project)))
+}
+
+/// Lists projects, oldest first.
+#[utoipa::path(get, path = "/api/projects", tag = "projects",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "One page of projects", body = ListEnvelope<ProjectView>),
+        (status = 400, description = "Bad `page` or `limit`", body = ErrorEnvelope),
+    ))]
+pub async fn list(State(state): State<Arc<AppState>>, page: PageQuery) -> ApiResult {
+    let got = state.store.list_projects(page.request()).await?;
+    let items = got.items.iter().map(ProjectView::from).collect();
+    Ok(ListEnvelope::ok(items, page.pagination(got.total)))
+}
+
+/// One project.
+#[utoipa::path(get, path = "/api/projects/{id}", tag = "projects",
+    params(("id" = i64, Path, description = "Project id")),
+    responses(
+        (status = 200, description = "The project", body = Envelope<ProjectView>),
+        (status = 404, description = "No such project", body = ErrorEnvelope),
+    ))]
+pub async fn get(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult {
+    let project = state.store.project(project_id(&id)?).await?;
+    Ok(Envelope::ok(ProjectView::from(&project)))
+}
+
+/// Changes a project's name, database URL, schema or active toggle.
+#[utoipa::path(patch, path = "/api/projects/{id}", tag = "projects",
+    params(("id" = i64, Path, description = "Project id")),
+    request_body = PatchProject,
+    responses(
+        (status = 200, description = "The project as changed", body = Envelope<ProjectView>),
+        (status = 400, description = "Invalid input; the message names the field", body = ErrorEnvelope),
+        (status = 404, description = "No such project", body = ErrorEnvelope),
+    ))]
+pub async fn patch(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<PatchProject>,
+) -> ApiResult {
+    let id = project_id(&id)?;
+    let patch = ProjectPatch {
+        name: body.name,
+        database_url: body
+            .database_url
+            .as_deref()
+            .map(|raw| database_url("database_url", raw))
+            .transpose()?,
+        schema: body.schema,
+        active: body.active,
+    };
+    let project = state.store.update_project(id, patch).await?;
+    Ok(Envelope::ok(ProjectView::from(&project)))
+}
+
+/// Deletes a project with its configurations, their schedules and runs. The data already
+/// copied into the project's database stays there.
+#[utoipa::path(delete, path = "/api/projects/{id}", tag = "projects",
+    params(("id" = i64, Path, description = "Project id")),
+    responses(
+        (status = 200, description = "Deleted", body = Envelope<Deleted>),
+        (status = 404, description = "No such project", body = ErrorEnvelope),
+    ))]
+pub async fn delete(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult {
+    let id = project_id(&id)?;
+    state.store.delete_project(id).await?;
+    Ok(Envelope::ok(Deleted {
+        id: id.0,
+        deleted: true,
+    }))
+}
+
+/// Test Connection for a project: connects to its database and checks that cls may create
+/// its tables. The answer is `200` either way; `data.ok` and `data.message` tell.
+#[utoipa::path(post, path = "/api/projects/{id}/test-connection", tag = "projects",
+    params(("id" = i64, Path, description = "Project id")),
+    responses(
+        (status = 200, description = "What the check found", body = Envelope<DatabaseCheckView>),
+        (status = 404, description = "No such project", body = ErrorEnvelope),
+    ))]
+pub async fn test_connection(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let project = state.store.project(project_id(&id)?).await?;
+    Ok(Envelope::ok(check_database(&project).await))
+}
