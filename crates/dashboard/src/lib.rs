@@ -136,6 +136,10 @@ pub fn router(state: DashboardState) -> Router {
             post(c::schedule_active),
         )
         .route("/configurations/{id}/key", post(c::rotate_key))
+        .route(
+            "/configurations/{id}/webhook-secret",
+            post(c::webhook_secret),
+        )
         .route("/configurations/{id}/active", post(c::set_active))
         .route(
             "/configurations/{id}/delete",
@@ -191,6 +195,7 @@ pub const PROTECTED_ROUTES: &[(&str, &str)] = &[
     ("POST", "/configurations/1/schedule"),
     ("POST", "/configurations/1/schedule/active"),
     ("POST", "/configurations/1/key"),
+    ("POST", "/configurations/1/webhook-secret"),
     ("POST", "/configurations/1/active"),
     ("GET", "/configurations/1/delete"),
     ("POST", "/configurations/1/delete"),

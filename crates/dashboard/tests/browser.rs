@@ -170,6 +170,21 @@ impl Walk<'_> {
             .expect("measure");
         let scroll = fits[0].as_u64().unwrap_or(0);
         let inner = fits[1].as_u64().unwrap_or(0);
+        let unlabelled = self
+            .b
+            .execute(
+                "return Array.from(document.querySelectorAll('input:not([type=hidden]), select, textarea'))\
+                   .filter(e => e.labels.length === 0 && !e.getAttribute('aria-label'))\
+                   .map(e => e.outerHTML);",
+                vec![],
+            )
+            .await
+            .expect("find unlabelled controls");
+        assert_eq!(
+            unlabelled.as_array().map_or(0, Vec::len),
+            0,
+            "{name}: form controls without a label: {unlabelled}"
+        );
         assert!(
             scroll <= inner + 1,
             "{name} at {} px scrolls sideways ({scroll} px wide in a {inner} px window)",

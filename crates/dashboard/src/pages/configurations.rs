@@ -13,6 +13,7 @@ use cls_control::{
 };
 use cls_stripe::ApiKey;
 use maud::{html, Markup};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use super::wizard::{check_view, key_input, run_check};
@@ -313,6 +314,7 @@ pub(crate) async fn show(
                 div.actions { button type="submit" { "Test and replace key" } }
             }
         }
+        (webhook_view(&session, &c))
         section.card {
             h2 { "Switch on or off, delete" }
             div.actions {
@@ -578,6 +580,92 @@ pub(crate) async fn rotate_key(
     .into_response())
 }
 
+fn webhook_view(session: &Session, c: &Configuration) -> Markup {
+    html! {
+        section.card {
+            h2 { "Real-time updates (webhooks)" }
+            p {
+                "In the Stripe Dashboard open Developers → Webhooks → Add endpoint, enter this server's address followed by "
+                code { "/webhooks/stripe/" (c.id) } ", select the events of the chosen data types, then paste the endpoint's signing secret here."
+            }
+            p { "Signing secret: " strong { (if c.has_webhook_secret() { "set" } else { "not set" }) } }
+            form method="post" action={ "/configurations/" (c.id) "/webhook-secret" } {
+                (csrf(session))
+                label for="webhook-secret" { "Signing secret (whsec_…)" }
+                input #webhook-secret name="secret" type="password" autocomplete="off" spellcheck="false" placeholder="whsec_…";
+                div.actions {
+                    button type="submit" name="action" value="save" { "Save signing secret" }
+                    @if c.has_webhook_secret() {
+                        button.danger type="submit" name="action" value="clear" { "Remove it" }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The webhook secret form's fields.
+#[derive(Deserialize)]
+pub(crate) struct WebhookSecretForm {
+    /// The signing secret (never rendered back, never logged).
+    #[serde(default)]
+    secret: String,
+    /// `save` or `clear`.
+    #[serde(default)]
+    action: String,
+}
+
+/// What a pasted signing secret is, or why it is not one.
+fn parse_webhook_secret(raw: &str) -> Result<SecretString, &'static str> {
+    if raw.trim() != raw || raw.is_empty() {
+        return Err("paste the signing secret alone, with nothing before or after it");
+    }
+    if !raw.starts_with("whsec_") || raw.len() < 16 {
+        return Err("this is not a webhook signing secret: copy it from the Stripe Dashboard → Developers → Webhooks → your endpoint → Signing secret (it starts with whsec_)");
+    }
+    if !raw.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err("the signing secret contains characters Stripe never uses (only letters, digits and _): copy it again");
+    }
+    Ok(SecretString::from(raw))
+}
+
+/// `POST /configurations/{id}/webhook-secret`: sets or removes the signing secret.
+pub(crate) async fn webhook_secret(
+    State(state): State<DashboardState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<i64>,
+    Form(form): Form<WebhookSecretForm>,
+) -> PageResult<Redirect> {
+    let c = state.store.configuration(ConfigurationId(id)).await?;
+    let (value, text) = if form.action == "clear" {
+        (None, "Webhook signing secret removed: deliveries for this configuration are refused until one is set.")
+    } else {
+        match parse_webhook_secret(&form.secret) {
+            Ok(s) => (Some(s), "Webhook signing secret saved."),
+            Err(e) => {
+                state.drafts.notice(
+                    &session.id,
+                    false,
+                    format!("The signing secret was not saved: {e}."),
+                );
+                return Ok(Redirect::to(&format!("/configurations/{id}")));
+            }
+        }
+    };
+    state
+        .store
+        .update_configuration(
+            c.id,
+            ConfigurationPatch {
+                webhook_secret: Some(value),
+                ..ConfigurationPatch::default()
+            },
+        )
+        .await?;
+    state.drafts.notice(&session.id, true, text);
+    Ok(Redirect::to(&format!("/configurations/{id}")))
+}
+
 /// `POST /configurations/{id}/active`.
 pub(crate) async fn set_active(
     State(state): State<DashboardState>,
@@ -689,5 +777,20 @@ mod tests {
         let bad = parse_schedule(&f("cron", "every day", "full"));
         assert!(bad.is_err_and(|e| e.contains("five fields")));
         assert!(parse_schedule(&f("sometimes", "", "full")).is_err());
+    }
+
+    #[test]
+    fn webhook_secrets_are_checked_without_quoting_them() {
+        assert!(parse_webhook_secret("whsec_abcdefghijklmnop").is_ok());
+        for bad in [
+            "",
+            " whsec_abcdefghijklmnop",
+            "sk_test_abcdefghijklmnop",
+            "whsec_abc",
+            "whsec_abcdefghij'klmnop",
+        ] {
+            let e = parse_webhook_secret(bad);
+            assert!(e.is_err_and(|m| !m.contains("abcdefghij")), "{bad}");
+        }
     }
 }
