@@ -490,7 +490,9 @@ mod tests {
         let key = MasterKey::create_key_file(&path)?;
         let sealed = key.seal(&secret("kept"))?;
         assert_eq!(
-            MasterKey::from_key_file(&path)?.open(&sealed)?.expose_secret(),
+            MasterKey::from_key_file(&path)?
+                .open(&sealed)?
+                .expose_secret(),
             "kept"
         );
         assert!(matches!(

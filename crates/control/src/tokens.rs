@@ -23,14 +23,16 @@ use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use rand::distributions::{Alphanumeric, DistString};
 use rand::rngs::OsRng;
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-use crate::model::ApiToken;
+use async_trait::async_trait;
+
+use crate::model::{ApiToken, ApiTokenId, User};
 use crate::store::StoreError;
 
 /// How every API token starts.
@@ -157,9 +159,113 @@ pub(crate) struct StoredApiToken {
     pub hash: String,
 }
 
+/// The SQL each backend supplies for the credential rules here; nothing else.
+#[async_trait]
+pub(crate) trait CredentialRows: Send + Sync {
+    /// The token whose public prefix is `prefix`, with its hash.
+    async fn api_token_by_prefix(&self, prefix: &str)
+        -> Result<Option<StoredApiToken>, StoreError>;
+    /// Sets a token's `last_used_at` to `now` unless it was written after `written_after`
+    /// (another node just did).
+    async fn touch_api_token(
+        &self,
+        id: ApiTokenId,
+        now: DateTime<Utc>,
+        written_after: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// The user named `username`, with their password hash.
+    async fn user_by_name(&self, username: &str) -> Result<Option<(User, String)>, StoreError>;
+}
+
+/// The API token `token` names, or `Unauthorized`. Revocation is read from the database
+/// every time; only the argon2 check is cached. `last_used_at` is written at most once per
+/// [`LAST_USED_EVERY`].
+pub(crate) async fn authenticate(
+    rows: &dyn CredentialRows,
+    cache: &TokenCache,
+    token: &str,
+) -> Result<ApiToken, StoreError> {
+    let prefix = api_token_prefix(token)?;
+    let stored = rows.api_token_by_prefix(prefix).await?;
+    let mut found = check_api_token(cache, token, stored).await?;
+    // Microseconds: what both databases keep, so the value returned is the one stored.
+    let now = Utc::now().trunc_subsecs(6);
+    if last_used_due(found.last_used_at, now) {
+        rows.touch_api_token(found.id, now, now - LAST_USED_EVERY)
+            .await?;
+        found.last_used_at = Some(now);
+    }
+    Ok(found)
+}
+
+/// The user when `password` is theirs, or `Unauthorized` (an unknown username is checked
+/// against a dummy hash, so it takes about as long as a wrong password).
+pub(crate) async fn verify_user(
+    rows: &dyn CredentialRows,
+    username: &str,
+    password: &SecretString,
+) -> Result<User, StoreError> {
+    let matches = match rows.user_by_name(username.trim()).await? {
+        Some((user, hash)) => verify_secret(Some(hash), password.clone())
+            .await?
+            .then_some(user),
+        None => {
+            verify_secret(None, password.clone()).await?;
+            None
+        }
+    };
+    matches.ok_or(StoreError::Unauthorized {
+        reason: refused::BAD_LOGIN,
+    })
+}
+
+/// What a backend stores for a new user: the checked username and the password's hash.
+pub(crate) async fn new_user(
+    username: &str,
+    password: &SecretString,
+) -> Result<(String, String), StoreError> {
+    let username = check_username(username)?;
+    check_password(password)?;
+    let hash = hash_secret(password.clone()).await?;
+    Ok((username, hash))
+}
+
+/// A new session's values: its token (for the cookie), what is stored for it, and times.
+pub(crate) struct NewSession {
+    /// The token, shown once (as the cookie).
+    pub token: SecretString,
+    /// Its SHA-256, hex: what is stored.
+    pub token_hash: String,
+    /// The CSRF token.
+    pub csrf_token: String,
+    /// Now.
+    pub created_at: DateTime<Utc>,
+    /// Now plus the time to live.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Makes a session lasting `ttl` (which must be positive).
+pub(crate) fn new_session(ttl: chrono::Duration) -> Result<NewSession, StoreError> {
+    if ttl <= chrono::Duration::zero() {
+        return Err(StoreError::Invalid {
+            field: "ttl",
+            reason: "a session must last longer than zero: give a positive time to live".into(),
+        });
+    }
+    let (token, token_hash) = new_session_token();
+    let created_at = Utc::now().trunc_subsecs(6);
+    Ok(NewSession {
+        token,
+        token_hash,
+        csrf_token: new_csrf_token(),
+        created_at,
+        expires_at: created_at + ttl,
+    })
+}
+
 /// Checks `token` against the row its prefix found (`None`: no such prefix). Revocation is
 /// read from the row every time; only the argon2 check is cached.
-pub(crate) async fn check_api_token(
+async fn check_api_token(
     cache: &TokenCache,
     token: &str,
     stored: Option<StoredApiToken>,

@@ -515,17 +515,6 @@ fn canceled_before_start() -> Vec<RunError> {
     }]
 }
 
-/// Checks a session's time to live.
-fn check_ttl(ttl: chrono::Duration) -> Result<(), StoreError> {
-    if ttl <= chrono::Duration::zero() {
-        return Err(StoreError::Invalid {
-            field: "ttl",
-            reason: "a session must last longer than zero: give a positive time to live".into(),
-        });
-    }
-    Ok(())
-}
-
 /// Counts per status from `(status, count)` rows, every status present.
 fn status_counts(rows: Vec<(String, i64)>) -> Result<BTreeMap<RunStatus, u64>, StoreError> {
     let mut counts: BTreeMap<RunStatus, u64> = RunStatus::ALL.iter().map(|s| (*s, 0)).collect();

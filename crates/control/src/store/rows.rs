@@ -406,11 +406,19 @@ impl ApiTokenRow {
 impl UserRow {
     /// The user (without the hash).
     pub fn into_user(self) -> User {
-        User {
-            id: UserId(self.id),
-            username: self.username,
-            created_at: self.created_at,
-        }
+        self.into_user_and_hash().0
+    }
+
+    /// The user and their password hash, for checking.
+    pub fn into_user_and_hash(self) -> (User, String) {
+        (
+            User {
+                id: UserId(self.id),
+                username: self.username,
+                created_at: self.created_at,
+            },
+            self.password_hash,
+        )
     }
 }
 

@@ -11,7 +11,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::types::Json;
@@ -23,7 +23,7 @@ use super::rows::{
     ScheduleRow, SessionRow, UserRow,
 };
 use super::{
-    canceled_before_start, check_name, check_schema, check_ttl, found, lease_lost, limit_offset,
+    canceled_before_start, check_name, check_schema, found, lease_lost, limit_offset,
     status_counts, unique_or, Entity, QueuedRun, StateUrl, Store, StoreError,
 };
 use crate::model::{
@@ -33,7 +33,7 @@ use crate::model::{
     Session, SessionId, SyncRun, TypeStats, User, UserId, DEFAULT_SCHEMA,
 };
 use crate::secrets::MasterKey;
-use crate::tokens::{self, refused, TokenCache};
+use crate::tokens::{self, refused, CredentialRows, StoredApiToken, TokenCache};
 
 const PROJECT_SELECT: &str = "SELECT id, name, kind, database_url_sealed, schema_name, active, \
      created_at, updated_at FROM projects";
@@ -845,29 +845,7 @@ impl Store for SqliteStore {
 
     #[tracing::instrument(name = "store.authenticate_api_token", skip_all)]
     async fn authenticate_api_token(&self, token: &str) -> Result<ApiToken, StoreError> {
-        let prefix = tokens::api_token_prefix(token)?;
-        let stored =
-            sqlx::query_as::<_, ApiTokenRow>(&format!("{API_TOKEN_SELECT} WHERE prefix = $1"))
-                .bind(prefix)
-                .fetch_optional(&self.pool)
-                .await?
-                .map(ApiTokenRow::into_stored);
-        let mut found = tokens::check_api_token(&self.tokens, token, stored).await?;
-        // Microseconds: what both databases keep, so the value returned is the one stored.
-        let now = Utc::now().trunc_subsecs(6);
-        if tokens::last_used_due(found.last_used_at, now) {
-            sqlx::query(
-                "UPDATE api_tokens SET last_used_at = $2 WHERE id = $1 \
-                 AND (last_used_at IS NULL OR last_used_at <= $3)",
-            )
-            .bind(found.id.0)
-            .bind(now)
-            .bind(now - tokens::LAST_USED_EVERY)
-            .execute(&self.pool)
-            .await?;
-            found.last_used_at = Some(now);
-        }
-        Ok(found)
+        tokens::authenticate(self, &self.tokens, token).await
     }
 
     async fn user_count(&self) -> Result<u64, StoreError> {
@@ -883,9 +861,7 @@ impl Store for SqliteStore {
         username: &str,
         password: &SecretString,
     ) -> Result<User, StoreError> {
-        let username = tokens::check_username(username)?;
-        tokens::check_password(password)?;
-        let hash = tokens::hash_secret(password.clone()).await?;
+        let (username, hash) = tokens::new_user(username, password).await?;
         let row = sqlx::query_as::<_, UserRow>(
             "INSERT INTO users (username, password_hash, created_at) VALUES ($1, $2, $3) \
              RETURNING id, username, password_hash, created_at",
@@ -911,27 +887,7 @@ impl Store for SqliteStore {
         username: &str,
         password: &SecretString,
     ) -> Result<User, StoreError> {
-        let row = sqlx::query_as::<_, UserRow>(
-            "SELECT id, username, password_hash, created_at FROM users WHERE username = $1",
-        )
-        .bind(username.trim())
-        .fetch_optional(&self.pool)
-        .await?;
-        let hash = row.as_ref().map(|r| r.password_hash.clone());
-        match row {
-            Some(row) if tokens::verify_secret(hash, password.clone()).await? => {
-                Ok(row.into_user())
-            }
-            Some(_) => Err(StoreError::Unauthorized {
-                reason: refused::BAD_LOGIN,
-            }),
-            None => {
-                tokens::verify_secret(None, password.clone()).await?;
-                Err(StoreError::Unauthorized {
-                    reason: refused::BAD_LOGIN,
-                })
-            }
-        }
+        tokens::verify_user(self, username, password).await
     }
 
     #[tracing::instrument(name = "store.create_session", skip_all, fields(user_id = %user))]
@@ -940,29 +896,27 @@ impl Store for SqliteStore {
         user: UserId,
         ttl: chrono::Duration,
     ) -> Result<(Session, SecretString), StoreError> {
-        check_ttl(ttl)?;
+        let new = tokens::new_session(ttl)?;
         if !self.exists("users", user.0).await? {
             return Err(StoreError::NotFound {
                 entity: Entity::User,
                 id: user.0,
             });
         }
-        let now = Utc::now();
         // Expired sessions are of no use to anyone: clear them as new ones are made.
         sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
-            .bind(now)
+            .bind(new.created_at)
             .execute(&self.pool)
             .await?;
-        let (token, hash) = tokens::new_session_token();
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO sessions (user_id, token_hash, csrf_token, created_at, expires_at) \
              VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
         .bind(user.0)
-        .bind(hash)
-        .bind(tokens::new_csrf_token())
-        .bind(now)
-        .bind(now + ttl)
+        .bind(&new.token_hash)
+        .bind(&new.csrf_token)
+        .bind(new.created_at)
+        .bind(new.expires_at)
         .fetch_one(&self.pool)
         .await?;
         let session = sqlx::query_as::<_, SessionRow>(&format!("{SESSION_SELECT} WHERE s.id = $1"))
@@ -970,7 +924,7 @@ impl Store for SqliteStore {
             .fetch_one(&self.pool)
             .await?
             .into_session();
-        Ok((session, token))
+        Ok((session, new.token))
     }
 
     #[tracing::instrument(name = "store.session_by_token", skip_all)]
@@ -1043,5 +997,49 @@ impl Store for SqliteStore {
         tx.commit().await?;
         *self.key.write().unwrap_or_else(|p| p.into_inner()) = new;
         Ok(report)
+    }
+}
+
+#[async_trait]
+impl CredentialRows for SqliteStore {
+    async fn api_token_by_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<Option<StoredApiToken>, StoreError> {
+        Ok(
+            sqlx::query_as::<_, ApiTokenRow>(&format!("{API_TOKEN_SELECT} WHERE prefix = $1"))
+                .bind(prefix)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(ApiTokenRow::into_stored),
+        )
+    }
+
+    async fn touch_api_token(
+        &self,
+        id: ApiTokenId,
+        now: DateTime<Utc>,
+        written_after: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE api_tokens SET last_used_at = $2 WHERE id = $1 \
+             AND (last_used_at IS NULL OR last_used_at <= $3)",
+        )
+        .bind(id.0)
+        .bind(now)
+        .bind(written_after)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn user_by_name(&self, username: &str) -> Result<Option<(User, String)>, StoreError> {
+        Ok(sqlx::query_as::<_, UserRow>(
+            "SELECT id, username, password_hash, created_at FROM users WHERE username = $1",
+        )
+        .bind(username)
+        .fetch_optional(&self.pool)
+        .await?
+        .map(UserRow::into_user_and_hash))
     }
 }
