@@ -1,7 +1,7 @@
 //! The page shell (head, navigation, notices), form helpers, and the static files.
 
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
 use crate::auth::Session;
@@ -32,6 +32,36 @@ pub(crate) async fn script() -> impl IntoResponse {
         ],
         JS,
     )
+}
+
+/// What the browser may do with the dashboard's pages, on every response:
+/// - a Content-Security-Policy allowing only this origin's own files (no inline script, no
+///   other site), so even a string that escaped escaping could not run;
+/// - no framing (clickjacking), no MIME sniffing, no referrer to other sites;
+/// - pages are not cached (the API key shown once, masked secrets, live state) — except the
+///   static files, which set their own caching.
+pub(crate) async fn security_headers(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    res
 }
 
 /// Which navigation entry is current.

@@ -161,6 +161,7 @@ pub fn router(state: DashboardState) -> Router {
         .route("/static/app.css", get(layout::stylesheet))
         .route("/static/app.js", get(layout::script))
         .merge(protected)
+        .layer(axum::middleware::map_response(layout::security_headers))
         .with_state(state)
 }
 

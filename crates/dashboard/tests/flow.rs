@@ -335,6 +335,13 @@ async fn a_newcomer_goes_from_nothing_to_a_synced_history() {
         "an ended run cannot be canceled"
     );
 
+    // The page now offers changes-only syncs first.
+    let page = seen.get(&app, &c, &to).await;
+    assert!(
+        page.contains("<option value=\"incremental\" selected>"),
+        "{page}"
+    );
+
     // Key rotation: a bad key is refused and the old one kept.
     let rotate = format!("{to}/key");
     app.post_redirect(&c, &rotate, &[("csrf", &csrf), ("key", "rk_test_short")])
@@ -372,8 +379,9 @@ async fn a_newcomer_goes_from_nothing_to_a_synced_history() {
     let page = seen.get(&app, &c, &to).await;
     assert!(page.contains("Syncs <strong>0 3 * * *</strong>"), "{page}");
 
-    // A second Sync Now, canceled while queued.
-    app.post_redirect(&c, &sync, &[("csrf", &csrf)]).await;
+    // A second Sync Now (changes only), canceled while queued.
+    app.post_redirect(&c, &sync, &[("csrf", &csrf), ("mode", "incremental")])
+        .await;
     let queued = app
         .store
         .list_runs(run.configuration_id, Default::default())
@@ -389,10 +397,9 @@ async fn a_newcomer_goes_from_nothing_to_a_synced_history() {
         .post_redirect(&c, &format!("{run_page}/cancel"), &[("csrf", &csrf)])
         .await;
     assert_eq!(back, run_page);
-    assert!(seen
-        .get(&app, &c, &run_page)
-        .await
-        .contains("badge canceled"));
+    let canceled = seen.get(&app, &c, &run_page).await;
+    assert!(canceled.contains("badge canceled"), "{canceled}");
+    assert!(canceled.contains("<dd>incremental</dd>"), "{canceled}");
 
     // Nowhere, after entry: the Stripe keys, the database password.
     for page in ["/", "/projects", "/configurations", "/settings"] {

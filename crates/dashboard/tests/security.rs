@@ -151,3 +151,39 @@ async fn posts_without_the_sessions_csrf_token_are_refused() {
         .await;
     assert_eq!(res.status(), 403);
 }
+
+#[tokio::test]
+async fn pages_forbid_framing_foreign_scripts_and_caching() {
+    let app = spawn_app(3).await;
+    let c = client();
+    app.sign_in(&c).await;
+    for path in ["/login", "/", "/settings"] {
+        let res = c.get(app.url(path)).send().await.expect("page");
+        let h = res.headers();
+        let csp = h
+            .get("content-security-policy")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        assert!(csp.contains("script-src 'self'"), "{path}: {csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
+        assert_eq!(
+            h.get("x-frame-options").map(|v| v.as_bytes()),
+            Some(&b"DENY"[..]),
+            "{path}"
+        );
+        assert_eq!(
+            h.get("cache-control").map(|v| v.as_bytes()),
+            Some(&b"no-store"[..]),
+            "{path}"
+        );
+        // No inline script anywhere: the policy would block it, so none may be needed.
+        let body = res.text().await.expect("body");
+        assert!(!body.contains("<script>"), "{path} has an inline script");
+        assert!(!body.contains(" style=\""), "{path} has an inline style");
+    }
+    let css = c.get(app.url("/static/app.css")).send().await.expect("css");
+    assert!(css
+        .headers()
+        .get("cache-control")
+        .is_some_and(|v| v.as_bytes().starts_with(b"public")));
+}

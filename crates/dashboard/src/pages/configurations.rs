@@ -201,6 +201,21 @@ pub(crate) fn progress_view(url: &str, p: &Progress) -> Markup {
     }
 }
 
+/// Sync Now, with the mode: incremental once a run has copied data, full before.
+fn sync_form(session: &Session, c: &Configuration, synced_before: bool) -> Markup {
+    html! {
+        form.sync method="post" action={ "/configurations/" (c.id) "/sync" } {
+            (csrf(session))
+            label.sr-only for="sync-mode" { "Sync mode" }
+            select #sync-mode name="mode" {
+                option value="incremental" selected[synced_before] { "Changes since the last run" }
+                option value="full" selected[!synced_before] { "Everything (full)" }
+            }
+            button.primary type="submit" { "Sync Now" }
+        }
+    }
+}
+
 fn cadence_value(s: Option<&Schedule>) -> (&'static str, String) {
     match s.map(|s| &s.cadence) {
         Some(Cadence::Every(e)) => (e.as_str(), String::new()),
@@ -290,7 +305,7 @@ pub(crate) async fn show(
     let body = html! {
         div.titlebar {
             h1 { (c.name) }
-            (button_form(&session, &format!("/configurations/{}/sync", c.id), "Sync Now", "primary"))
+            (sync_form(&session, &c, previous.is_some()))
         }
         dl.summary {
             dt { "Project" } dd { a href={ "/projects/" (project.id) } { (project.name) } " " span.mono.muted { (project.database_url.masked()) } }
@@ -345,14 +360,24 @@ pub(crate) async fn progress(
     Ok(Json(progress_of(&c.data_types, shown, previous.as_ref())))
 }
 
+/// Sync Now's field.
+#[derive(Debug, Deserialize)]
+pub(crate) struct SyncForm {
+    /// `full` or `incremental`; full when missing.
+    #[serde(default)]
+    mode: String,
+}
+
 /// `POST /configurations/{id}/sync`.
 pub(crate) async fn sync_now(
     State(state): State<DashboardState>,
     Extension(session): Extension<Session>,
     Path(id): Path<i64>,
+    Form(form): Form<SyncForm>,
 ) -> PageResult<Response> {
     let c = state.store.configuration(ConfigurationId(id)).await?;
-    let (ok, text) = match state.runner.sync_now(c.id, SyncMode::Full).await {
+    let mode = form.mode.parse::<SyncMode>().unwrap_or(SyncMode::Full);
+    let (ok, text) = match state.runner.sync_now(c.id, mode).await {
         Ok(q) => (true, q.message()),
         Err(cls_control::RunnerError::Store(e)) => return Err(e.into()),
     };
