@@ -1703,3 +1703,55 @@ async fn postgres_nodes_claiming_together() {
     }
     db.drop_now().await;
 }
+
+/// Several nodes claiming at once while a run's worker has gone silent: exactly one takes
+/// it over, and nobody starts the run queued behind it.
+#[tokio::test]
+async fn postgres_nodes_taking_over_together() {
+    let db = TestDb::new().await;
+    let url = must(StateUrl::parse(&db.url));
+    let key = MasterKey::generate();
+    let mut stores = Vec::new();
+    for _ in 0..4 {
+        stores.push(must(PostgresStore::open(&url, key.clone()).await));
+    }
+    let p = must(stores[0].create_project(new_project("shared")).await);
+    let c = must(
+        stores[0]
+            .create_configuration(new_configuration("c", p.id))
+            .await,
+    );
+    let manual = NewRun {
+        configuration_id: c.id,
+        trigger: Trigger::Manual,
+        mode: SyncMode::Full,
+    };
+    let t0 = Utc::now();
+    let first = must(stores[0].queue_run(manual.clone()).await).run().id;
+    let dead = must(stores[0].claim_next_run(t0, "dead", LEASE).await);
+    assert_eq!(dead.map(|r| r.id), Some(first));
+    let behind = must(stores[0].queue_run(manual).await).run().id;
+
+    let later = t0 + chrono::Duration::seconds(120);
+    let claims = stores.iter().enumerate().flat_map(|(n, s)| {
+        (0..2).map(move |k| async move {
+            must(
+                s.claim_next_run(later, &format!("node-{n}-{k}"), LEASE)
+                    .await,
+            )
+        })
+    });
+    let claimed: Vec<_> = futures::future::join_all(claims)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(claimed.len(), 1, "{claimed:?}");
+    assert_eq!(claimed[0].id, first);
+    assert_ne!(claimed[0].worker_id.as_deref(), Some("dead"));
+    assert_eq!(must(stores[0].run(behind).await).status, RunStatus::Queued);
+    for store in &stores {
+        store.pool().close().await;
+    }
+    db.drop_now().await;
+}

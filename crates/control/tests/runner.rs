@@ -58,9 +58,19 @@ impl World {
         World::with(store, Some(dir), None, spawn_emulator(7, CUSTOMERS).await).await
     }
 
-    /// SQLite state and a larger, slower Stripe account (each request takes about 20 ms), so
-    /// a run is still in flight when a test acts on it.
-    async fn sqlite_slow() -> World {
+    /// SQLite (or PostgreSQL) state and a larger, slower Stripe account (each request takes
+    /// about 20 ms), so a run is still in flight when a test acts on it.
+    async fn slow(postgres: bool) -> World {
+        let mut config = EmulatorConfig::new(11, 300);
+        config.latency_ms = 20;
+        let emulator = spawn_emulator_with(config).await;
+        if postgres {
+            let db = TestDb::new().await;
+            let url = must(StateUrl::parse(&db.url));
+            let store: Arc<dyn Store> =
+                Arc::new(must(PostgresStore::open(&url, MasterKey::generate()).await));
+            return World::with(store, None, Some(db), emulator).await;
+        }
         let dir = must(tempfile::tempdir());
         let url = must(StateUrl::parse(&format!(
             "sqlite://{}",
@@ -68,9 +78,7 @@ impl World {
         )));
         let store: Arc<dyn Store> =
             Arc::new(must(SqliteStore::open(&url, MasterKey::generate()).await));
-        let mut config = EmulatorConfig::new(11, 300);
-        config.latency_ms = 20;
-        World::with(store, Some(dir), None, spawn_emulator_with(config).await).await
+        World::with(store, Some(dir), None, emulator).await
     }
 
     async fn postgres() -> World {
@@ -599,9 +607,7 @@ async fn cron_schedule_runs_at_its_next_match() {
 /// A worker that stops sending heartbeats mid-run (its step is dropped, as when its process
 /// dies): while its lease is live no other worker touches the configuration; once it has
 /// expired another worker takes the run over, same id, and completes the data.
-#[tokio::test]
-async fn a_silent_workers_run_is_taken_over() {
-    let w = World::sqlite_slow().await;
+async fn silent_workers_run_is_taken_over(w: World) {
     let c = w
         .configuration("rk_test_cls_emulator", &["customers", "invoices"])
         .await;
@@ -658,6 +664,16 @@ async fn a_silent_workers_run_is_taken_over() {
     w.finish().await;
 }
 
+#[tokio::test]
+async fn a_silent_workers_run_is_taken_over_on_sqlite_state() {
+    silent_workers_run_is_taken_over(World::slow(false).await).await;
+}
+
+#[tokio::test]
+async fn a_silent_workers_run_is_taken_over_on_postgres_state() {
+    silent_workers_run_is_taken_over(World::slow(true).await).await;
+}
+
 /// Cancel of a queued run: it ends at once and never starts.
 #[tokio::test]
 async fn canceling_a_queued_run_ends_it_before_it_starts() {
@@ -678,7 +694,7 @@ async fn canceling_a_queued_run_ends_it_before_it_starts() {
 /// canceled, saying what stays; the next run completes the data.
 #[tokio::test]
 async fn canceling_a_running_run_stops_it_and_the_next_run_completes() {
-    let w = World::sqlite_slow().await;
+    let w = World::slow(false).await;
     let c = w
         .configuration("rk_test_cls_emulator", &["customers", "invoices"])
         .await;
@@ -726,5 +742,116 @@ async fn canceling_a_running_run_stops_it_and_the_next_run_completes() {
         .await;
     w.assert_destination_equals_emulator("invoice", "invoices")
         .await;
+    w.finish().await;
+}
+
+/// Records every counter and histogram the process emits, keyed `name{label=value,…}`, so a
+/// test can read what the runner counted (installed once per test binary; other tests run
+/// alongside, so checks are lower bounds).
+mod recorded {
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    use metrics::{
+        Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString,
+        Unit,
+    };
+
+    /// Every counter's value and every histogram's number of records.
+    #[derive(Debug, Default)]
+    pub struct Metrics {
+        /// Values by `name{labels}`.
+        values: Mutex<BTreeMap<String, Arc<AtomicU64>>>,
+    }
+
+    impl Metrics {
+        fn slot(&self, key: &Key) -> Arc<AtomicU64> {
+            let labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            let name = format!("{}{{{}}}", key.name(), labels.join(","));
+            let mut values = self.values.lock().unwrap_or_else(|p| p.into_inner());
+            values.entry(name).or_default().clone()
+        }
+
+        /// The value of `name{labels}` (0 when never emitted).
+        pub fn get(&self, name: &str) -> u64 {
+            let values = self.values.lock().unwrap_or_else(|p| p.into_inner());
+            values.get(name).map_or(0, |v| v.load(Ordering::SeqCst))
+        }
+    }
+
+    /// Counts a histogram's records.
+    struct Records(Arc<AtomicU64>);
+
+    impl HistogramFn for Records {
+        fn record(&self, _value: f64) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    struct Capture(Arc<Metrics>);
+
+    impl Recorder for Capture {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            Counter::from_arc(self.0.slot(key))
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+        fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::from_arc(Arc::new(Records(self.0.slot(key))))
+        }
+    }
+
+    /// The process's recorder, installed on first use.
+    pub fn metrics() -> Arc<Metrics> {
+        static INSTALLED: OnceLock<Arc<Metrics>> = OnceLock::new();
+        INSTALLED
+            .get_or_init(|| {
+                let metrics = Arc::new(Metrics::default());
+                if metrics::set_global_recorder(Capture(metrics.clone())).is_err() {
+                    panic!("another metrics recorder is installed in this test binary");
+                }
+                metrics
+            })
+            .clone()
+    }
+}
+
+/// A run's end and each data type's counters are emitted as metrics with the documented
+/// names and labels.
+#[tokio::test]
+async fn runs_are_counted_in_metrics() {
+    let metrics = recorded::metrics();
+    let before_runs = metrics.get("cls_sync_runs_total{status=succeeded}");
+    let before_durations = metrics.get("cls_sync_run_duration_seconds{}");
+    let before_objects = metrics.get("cls_sync_objects_total{type=customers}");
+    let before_requests = metrics.get("cls_sync_requests_total{type=customers}");
+    let w = World::sqlite().await;
+    let c = w
+        .configuration("rk_test_cls_emulator", &["customers"])
+        .await;
+    must(w.runner.sync_now(c.id, SyncMode::Full).await);
+    let run = must(w.runner.step().await)
+        .executed
+        .unwrap_or_else(|| panic!("the run did not start"))
+        .run;
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.errors);
+    let stats = run.stats.get("customers").cloned().unwrap_or_default();
+    assert!(metrics.get("cls_sync_runs_total{status=succeeded}") > before_runs);
+    assert!(metrics.get("cls_sync_run_duration_seconds{}") > before_durations);
+    assert!(
+        metrics.get("cls_sync_objects_total{type=customers}") >= before_objects + stats.objects
+    );
+    assert!(
+        metrics.get("cls_sync_requests_total{type=customers}") >= before_requests + stats.requests
+    );
+    assert!(stats.requests > 0);
     w.finish().await;
 }
