@@ -36,7 +36,6 @@ use std::sync::Arc;
 use axum::routing::{get, post};
 use axum::Router;
 use cls_control::{KeySource, Runner, Store};
-use secrecy::SecretString;
 use url::Url;
 
 pub use auth::ensure_admin;
@@ -86,9 +85,6 @@ impl DashboardState {
         self
     }
 }
-
-/// A one-time password for a newly created admin account, to print once.
-pub type OneTimePassword = SecretString;
 
 /// The dashboard's routes over `state`: `/`, `/login`, `/logout`, `/projects…`,
 /// `/configurations…`, `/runs/…`, `/settings` and `/static/app.css`.
