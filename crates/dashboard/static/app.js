@@ -60,7 +60,7 @@ function setupProgress() {
           if (!row) return;
           var bar = row.querySelector("progress");
           if (t.expected) { bar.max = t.expected; bar.value = Math.min(t.objects, t.expected); }
-          var text = t.objects + (t.expected ? " / ≈" + t.expected : "") + " objects · " + t.requests + " requests";
+          var text = t.objects + (t.expected ? " / ≈" + t.expected : "") + " objects · " + t.requests + (t.requests === 1 ? " request" : " requests");
           if (t.rate_limited > 0) text += " · " + t.rate_limited + " × 429";
           row.querySelector("[data-field=count]").textContent = text;
         });

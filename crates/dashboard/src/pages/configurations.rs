@@ -191,7 +191,7 @@ pub(crate) fn progress_view(url: &str, p: &Progress) -> Markup {
                     span.count data-field="count" {
                         (t.objects)
                         @if let Some(max) = t.expected { " / ≈" (max) }
-                        " objects · " (t.requests) " requests"
+                        " objects · " (t.requests) (if t.requests == 1 { " request" } else { " requests" })
                         @if t.rate_limited > 0 { " · " (t.rate_limited) " × 429" }
                     }
                 }
@@ -317,7 +317,10 @@ pub(crate) async fn show(
             (progress_view(&format!("/configurations/{}/progress", c.id), &progress))
         }
         @if !runs.is_empty() {
-            p { a href={ "/configurations/" (c.id) "/runs" } { "Sync history (" (runs.len()) (if runs.len() as u64 >= RECENT_RUNS { "+" } else { "" }) " runs)" } }
+            p { a href={ "/configurations/" (c.id) "/runs" } {
+                "Sync history (" (runs.len()) (if runs.len() as u64 >= RECENT_RUNS { "+" } else { "" })
+                (if runs.len() == 1 { " run)" } else { " runs)" })
+            } }
         }
         (schedule_view(&session, &c, schedules.first()))
         section.card {
