@@ -131,6 +131,7 @@ pub fn router(state: DashboardState) -> Router {
             "/configurations/{id}/schedule/active",
             post(c::schedule_active),
         )
+        .route("/configurations/{id}/check", post(c::test_connection))
         .route("/configurations/{id}/key", post(c::rotate_key))
         .route(
             "/configurations/{id}/webhook-secret",
@@ -191,6 +192,7 @@ pub const PROTECTED_ROUTES: &[(&str, &str)] = &[
     ("POST", "/configurations/1/sync"),
     ("POST", "/configurations/1/schedule"),
     ("POST", "/configurations/1/schedule/active"),
+    ("POST", "/configurations/1/check"),
     ("POST", "/configurations/1/key"),
     ("POST", "/configurations/1/webhook-secret"),
     ("POST", "/configurations/1/active"),

@@ -373,3 +373,72 @@ async fn switching_off_and_deleting_take_a_confirmation_and_say_what_happens() {
     assert!(list.contains("Project &quot;Warehouse&quot; deleted."));
     assert!(list.contains("No project yet"));
 }
+
+#[tokio::test]
+async fn test_connection_on_a_configuration_resumes_what_the_system_paused_only_when_it_passes() {
+    let app = spawn_app(3).await;
+    let c = client();
+    let csrf = app.sign_in(&c).await;
+    let (_, config) = configuration(&app, LIMITED_KEY).await;
+    let schedule = app
+        .store
+        .create_schedule(NewSchedule {
+            configuration_id: config.id,
+            cadence: Cadence::Every(Every::Day),
+            mode: SyncMode::Incremental,
+        })
+        .await
+        .expect("schedule");
+    app.store
+        .pause_schedule(schedule.id, "the Stripe key lacks rak_invoice_read")
+        .await
+        .expect("pause");
+    let check = format!("/configurations/{}/check", config.id);
+
+    // The limited key still lacks a permission: failed, nothing resumed.
+    let res = app.post(&c, &check, &[("csrf", &csrf)]).await;
+    assert_eq!(res.status(), 200);
+    let body = res.text().await.expect("body");
+    assert!(body.contains("Connection test failed"), "{body}");
+    assert!(body.contains("rak_invoice_read"), "{body}");
+    assert!(body.contains("Reached SQLite"), "{body}");
+    assert!(!app.store.schedule(schedule.id).await.expect("s").active);
+
+    // The permission granted (here: a key that has it): passed, resumed.
+    app.store
+        .update_configuration(
+            config.id,
+            cls_control::ConfigurationPatch {
+                key: Some(ApiKey::parse(FULL_KEY).expect("key")),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("new key");
+    let res = app.post(&c, &check, &[("csrf", &csrf)]).await;
+    let body = res.text().await.expect("body");
+    assert!(body.contains("Connection test passed."), "{body}");
+    assert!(body.contains("is resumed"), "{body}");
+    let s = app.store.schedule(schedule.id).await.expect("s");
+    assert!(s.active && s.paused_reason.is_none());
+
+    // A schedule a person paused stays paused.
+    app.store
+        .update_schedule(
+            schedule.id,
+            cls_control::SchedulePatch {
+                active: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("pause by hand");
+    let body = app
+        .post(&c, &check, &[("csrf", &csrf)])
+        .await
+        .text()
+        .await
+        .expect("body");
+    assert!(body.contains("Connection test passed."));
+    assert!(!app.store.schedule(schedule.id).await.expect("s").active);
+}

@@ -16,6 +16,7 @@ use maud::{html, Markup};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+use super::projects::{database_view, test_database};
 use super::wizard::{check_view, key_input, run_check};
 use super::{all_configurations, latest_run, shell};
 use crate::auth::Session;
@@ -307,6 +308,7 @@ pub(crate) async fn show(
             h1 { (c.name) }
             (sync_form(&session, &c, previous.is_some()))
         }
+        p { (button_form(&session, &format!("/configurations/{}/check", c.id), "Test Connection", "")) }
         dl.summary {
             dt { "Project" } dd { a href={ "/projects/" (project.id) } { (project.name) } " " span.mono.muted { (project.database_url.masked()) } }
             dt { "Stripe key" } dd { span.mono { (c.key_masked) } " (" (c.key_kind) ", " (c.key_mode) " mode)" }
@@ -517,6 +519,85 @@ pub(crate) struct KeyForm {
     key: String,
 }
 
+/// Switches on again the configuration's schedules the system paused (a person's pause
+/// stays); how many.
+async fn resume_system_paused(store: &dyn Store, id: ConfigurationId) -> Result<usize, StoreError> {
+    let mut resumed = 0;
+    for s in store
+        .list_schedules(Some(id), PageRequest::default())
+        .await?
+        .items
+    {
+        if !s.active && s.paused_reason.is_some() {
+            store
+                .update_schedule(
+                    s.id,
+                    SchedulePatch {
+                        active: Some(true),
+                        ..SchedulePatch::default()
+                    },
+                )
+                .await?;
+            resumed += 1;
+        }
+    }
+    Ok(resumed)
+}
+
+/// `POST /configurations/{id}/check`: Test Connection with the stored key and the project's
+/// database. When both pass, schedules the system paused (key revoked, permission lost,
+/// database unreachable) are resumed — what their pause reasons tell people to do.
+pub(crate) async fn test_connection(
+    State(state): State<DashboardState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<i64>,
+) -> PageResult<Markup> {
+    let store = state.store.as_ref();
+    let c = store.configuration(ConfigurationId(id)).await?;
+    let project = store.project(c.project_id).await?;
+    let types: Vec<_> = c
+        .data_types
+        .iter()
+        .filter_map(|t| cls_catalog::find(t))
+        .collect();
+    let stripe = run_check(&state, &c.key, &types).await;
+    let database = test_database(&project.database_url, &project.schema).await;
+    let passed = matches!(&stripe, Ok(s) if s.all_readable()) && database.is_ok();
+    let resumed = if passed {
+        resume_system_paused(store, c.id).await?
+    } else {
+        0
+    };
+    let body = html! {
+        p.crumbs { a href={ "/configurations/" (c.id) } { (c.name) } " ›" }
+        h1 { "Test Connection" }
+        @if passed {
+            p.notice.ok role="status" {
+                "Connection test passed."
+                @if resumed > 0 { " The schedule the system had paused is resumed." }
+            }
+        } @else {
+            p.notice.bad role="status" { "Connection test failed: fix the items marked ✗ below, then test again." }
+        }
+        section.card {
+            h2 { "Stripe, with " span.mono { (c.key_masked) } }
+            (check_view(&stripe))
+        }
+        section.card {
+            h2 { "Database " span.mono.muted { (project.database_url.masked()) } }
+            (database_view(&database))
+        }
+        div.actions {
+            (button_form(&session, &format!("/configurations/{}/check", c.id), "Test again", ""))
+            a.button.primary href={ "/configurations/" (c.id) } { "Back to " (c.name) }
+        }
+    };
+    Ok(layout::page(
+        shell(&state, &session, "Test Connection", Nav::Configurations),
+        body,
+    ))
+}
+
 /// `POST /configurations/{id}/key`: tests the new key, then stores it; resumes schedules
 /// the system paused when the new key reads every data type.
 pub(crate) async fn rotate_key(
@@ -563,27 +644,11 @@ pub(crate) async fn rotate_key(
             },
         )
         .await?;
-    let mut resumed = 0;
-    if all_readable {
-        for s in store
-            .list_schedules(Some(c.id), PageRequest::default())
-            .await?
-            .items
-        {
-            if !s.active && s.paused_reason.is_some() {
-                store
-                    .update_schedule(
-                        s.id,
-                        SchedulePatch {
-                            active: Some(true),
-                            ..SchedulePatch::default()
-                        },
-                    )
-                    .await?;
-                resumed += 1;
-            }
-        }
-    }
+    let resumed = if all_readable {
+        resume_system_paused(store, c.id).await?
+    } else {
+        0
+    };
     let mut text = format!("Key replaced: now {}.", c.key_masked);
     if resumed > 0 {
         text.push_str(" The schedule the system had paused is resumed.");

@@ -85,6 +85,14 @@ pub(crate) async fn test_database(url: &DatabaseUrl, schema: &str) -> Result<Dat
     dest.check().await.map_err(|e| e.to_string())
 }
 
+/// Test Connection's database half, in words.
+pub(crate) fn database_view(result: &Result<DatabaseInfo, String>) -> Markup {
+    match result {
+        Ok(info) => tested_view(&Tested::Reached(info.clone())),
+        Err(e) => tested_view(&Tested::Failed(e.clone())),
+    }
+}
+
 fn tested_view(t: &Tested) -> Markup {
     match t {
         Tested::Failed(e) => html! {
