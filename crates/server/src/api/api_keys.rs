@@ -63,7 +63,7 @@ pub struct CreateApiKey {
 }
 
 /// Creates an API key. The answer holds its token, which is never shown again.
-#[utoipa::path(post, path = "/api/api-keys", tag = "api-keys",
+#[utoipa::path(post, path = "/api/api-keys", operation_id = "create_api_key", tag = "api-keys",
     request_body = CreateApiKey,
     responses(
         (status = 201, description = "The key and its token (shown once)", body = Envelope<CreatedApiKey>),
@@ -81,7 +81,7 @@ pub async fn create(
 }
 
 /// Lists API keys (revoked ones included), oldest first.
-#[utoipa::path(get, path = "/api/api-keys", tag = "api-keys",
+#[utoipa::path(get, path = "/api/api-keys", operation_id = "list_api_keys", tag = "api-keys",
     params(PageQuery),
     responses(
         (status = 200, description = "One page of keys", body = ListEnvelope<ApiKeyView>),
@@ -94,7 +94,7 @@ pub async fn list(State(state): State<Arc<AppState>>, page: PageQuery) -> ApiRes
 }
 
 /// Revokes an API key: from now on it authenticates nothing (revoking twice is harmless).
-#[utoipa::path(delete, path = "/api/api-keys/{id}", tag = "api-keys",
+#[utoipa::path(delete, path = "/api/api-keys/{id}", operation_id = "revoke_api_key", tag = "api-keys",
     params(("id" = i64, Path, description = "API key id")),
     responses(
         (status = 200, description = "The key, revoked", body = Envelope<ApiKeyView>),

@@ -263,7 +263,7 @@ fn configuration_id(raw: &str) -> Result<ConfigurationId, ApiError> {
 }
 
 /// Creates a configuration.
-#[utoipa::path(post, path = "/api/configurations", tag = "configurations",
+#[utoipa::path(post, path = "/api/configurations", operation_id = "create_configuration", tag = "configurations",
     request_body = CreateConfiguration,
     responses(
         (status = 201, description = "The configuration (`warning` set for a secret key)", body = Envelope<ConfigurationView>),
@@ -311,7 +311,7 @@ pub async fn create(
 }
 
 /// Lists configurations, oldest first; `?project_id=` keeps one project's.
-#[utoipa::path(get, path = "/api/configurations", tag = "configurations",
+#[utoipa::path(get, path = "/api/configurations", operation_id = "list_configurations", tag = "configurations",
     params(PageQuery, ("project_id" = Option<i64>, Query, description = "Only this project's configurations")),
     responses(
         (status = 200, description = "One page of configurations", body = ListEnvelope<ConfigurationView>),
@@ -332,7 +332,7 @@ pub async fn list(
 }
 
 /// One configuration.
-#[utoipa::path(get, path = "/api/configurations/{id}", tag = "configurations",
+#[utoipa::path(get, path = "/api/configurations/{id}", operation_id = "get_configuration", tag = "configurations",
     params(("id" = i64, Path, description = "Configuration id")),
     responses(
         (status = 200, description = "The configuration", body = Envelope<ConfigurationView>),
@@ -344,7 +344,7 @@ pub async fn get(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> 
 }
 
 /// Changes a configuration's name, active toggle, Stripe key (rotation) or webhook secret.
-#[utoipa::path(patch, path = "/api/configurations/{id}", tag = "configurations",
+#[utoipa::path(patch, path = "/api/configurations/{id}", operation_id = "update_configuration", tag = "configurations",
     params(("id" = i64, Path, description = "Configuration id")),
     request_body = PatchConfiguration,
     responses(
@@ -387,7 +387,7 @@ pub async fn patch(
 
 /// Deletes a configuration with its schedules and runs. The data already copied stays in
 /// the project's database.
-#[utoipa::path(delete, path = "/api/configurations/{id}", tag = "configurations",
+#[utoipa::path(delete, path = "/api/configurations/{id}", operation_id = "delete_configuration", tag = "configurations",
     params(("id" = i64, Path, description = "Configuration id")),
     responses(
         (status = 200, description = "Deleted", body = Envelope<Deleted>),
@@ -499,7 +499,7 @@ fn stripe_client(state: &AppState, c: &Configuration) -> Result<StripeClient, St
 /// type whether it is readable or which permission to enable) and the project's database.
 /// The answer is `200` either way; `data.ok` tells. A passing test switches on again the
 /// schedules the system had paused.
-#[utoipa::path(post, path = "/api/configurations/{id}/test-connection", tag = "configurations",
+#[utoipa::path(post, path = "/api/configurations/{id}/test-connection", operation_id = "test_configuration_connection", tag = "configurations",
     params(("id" = i64, Path, description = "Configuration id")),
     responses(
         (status = 200, description = "What the test found", body = Envelope<ConfigurationCheckView>),
@@ -529,7 +529,7 @@ pub async fn test_connection(
         }
         Err(e) => Err(e),
     };
-    let database = check_database(&project).await;
+    let database = check_database(&project, Some(&types)).await;
     let stripe_ok = matches!(&stripe, Ok(s) if s.data_types.iter().all(|t| t.readable));
     let ok = stripe_ok && database.ok;
     let resumed_schedules = if ok {
@@ -638,7 +638,7 @@ pub(crate) fn parse_mode(field: &str, raw: &str) -> Result<SyncMode, ApiError> {
 
 /// Sync Now: queues a run of the configuration. During a run the new one waits for it; when
 /// one is already waiting, that one is answered and no second run is queued.
-#[utoipa::path(post, path = "/api/configurations/{id}/sync", tag = "configurations",
+#[utoipa::path(post, path = "/api/configurations/{id}/sync", operation_id = "sync_configuration", tag = "configurations",
     params(("id" = i64, Path, description = "Configuration id")),
     request_body(content = Option<SyncRequest>, description = "Optional; `{\"mode\": \"full\"}` for a full copy"),
     responses(

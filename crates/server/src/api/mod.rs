@@ -30,6 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 pub use envelope::{ApiError, Envelope, ErrorCode, ErrorEnvelope, ListEnvelope, Pagination};
@@ -67,11 +68,46 @@ use crate::state::AppState;
 )]
 pub struct ApiDoc;
 
-/// Declares the `bearer` security scheme every route requires.
+/// Declares the `bearer` security scheme every route requires, and the answers every route
+/// can give whatever it does: `401` (no valid key) and `429` (rate limited).
 struct BearerAuth;
 
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                op.responses.responses.insert(
+                    "401".to_string(),
+                    error("No API key, or an unknown or revoked one (`WWW-Authenticate: Bearer`)")
+                        .into(),
+                );
+                op.responses.responses.insert(
+                    "429".to_string(),
+                    error("Too many requests from this client; retry after `Retry-After` seconds")
+                        .into(),
+                );
+            }
+        }
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
@@ -147,4 +183,37 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         })
         .layer(middleware::from_fn_with_state(guard, guard::guard))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+
+    #[test]
+    fn the_document_names_each_operation_once_and_secures_it() {
+        let doc = ApiDoc::openapi();
+        let mut ids = BTreeSet::new();
+        let mut operations = 0;
+        for item in doc.paths.paths.values() {
+            for op in [&item.get, &item.post, &item.put, &item.patch, &item.delete]
+                .into_iter()
+                .flatten()
+            {
+                operations += 1;
+                let id = op.operation_id.clone().unwrap_or_default();
+                assert!(ids.insert(id.clone()), "operationId `{id}` is used twice");
+                assert!(op.responses.responses.contains_key("401"), "{id}");
+                assert!(op.responses.responses.contains_key("429"), "{id}");
+            }
+        }
+        assert_eq!(operations, 24);
+        let schemes = doc
+            .components
+            .map(|c| c.security_schemes)
+            .unwrap_or_default();
+        assert!(schemes.contains_key("bearer"));
+        assert!(doc.security.is_some_and(|s| !s.is_empty()));
+    }
 }

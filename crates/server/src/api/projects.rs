@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
+use cls_catalog::DataType;
 use cls_control::{NewProject, Project, ProjectId, ProjectPatch};
 use cls_destination::{DatabaseInfo, DatabaseKind, DatabaseUrl};
 use serde::{Deserialize, Serialize};
@@ -118,6 +119,9 @@ pub struct DatabaseCheckView {
     pub database: Option<DatabaseInfoView>,
     /// The outcome in words: what failed and how to fix it, or that all is well.
     pub message: String,
+    /// When the database is reachable but cls may not create its tables (configuration
+    /// test only): the exact SQL to run by hand as a user who may.
+    pub create_tables_sql: Option<String>,
 }
 
 /// Facts about a reachable database.
@@ -147,15 +151,26 @@ impl From<DatabaseInfo> for DatabaseInfoView {
     }
 }
 
-/// Connects to a project's database and checks it, answering in words either way.
-pub(crate) async fn check_database(project: &Project) -> DatabaseCheckView {
+/// Connects to a project's database and checks it, answering in words either way. With the
+/// data types of a configuration, a database where cls may not create tables comes with the
+/// SQL to create them by hand.
+pub(crate) async fn check_database(
+    project: &Project,
+    types: Option<&[&'static DataType]>,
+) -> DatabaseCheckView {
     let masked = project.database_url.masked().to_string();
     let checked = match cls_destination::connect(&project.database_url, &project.schema).await {
-        Ok(dest) => dest.check().await,
+        Ok(dest) => dest.check().await.map(|info| {
+            let sql = match types {
+                Some(types) if !info.can_create => Some(dest.create_tables_sql(types)),
+                _ => None,
+            };
+            (info, sql)
+        }),
         Err(e) => Err(e),
     };
     match checked {
-        Ok(info) => {
+        Ok((info, create_tables_sql)) => {
             let message = if info.can_create {
                 format!(
                     "the database is reachable and cls can create schema \"{}\" and its tables",
@@ -172,6 +187,7 @@ pub(crate) async fn check_database(project: &Project) -> DatabaseCheckView {
                 database_url: masked,
                 database: Some(info.into()),
                 message,
+                create_tables_sql,
             }
         }
         // DestinationError messages name the database by its masked URL only.
@@ -180,6 +196,7 @@ pub(crate) async fn check_database(project: &Project) -> DatabaseCheckView {
             database_url: masked,
             database: None,
             message: e.to_string(),
+            create_tables_sql: None,
         },
     }
 }
@@ -195,7 +212,7 @@ fn project_id(raw: &str) -> Result<ProjectId, ApiError> {
 }
 
 /// Creates a project.
-#[utoipa::path(post, path = "/api/projects", tag = "projects",
+#[utoipa::path(post, path = "/api/projects", operation_id = "create_project", tag = "projects",
     request_body = CreateProject,
     responses(
         (status = 201, description = "The project", body = Envelope<ProjectView>),
@@ -239,7 +256,7 @@ pub async fn create(
 }
 
 /// Lists projects, oldest first.
-#[utoipa::path(get, path = "/api/projects", tag = "projects",
+#[utoipa::path(get, path = "/api/projects", operation_id = "list_projects", tag = "projects",
     params(PageQuery),
     responses(
         (status = 200, description = "One page of projects", body = ListEnvelope<ProjectView>),
@@ -252,7 +269,7 @@ pub async fn list(State(state): State<Arc<AppState>>, page: PageQuery) -> ApiRes
 }
 
 /// One project.
-#[utoipa::path(get, path = "/api/projects/{id}", tag = "projects",
+#[utoipa::path(get, path = "/api/projects/{id}", operation_id = "get_project", tag = "projects",
     params(("id" = i64, Path, description = "Project id")),
     responses(
         (status = 200, description = "The project", body = Envelope<ProjectView>),
@@ -264,7 +281,7 @@ pub async fn get(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> 
 }
 
 /// Changes a project's name, database URL, schema or active toggle.
-#[utoipa::path(patch, path = "/api/projects/{id}", tag = "projects",
+#[utoipa::path(patch, path = "/api/projects/{id}", operation_id = "update_project", tag = "projects",
     params(("id" = i64, Path, description = "Project id")),
     request_body = PatchProject,
     responses(
@@ -294,7 +311,7 @@ pub async fn patch(
 
 /// Deletes a project with its configurations, their schedules and runs. The data already
 /// copied into the project's database stays there.
-#[utoipa::path(delete, path = "/api/projects/{id}", tag = "projects",
+#[utoipa::path(delete, path = "/api/projects/{id}", operation_id = "delete_project", tag = "projects",
     params(("id" = i64, Path, description = "Project id")),
     responses(
         (status = 200, description = "Deleted", body = Envelope<Deleted>),
@@ -311,7 +328,7 @@ pub async fn delete(State(state): State<Arc<AppState>>, Path(id): Path<String>) 
 
 /// Test Connection for a project: connects to its database and checks that cls may create
 /// its tables. The answer is `200` either way; `data.ok` and `data.message` tell.
-#[utoipa::path(post, path = "/api/projects/{id}/test-connection", tag = "projects",
+#[utoipa::path(post, path = "/api/projects/{id}/test-connection", operation_id = "test_project_connection", tag = "projects",
     params(("id" = i64, Path, description = "Project id")),
     responses(
         (status = 200, description = "What the check found", body = Envelope<DatabaseCheckView>),
@@ -322,5 +339,5 @@ pub async fn test_connection(
     Path(id): Path<String>,
 ) -> ApiResult {
     let project = state.store.project(project_id(&id)?).await?;
-    Ok(Envelope::ok(check_database(&project).await))
+    Ok(Envelope::ok(check_database(&project, None).await))
 }

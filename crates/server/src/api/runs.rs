@@ -168,7 +168,7 @@ fn run_id(raw: &str) -> Result<RunId, ApiError> {
 }
 
 /// A configuration's sync history, newest first.
-#[utoipa::path(get, path = "/api/configurations/{id}/runs", tag = "runs",
+#[utoipa::path(get, path = "/api/configurations/{id}/runs", operation_id = "list_runs", tag = "runs",
     params(("id" = i64, Path, description = "Configuration id"), PageQuery),
     responses(
         (status = 200, description = "One page of runs", body = ListEnvelope<RunView>),
@@ -189,7 +189,7 @@ pub async fn list(
 }
 
 /// One run, with its counts per data type and its errors.
-#[utoipa::path(get, path = "/api/runs/{id}", tag = "runs",
+#[utoipa::path(get, path = "/api/runs/{id}", operation_id = "get_run", tag = "runs",
     params(("id" = i64, Path, description = "Run id")),
     responses(
         (status = 200, description = "The run", body = Envelope<RunView>),
@@ -202,7 +202,7 @@ pub async fn get(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> 
 
 /// Cancels a run: a queued run ends at once; a running one is asked to stop and does at its
 /// next checkpoint (`cancel_requested`). A run that already ended is a `409`.
-#[utoipa::path(post, path = "/api/runs/{id}/cancel", tag = "runs",
+#[utoipa::path(post, path = "/api/runs/{id}/cancel", operation_id = "cancel_run", tag = "runs",
     params(("id" = i64, Path, description = "Run id")),
     responses(
         (status = 200, description = "The run after the request", body = Envelope<RunView>),

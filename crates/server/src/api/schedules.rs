@@ -166,7 +166,7 @@ fn schedule_id(raw: &str) -> Result<ScheduleId, ApiError> {
 }
 
 /// Creates a schedule for a configuration.
-#[utoipa::path(post, path = "/api/configurations/{id}/schedules", tag = "schedules",
+#[utoipa::path(post, path = "/api/configurations/{id}/schedules", operation_id = "create_schedule", tag = "schedules",
     params(("id" = i64, Path, description = "Configuration id")),
     request_body = CreateSchedule,
     responses(
@@ -207,7 +207,7 @@ pub async fn create(
 }
 
 /// A configuration's schedules, oldest first.
-#[utoipa::path(get, path = "/api/configurations/{id}/schedules", tag = "schedules",
+#[utoipa::path(get, path = "/api/configurations/{id}/schedules", operation_id = "list_schedules", tag = "schedules",
     params(("id" = i64, Path, description = "Configuration id"), PageQuery),
     responses(
         (status = 200, description = "One page of schedules", body = ListEnvelope<ScheduleView>),
@@ -232,7 +232,7 @@ pub async fn list(
 }
 
 /// One schedule.
-#[utoipa::path(get, path = "/api/schedules/{id}", tag = "schedules",
+#[utoipa::path(get, path = "/api/schedules/{id}", operation_id = "get_schedule", tag = "schedules",
     params(("id" = i64, Path, description = "Schedule id")),
     responses(
         (status = 200, description = "The schedule", body = Envelope<ScheduleView>),
@@ -247,7 +247,7 @@ pub async fn get(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> 
 }
 
 /// Changes a schedule's cadence, mode or active toggle.
-#[utoipa::path(patch, path = "/api/schedules/{id}", tag = "schedules",
+#[utoipa::path(patch, path = "/api/schedules/{id}", operation_id = "update_schedule", tag = "schedules",
     params(("id" = i64, Path, description = "Schedule id")),
     request_body = PatchSchedule,
     responses(
@@ -278,7 +278,7 @@ pub async fn patch(
 }
 
 /// Deletes a schedule.
-#[utoipa::path(delete, path = "/api/schedules/{id}", tag = "schedules",
+#[utoipa::path(delete, path = "/api/schedules/{id}", operation_id = "delete_schedule", tag = "schedules",
     params(("id" = i64, Path, description = "Schedule id")),
     responses(
         (status = 200, description = "Deleted", body = Envelope<Deleted>),
