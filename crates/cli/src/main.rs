@@ -35,6 +35,8 @@ enum Command {
     Listen(commands::listen::ListenArgs),
     /// Measure a backfill against Stripe's rate limits (emulated) and the database's ceiling.
     Bench(commands::bench::BenchArgs),
+    /// Run the service: dashboard, REST API, scheduler, workers and metrics.
+    Serve(commands::serve::ServeArgs),
     /// Try Codeless Sync offline: a seeded Stripe emulator synced into SQLite under ./cls-data.
     Demo(commands::demo::DemoArgs),
     /// Administer the state: REST API tokens.
@@ -66,6 +68,7 @@ fn main() -> ExitCode {
             Command::Listen(args) => commands::listen::run(args).await,
             Command::Admin(args) => commands::admin::run(args).await,
             Command::RotateMasterKey(args) => commands::admin::rotate(args).await,
+            Command::Serve(args) => commands::serve::run(args).await,
         }
     });
     match result {

@@ -7,45 +7,14 @@
 //! it goes to a file with mode 0600.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use cls_control::secrets::KEY_FILE_NAME;
-use cls_control::{ApiTokenId, KeySource, MasterKey, PageRequest, StateUrl, Store};
+use cls_control::{ApiTokenId, KeySource, MasterKey, PageRequest};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::Outcome;
-
-/// Where the state and the master key are.
-#[derive(Debug, Args)]
-pub struct StateArgs {
-    /// Folder holding the default state database (`state.db`) and master key file
-    /// (`master.key`, used when CLS_MASTER_KEY is not set).
-    #[arg(long, env = "CLS_DATA_DIR", default_value = "cls-data")]
-    pub data_dir: PathBuf,
-    /// The state database: `sqlite://PATH` or `postgres://user:password@host/db`
-    /// (default: `sqlite://<data-dir>/state.db`).
-    #[arg(long, env = "CLS_STATE_URL", hide_env_values = true)]
-    pub state_url: Option<SecretString>,
-}
-
-impl StateArgs {
-    /// The parsed state URL (the default one in the data directory when none is given).
-    fn url(&self) -> anyhow::Result<StateUrl> {
-        Ok(match &self.state_url {
-            Some(raw) => StateUrl::parse(raw.expose_secret())
-                .map_err(|e| anyhow::anyhow!("--state-url / CLS_STATE_URL: {e}"))?,
-            None => StateUrl::default_in(&self.data_dir)?,
-        })
-    }
-
-    /// Opens the state with the product's master key (`CLS_MASTER_KEY`, else the key file).
-    async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
-        let key = MasterKey::load(&self.data_dir)?;
-        Ok(cls_control::open(&self.url()?, key).await?)
-    }
-}
+use super::{Outcome, StateArgs};
 
 /// Arguments of `cls admin`.
 #[derive(Debug, Args)]

@@ -7,13 +7,17 @@ pub mod check;
 pub mod demo;
 pub mod emulator;
 pub mod listen;
+pub mod serve;
 pub mod sync;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use cls_catalog::DataType;
+use cls_control::{KeySource, MasterKey, StateUrl, Store};
 use cls_destination::DatabaseUrl;
 use cls_stripe::{ApiKey, ClientConfig, StripeClient};
 use secrecy::{ExposeSecret, SecretString};
@@ -127,4 +131,47 @@ pub fn parse_types(list: Option<&str>) -> anyhow::Result<Vec<&'static DataType>>
 pub fn parse_database_url(raw: &SecretString) -> anyhow::Result<DatabaseUrl> {
     DatabaseUrl::parse(raw.expose_secret())
         .map_err(|e| anyhow::anyhow!("--database-url / DATABASE_URL: {e}"))
+}
+
+/// Where the state and the master key are.
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// Folder holding the default state database (`state.db`) and master key file
+    /// (`master.key`, used when CLS_MASTER_KEY is not set).
+    #[arg(long, env = "CLS_DATA_DIR", default_value = "cls-data")]
+    pub data_dir: PathBuf,
+    /// The state database: `sqlite://PATH` or `postgres://user:password@host/db`
+    /// (default: `sqlite://<data-dir>/state.db`).
+    #[arg(long, env = "CLS_STATE_URL", hide_env_values = true)]
+    pub state_url: Option<SecretString>,
+}
+
+impl StateArgs {
+    /// The parsed state URL (the default one in the data directory when none is given).
+    pub fn url(&self) -> anyhow::Result<StateUrl> {
+        Ok(match &self.state_url {
+            Some(raw) => StateUrl::parse(raw.expose_secret())
+                .map_err(|e| anyhow::anyhow!("--state-url / CLS_STATE_URL: {e}"))?,
+            None => StateUrl::default_in(&self.data_dir)?,
+        })
+    }
+
+    /// Opens the state with the product's master key (`CLS_MASTER_KEY`, else the key file).
+    pub async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
+        Ok(self.open_with_source().await?.0)
+    }
+
+    /// [`StateArgs::open`], also saying where the master key came from (for the dashboard's
+    /// settings page; never the key itself). Creates the data folder when missing.
+    pub async fn open_with_source(&self) -> anyhow::Result<(Arc<dyn Store>, KeySource)> {
+        std::fs::create_dir_all(&self.data_dir).with_context(|| {
+            format!(
+                "cannot create the data folder {}: choose another with --data-dir",
+                self.data_dir.display()
+            )
+        })?;
+        let key = MasterKey::load(&self.data_dir)?;
+        let source = key.source().clone();
+        Ok((cls_control::open(&self.url()?, key).await?, source))
+    }
 }
