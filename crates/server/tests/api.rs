@@ -1070,3 +1070,85 @@ async fn postgres_state_serves_the_flow_and_readiness_follows_it() -> TestResult
     assert_eq!(r.code(), "unavailable");
     Ok(())
 }
+
+/// Sync Now during a run queues one run behind it and says so; cancelling the running run
+/// asks its worker to stop.
+#[tokio::test]
+async fn sync_now_during_a_run_says_it_waits_and_a_running_run_is_asked_to_stop() -> TestResult {
+    let app = spawn_app(None).await;
+    let project = app.sqlite_project().await?;
+    let conf = app
+        .configuration(project, FULL_KEY, "http://127.0.0.1:9", &["customers"])
+        .await?
+        .id();
+    let path = format!("/api/configurations/{conf}/sync");
+    let sync = |body: Option<Value>| app.send(Method::POST, &path, body, None);
+    let first = sync(None).await?.data()["run_id"].as_i64().unwrap_or(-1);
+    // A worker claims it: the run is now running.
+    let claimed = app
+        .store
+        .claim_next_run(Utc::now(), "test-worker", chrono::Duration::minutes(5))
+        .await?;
+    assert_eq!(claimed.map(|r| r.id.0), Some(first));
+
+    let second = sync(Some(json!({"mode": "full"}))).await?;
+    assert_eq!(second.status, StatusCode::ACCEPTED, "{}", second.body);
+    let d = second.data();
+    assert_ne!(d["run_id"], json!(first));
+    assert_eq!(d["queued_behind"], json!(first));
+    assert_eq!(d["mode"], json!("full"));
+    let message = d["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!(
+            "run {first} of this configuration is still running"
+        )),
+        "{message}"
+    );
+
+    let cancel = app
+        .send(
+            Method::POST,
+            &format!("/api/runs/{first}/cancel"),
+            None,
+            None,
+        )
+        .await?;
+    assert_eq!(cancel.status, StatusCode::OK, "{}", cancel.body);
+    assert_eq!(cancel.data()["status"], json!("running"));
+    assert_eq!(cancel.data()["cancel_requested"], json!(true));
+    Ok(())
+}
+
+#[tokio::test]
+async fn unknown_fields_and_non_json_bodies_are_refused() -> TestResult {
+    let app = spawn_app(None).await;
+    let a = app
+        .post(
+            "/api/projects",
+            json!({"name": "x", "database_url": "sqlite://x.db", "colour": "red"}),
+        )
+        .await?;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.error().contains("colour"), "{}", a.body);
+    let a = app
+        .post(
+            "/api/projects",
+            json!({"name": 5, "database_url": "sqlite://x.db"}),
+        )
+        .await?;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.error().contains("name"), "{}", a.body);
+    let raw = app
+        .http
+        .post(format!("{}/api/projects", app.base))
+        .bearer_auth(&app.token)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await?;
+    assert_eq!(raw.status(), StatusCode::BAD_REQUEST);
+    let body: Value = raw.json().await?;
+    assert_eq!(body["success"], json!(false));
+    assert_eq!(body["error"]["code"], json!("invalid_request"));
+    Ok(())
+}
