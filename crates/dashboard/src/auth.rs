@@ -12,7 +12,7 @@
 //!   account of its choosing.
 
 use axum::body::{to_bytes, Body};
-use axum::extract::{Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -112,6 +112,17 @@ pub(crate) async fn require_session(
         None => None,
     };
     let Some(session) = session else {
+        // Back to the page asked for after signing in (GETs only: a form post is not
+        // replayed).
+        if req.method() == Method::GET {
+            if let Some(pq) = req.uri().path_and_query() {
+                if pq.as_str() != "/" {
+                    let next: String =
+                        url::form_urlencoded::byte_serialize(pq.as_str().as_bytes()).collect();
+                    return Redirect::to(&format!("/login?next={next}")).into_response();
+                }
+            }
+        }
         return Redirect::to("/login").into_response();
     };
     let mut req = if req.method() == Method::POST {
@@ -157,9 +168,33 @@ fn cookie(state: &DashboardState, name: &'static str, value: String) -> Cookie<'
         .build()
 }
 
+/// Where to go after signing in: a path on this site, never another site (`//evil.com`,
+/// `/\\evil.com`, `https://…` all become `/`).
+fn safe_next(next: &str) -> &str {
+    let local = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.chars().any(|c| c.is_control() || c == '\\');
+    if local {
+        next
+    } else {
+        "/"
+    }
+}
+
+/// `GET /login`'s query.
+#[derive(Deserialize)]
+pub(crate) struct LoginQuery {
+    /// The page to return to.
+    #[serde(default)]
+    next: String,
+}
+
 /// The sign-in form's fields.
 #[derive(Deserialize)]
 pub(crate) struct LoginForm {
+    /// The page to return to.
+    #[serde(default)]
+    next: String,
     /// Account name.
     #[serde(default)]
     username: String,
@@ -171,7 +206,7 @@ pub(crate) struct LoginForm {
     csrf: String,
 }
 
-fn login_page(csrf: &str, username: &str, error: Option<&str>) -> maud::Markup {
+fn login_page(csrf: &str, next: &str, username: &str, error: Option<&str>) -> maud::Markup {
     layout::bare(
         "Sign in",
         html! {
@@ -179,6 +214,7 @@ fn login_page(csrf: &str, username: &str, error: Option<&str>) -> maud::Markup {
             @if let Some(e) = error { p.notice.bad role="alert" { (e) } }
             form.card method="post" action="/login" {
                 input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="next" value=(safe_next(next));
                 label for="username" { "Username" }
                 input #username name="username" type="text" autocomplete="username" required value=(username);
                 label for="password" { "Password" }
@@ -191,15 +227,19 @@ fn login_page(csrf: &str, username: &str, error: Option<&str>) -> maud::Markup {
 }
 
 /// `GET /login`.
-pub(crate) async fn login_form(State(state): State<DashboardState>, jar: CookieJar) -> Response {
+pub(crate) async fn login_form(
+    State(state): State<DashboardState>,
+    Query(query): Query<LoginQuery>,
+    jar: CookieJar,
+) -> Response {
     if let Some(c) = jar.get(SESSION_COOKIE) {
         if let Ok(Some(_)) = session_of(state.store.as_ref(), c.value()).await {
-            return Redirect::to("/").into_response();
+            return Redirect::to(safe_next(&query.next)).into_response();
         }
     }
     let token = random_text(32);
     let jar = jar.add(cookie(&state, LOGIN_CSRF_COOKIE, token.clone()));
-    (jar, login_page(&token, "", None)).into_response()
+    (jar, login_page(&token, &query.next, "", None)).into_response()
 }
 
 /// `POST /login`.
@@ -226,6 +266,7 @@ pub(crate) async fn login(
             tracing::warn!("dashboard sign-in refused");
             let page = login_page(
                 &form.csrf,
+                &form.next,
                 &form.username,
                 Some("Wrong username or password: check both (they are case-sensitive). The admin password was printed once when cls first started."),
             );
@@ -248,7 +289,7 @@ pub(crate) async fn login(
             SESSION_COOKIE,
             token.expose_secret().to_string(),
         ));
-    (jar, Redirect::to("/")).into_response()
+    (jar, Redirect::to(safe_next(&form.next))).into_response()
 }
 
 /// `POST /logout`.
@@ -277,5 +318,22 @@ mod tests {
         assert!(!same_token("", "a"));
         assert_eq!(random_text(20).len(), 20);
         assert_ne!(random_text(20), random_text(20));
+    }
+
+    #[test]
+    fn sign_in_returns_only_to_pages_of_this_site() {
+        assert_eq!(safe_next("/projects?x=1"), "/projects?x=1");
+        assert_eq!(safe_next("/runs/3"), "/runs/3");
+        for bad in [
+            "",
+            "//evil.example",
+            "/\\evil.example",
+            "https://evil.example/",
+            "evil",
+            "/ok\\..",
+            "/a\nb",
+        ] {
+            assert_eq!(safe_next(bad), "/", "{bad:?}");
+        }
     }
 }

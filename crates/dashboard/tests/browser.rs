@@ -216,6 +216,9 @@ async fn newcomer(driver: &Driver, width: u32) -> Vec<PathBuf> {
     w.fill("#password", &app.password).await;
     w.click("form.card button[type=submit]").await;
     w.css("header.top").await;
+    // Back to the page first asked for.
+    assert!(w.text().await.contains("No project yet"));
+    w.goto("/").await;
     assert!(w.text().await.contains("Get started"));
     w.shot("02-overview").await;
 

@@ -16,9 +16,13 @@ async fn every_page_but_sign_in_and_static_requires_a_session() {
         };
         let res = req.send().await.expect("request");
         assert_eq!(res.status(), 303, "{method} {path} without a session");
+        let expected = match (*method, *path) {
+            ("GET", "/") | ("POST", _) => "/login".to_string(),
+            _ => format!("/login?next={}", path.replace('/', "%2F")),
+        };
         assert_eq!(
             location(&res),
-            "/login",
+            expected,
             "{method} {path} without a session"
         );
     }
@@ -34,7 +38,7 @@ async fn every_page_but_sign_in_and_static_requires_a_session() {
         .await
         .expect("request");
     assert_eq!(res.status(), 303);
-    assert_eq!(location(&res), "/login");
+    assert_eq!(location(&res), "/login?next=%2Fprojects");
 
     // Sign-in and the static files are public.
     let login = anonymous
@@ -186,4 +190,80 @@ async fn pages_forbid_framing_foreign_scripts_and_caching() {
         .headers()
         .get("cache-control")
         .is_some_and(|v| v.as_bytes().starts_with(b"public")));
+}
+
+#[tokio::test]
+async fn signing_in_returns_to_the_page_asked_for_and_never_to_another_site() {
+    let app = spawn_app(3).await;
+    for (asked, lands) in [
+        ("/settings", "/settings"),
+        ("//evil.example/x", "/"),
+        ("https://evil.example/", "/"),
+    ] {
+        let c = client();
+        let next: String = url::form_urlencoded::byte_serialize(asked.as_bytes()).collect();
+        let page = app.get_ok(&c, &format!("/login?next={next}")).await;
+        let csrf = common::csrf_of(&page);
+        let res = app
+            .post(
+                &c,
+                "/login",
+                &[
+                    ("username", "admin"),
+                    ("password", app.password.as_str()),
+                    ("csrf", csrf.as_str()),
+                    ("next", asked),
+                ],
+            )
+            .await;
+        assert_eq!(res.status(), 303);
+        assert_eq!(location(&res), lands, "next={asked}");
+    }
+}
+
+#[tokio::test]
+async fn behind_https_the_session_cookie_is_secure() {
+    let app = common::spawn_app_with(3, true).await;
+    // reqwest keeps no Secure cookie over plain HTTP, so read the headers by hand.
+    let raw = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let login = raw.get(app.url("/login")).send().await.expect("login");
+    let csrf_cookie = login
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("cls_login_csrf="))
+        .expect("a login csrf cookie")
+        .to_string();
+    assert!(csrf_cookie.contains("Secure"), "{csrf_cookie}");
+    let token = csrf_cookie["cls_login_csrf=".len()..]
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let res = raw
+        .post(app.url("/login"))
+        .header("Cookie", format!("cls_login_csrf={token}"))
+        .form(&[
+            ("username", "admin"),
+            ("password", app.password.as_str()),
+            ("csrf", token.as_str()),
+        ])
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(res.status(), 303);
+    let session = res
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("cls_session="))
+        .expect("a session cookie")
+        .to_string();
+    assert!(session.contains("Secure"), "{session}");
+    assert!(session.contains("HttpOnly"), "{session}");
 }

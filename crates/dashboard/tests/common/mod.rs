@@ -35,8 +35,13 @@ pub struct App {
     pub dir: PathBuf,
 }
 
-/// Starts everything; `customers` seeds the emulator.
+/// Starts everything; `customers` seeds the emulator. Cookies are not `Secure` (plain HTTP).
 pub async fn spawn_app(customers: usize) -> App {
+    spawn_app_with(customers, false).await
+}
+
+/// Starts everything, with `Secure` cookies when `secure_cookies`.
+pub async fn spawn_app_with(customers: usize, secure_cookies: bool) -> App {
     let dir = cls_testkit::db::temp_dir("cls_dashboard");
     let state_url = StateUrl::parse(&format!("sqlite://{}", dir.join("state.db").display()))
         .expect("state url");
@@ -67,7 +72,12 @@ pub async fn spawn_app(customers: usize) -> App {
             .is_none(),
         "a second start must not create another admin"
     );
-    let state = DashboardState::new(store.clone(), runner.clone(), Some(api_base), false);
+    let state = DashboardState::new(
+        store.clone(),
+        runner.clone(),
+        Some(api_base),
+        secure_cookies,
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind 127.0.0.1:0");
