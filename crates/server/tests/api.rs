@@ -972,6 +972,22 @@ async fn clients_are_rate_limited_with_headers() -> TestResult {
             .and_then(|v| v.to_str().ok()),
         Some("2")
     );
+    // A client guessing tokens is refused once its address's allowance is spent, and stays
+    // refused (without its guesses being checked) until the wait is over.
+    for expected in [StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED] {
+        let a = app
+            .send(Method::GET, "/api/projects", None, Some("cls_guess_guess"))
+            .await?;
+        assert_eq!(a.status, expected, "{}", a.body);
+    }
+    for _ in 0..2 {
+        let a = app
+            .send(Method::GET, "/api/projects", None, Some("cls_guess_guess"))
+            .await?;
+        assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS, "{}", a.body);
+        assert!(a.headers.get("retry-after").is_some());
+        assert_eq!(a.code(), "rate_limited");
+    }
     // Health and metrics are not limited.
     for _ in 0..5 {
         let r = app.http.get(format!("{}/healthz", app.base)).send().await?;

@@ -13,9 +13,10 @@
 //! It also counts every API request: `cls_api_requests_total{method, route, status}` and
 //! `cls_api_request_duration_seconds{route}`.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
@@ -77,6 +78,8 @@ pub(crate) struct Guard {
     limiter: KeyedLimiter,
     /// The configured limit, for `RateLimit-Policy`.
     limit: RateLimit,
+    /// Unauthenticated peers refused for too many requests, and until when.
+    refused: Mutex<HashMap<ClientKey, Instant>>,
 }
 
 impl Guard {
@@ -87,7 +90,36 @@ impl Guard {
             store,
             limiter: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
             limit,
+            refused: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A refusal when `peer` is still waiting out an earlier `429`.
+    fn still_refused(&self, peer: &ClientKey) -> Option<Decision> {
+        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let until = *refused.get(peer)?;
+        if until <= now {
+            refused.remove(peer);
+            return None;
+        }
+        let wait = ceil_secs(until - now).max(1);
+        Some(Decision {
+            limit: self.limit.per_minute.get(),
+            remaining: 0,
+            reset: wait,
+            retry_after: Some(wait),
+        })
+    }
+
+    /// Remembers that `peer` must wait `wait` before its tokens are checked again.
+    fn refuse_until(&self, peer: ClientKey, wait: Duration) {
+        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if refused.len() > FORGET_IDLE_ABOVE {
+            refused.retain(|_, until| *until > now);
+        }
+        refused.insert(peer, now + wait);
     }
 }
 
@@ -173,6 +205,10 @@ async fn authenticate(store: &dyn Store, headers: &HeaderMap) -> Result<ApiToken
 
 /// The middleware: authenticate, count, answer `429`/`401` or pass the request on (with the
 /// [`ApiToken`] in its extensions), and put the rate-limit headers on the answer.
+///
+/// A peer refused for making too many unauthenticated requests is refused again, without
+/// checking its token, until its wait is over: token checks are deliberately slow (argon2),
+/// and a client guessing tokens must not be able to spend the server's CPU on them.
 pub(crate) async fn guard(
     State(guard): State<Arc<Guard>>,
     mut req: Request,
@@ -185,31 +221,64 @@ pub(crate) async fn guard(
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
-    let auth = authenticate(guard.store.as_ref(), req.headers()).await;
-    let key = match &auth {
-        Ok(token) => ClientKey::Token(token.id.0),
-        Err(_) => req
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(ClientKey::Unknown, |c| ClientKey::Ip(c.0.ip())),
-    };
-    let decision = guard.count(&key);
-    let mut response = match (decision.retry_after, auth) {
-        (Some(wait), _) => ApiError::new(
-            ErrorCode::RateLimited,
-            format!(
-                "too many requests: this client may make {} a minute; retry in {wait} s",
-                decision.limit
-            ),
-        )
-        .with_header(header::RETRY_AFTER, HeaderValue::from(wait))
-        .into_response(),
-        (None, Err(e)) => e.into_response(),
-        (None, Ok(token)) => {
-            req.extensions_mut().insert(token);
-            next.run(req).await
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(ClientKey::Unknown, |c| ClientKey::Ip(c.0.ip()));
+    let (decision, response) = match guard.still_refused(&peer) {
+        Some(decision) => {
+            let response = rate_limited(&decision);
+            (decision, response)
+        }
+        None => {
+            let auth = authenticate(guard.store.as_ref(), req.headers()).await;
+            let key = match &auth {
+                Ok(token) => ClientKey::Token(token.id.0),
+                Err(_) => peer,
+            };
+            let decision = guard.count(&key);
+            let response = match (decision.retry_after, auth) {
+                (Some(wait), auth) => {
+                    if auth.is_err() {
+                        guard.refuse_until(peer, Duration::from_secs(wait));
+                    }
+                    rate_limited(&decision)
+                }
+                (None, Err(e)) => e.into_response(),
+                (None, Ok(token)) => {
+                    req.extensions_mut().insert(token);
+                    next.run(req).await
+                }
+            };
+            (decision, response)
         }
     };
+    finish(&guard, response, &decision, method, route, started)
+}
+
+/// The `429` answer.
+fn rate_limited(decision: &Decision) -> Response {
+    let wait = decision.retry_after.unwrap_or(1);
+    ApiError::new(
+        ErrorCode::RateLimited,
+        format!(
+            "too many requests: this client may make {} a minute; retry in {wait} s",
+            decision.limit
+        ),
+    )
+    .with_header(header::RETRY_AFTER, HeaderValue::from(wait))
+    .into_response()
+}
+
+/// Puts the rate-limit headers on an answer and counts it.
+fn finish(
+    guard: &Guard,
+    mut response: Response,
+    decision: &Decision,
+    method: String,
+    route: String,
+    started: Instant,
+) -> Response {
     let headers = response.headers_mut();
     let set = |headers: &mut HeaderMap, name: &'static str, value: HeaderValue| {
         headers.insert(HeaderName::from_static(name), value);
