@@ -1168,3 +1168,46 @@ async fn unknown_fields_and_non_json_bodies_are_refused() -> TestResult {
     assert_eq!(body["error"]["code"], json!("invalid_request"));
     Ok(())
 }
+
+/// A database where cls may not create tables fails the test and comes with the SQL to
+/// create them by hand.
+#[tokio::test]
+async fn a_read_only_database_gets_the_create_table_sql() -> TestResult {
+    let app = spawn_app(None).await;
+    let rw = app.sqlite_project().await?;
+    // Creates the file.
+    let made = app
+        .post(&format!("/api/projects/{rw}/test-connection"), json!({}))
+        .await?;
+    assert_eq!(made.data()["ok"], json!(true), "{}", made.body);
+    let url = format!(
+        "sqlite://{}?mode=ro",
+        app.dir.path().join("dest.db").display()
+    );
+    let ro = app
+        .post(
+            "/api/projects",
+            json!({"name": "read-only", "database_url": url}),
+        )
+        .await?
+        .id();
+    let conf = app
+        .configuration(ro, FULL_KEY, "http://127.0.0.1:9", &["customers"])
+        .await?
+        .id();
+    let check = app
+        .post(
+            &format!("/api/configurations/{conf}/test-connection"),
+            json!({}),
+        )
+        .await?;
+    let db = &check.data()["database"];
+    assert_eq!(db["ok"], json!(false), "{}", check.body);
+    let sql = db["create_tables_sql"].as_str().unwrap_or_default();
+    assert!(
+        sql.contains("CREATE TABLE") && sql.contains("customers"),
+        "{}",
+        check.body
+    );
+    Ok(())
+}

@@ -151,6 +151,9 @@ impl From<DatabaseInfo> for DatabaseInfoView {
     }
 }
 
+/// How long the database half of Test Connection may take.
+const DATABASE_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Connects to a project's database and checks it, answering in words either way. With the
 /// data types of a configuration, a database where cls may not create tables comes with the
 /// SQL to create them by hand.
@@ -159,15 +162,29 @@ pub(crate) async fn check_database(
     types: Option<&[&'static DataType]>,
 ) -> DatabaseCheckView {
     let masked = project.database_url.masked().to_string();
-    let checked = match cls_destination::connect(&project.database_url, &project.schema).await {
-        Ok(dest) => dest.check().await.map(|info| {
-            let sql = match types {
-                Some(types) if !info.can_create => Some(dest.create_tables_sql(types)),
-                _ => None,
-            };
-            (info, sql)
-        }),
-        Err(e) => Err(e),
+    let attempt = async {
+        let dest = cls_destination::connect(&project.database_url, &project.schema).await?;
+        let info = dest.check().await?;
+        let sql = match types {
+            Some(types) if !info.can_create => Some(dest.create_tables_sql(types)),
+            _ => None,
+        };
+        Ok::<_, cls_destination::DestinationError>((info, sql))
+    };
+    let checked = match tokio::time::timeout(DATABASE_CHECK_TIMEOUT, attempt).await {
+        Ok(checked) => checked,
+        Err(_) => {
+            return DatabaseCheckView {
+                ok: false,
+                database_url: masked,
+                database: None,
+                message: format!(
+                    "the database did not answer within {} s: check that it is running and reachable from this server (host, port, firewall)",
+                    DATABASE_CHECK_TIMEOUT.as_secs()
+                ),
+                create_tables_sql: None,
+            }
+        }
     };
     match checked {
         Ok((info, create_tables_sql)) => {
