@@ -131,6 +131,10 @@ pub fn router(state: DashboardState) -> Router {
             "/configurations/{id}/schedule/active",
             post(c::schedule_active),
         )
+        .route(
+            "/configurations/{id}/schedule/delete",
+            post(c::delete_schedule),
+        )
         .route("/configurations/{id}/check", post(c::test_connection))
         .route("/configurations/{id}/key", post(c::rotate_key))
         .route(
@@ -192,6 +196,7 @@ pub const PROTECTED_ROUTES: &[(&str, &str)] = &[
     ("POST", "/configurations/1/sync"),
     ("POST", "/configurations/1/schedule"),
     ("POST", "/configurations/1/schedule/active"),
+    ("POST", "/configurations/1/schedule/delete"),
     ("POST", "/configurations/1/check"),
     ("POST", "/configurations/1/key"),
     ("POST", "/configurations/1/webhook-secret"),

@@ -203,6 +203,18 @@ async fn the_systems_pause_reason_shows_and_a_good_new_key_resumes_the_schedule(
     )
     .await;
     assert!(app.store.schedule(schedule.id).await.expect("s").active);
+
+    // Removed: back to Sync Now only.
+    app.post_redirect(
+        &c,
+        &format!("{page_path}/schedule/delete"),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    let page = app.get_ok(&c, &page_path).await;
+    assert!(page.contains("Schedule removed"), "{page}");
+    assert!(page.contains("No schedule"), "{page}");
+    assert!(app.store.schedule(schedule.id).await.is_err());
 }
 
 #[tokio::test]

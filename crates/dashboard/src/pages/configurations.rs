@@ -273,10 +273,13 @@ fn schedule_view(session: &Session, c: &Configuration, s: Option<&Schedule>) -> 
                 }
             }
             @if let Some(s) = s {
-                form.inline method="post" action={ "/configurations/" (c.id) "/schedule/active" } {
-                    (csrf(session))
-                    input type="hidden" name="active" value=(if s.active { "false" } else { "true" });
-                    button type="submit" { (if s.active { "Pause schedule" } else { "Resume schedule" }) }
+                div.actions {
+                    form.inline method="post" action={ "/configurations/" (c.id) "/schedule/active" } {
+                        (csrf(session))
+                        input type="hidden" name="active" value=(if s.active { "false" } else { "true" });
+                        button type="submit" { (if s.active { "Pause schedule" } else { "Resume schedule" }) }
+                    }
+                    (button_form(session, &format!("/configurations/{}/schedule/delete", c.id), "Remove schedule", "danger"))
                 }
             }
         }
@@ -508,6 +511,29 @@ pub(crate) async fn schedule_active(
         };
         state.drafts.notice(&session.id, true, text);
     }
+    Ok(Redirect::to(&format!("/configurations/{id}")))
+}
+
+/// `POST /configurations/{id}/schedule/delete`: back to Sync Now only.
+pub(crate) async fn delete_schedule(
+    State(state): State<DashboardState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<i64>,
+) -> PageResult<Redirect> {
+    let store = state.store.as_ref();
+    let c = store.configuration(ConfigurationId(id)).await?;
+    for s in store
+        .list_schedules(Some(c.id), PageRequest::default())
+        .await?
+        .items
+    {
+        store.delete_schedule(s.id).await?;
+    }
+    state.drafts.notice(
+        &session.id,
+        true,
+        "Schedule removed: this configuration now syncs only when you press Sync Now.",
+    );
     Ok(Redirect::to(&format!("/configurations/{id}")))
 }
 
