@@ -21,6 +21,8 @@ const KEY: &str = "rk_test_cls_emulator";
 /// The password put in the destination's URL (PostgreSQL here trusts local connections, so
 /// any password connects; it must still never be stored or shown in plain text).
 const DB_PASSWORD: &str = "pw-E2e7Serve0Secret";
+/// The configuration's webhook signing secret.
+const WEBHOOK_SECRET: &str = "whsec_e2eServeSigningSecret0123456";
 
 /// A running `cls serve`, with its stderr going to a file in the data folder.
 struct Server {
@@ -219,6 +221,7 @@ async fn serve_api_flow_syncs_exactly_and_keeps_secrets() {
                 "project_id": project_id,
                 "stripe_api_key": KEY,
                 "data_types": types,
+                "webhook_secret": WEBHOOK_SECRET,
             })),
         )
         .await;
@@ -316,6 +319,40 @@ async fn serve_api_flow_syncs_exactly_and_keeps_secrets() {
         assert_live_rows_equal_export(t, dest.table(t.table()).await.as_ref(), &exported);
     }
 
+    // A webhook delivery for this configuration lands in its database at once.
+    let customers = &exported["customer"];
+    let (customer_id, customer) = customers
+        .iter()
+        .find(|(_, o)| !common::is_deleted(o))
+        .expect("a live customer");
+    let mut renamed = customer.clone();
+    renamed["name"] = json!("Renamed By Webhook");
+    let event = json!({
+        "id": "evt_e2e_webhook",
+        "object": "event",
+        "type": "customer.updated",
+        "created": chrono::Utc::now().timestamp() + 5,
+        "livemode": false,
+        "data": {"object": renamed},
+    });
+    let body = serde_json::to_vec(&event).expect("JSON");
+    let secret = cls_server::WebhookSecret::parse(WEBHOOK_SECRET).expect("a valid secret");
+    let signature = cls_server::webhook::sign(&body, &secret, chrono::Utc::now().timestamp());
+    let resp = api
+        .http
+        .post(format!("{}/webhooks/stripe/{configuration_id}", api.base))
+        .header("stripe-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .expect("the receiver answers");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    assert_eq!(status, 200, "{text}");
+    seen.0.push(text);
+    let rows = dest.table("customers").await.expect("the customers table");
+    assert_eq!(rows[customer_id].0["name"], json!("Renamed By Webhook"));
+
     let log = server.stop().await;
 
     // No secret in plain text anywhere the user or an attacker with the files could look.
@@ -334,7 +371,7 @@ async fn serve_api_flow_syncs_exactly_and_keeps_secrets() {
         "the state database is in the data folder"
     );
     let state = String::from_utf8_lossy(&state);
-    for secret in [KEY, DB_PASSWORD] {
+    for secret in [KEY, DB_PASSWORD, WEBHOOK_SECRET] {
         assert!(
             !state.contains(secret),
             "the state database holds `{secret}` in plain text"

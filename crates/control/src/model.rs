@@ -12,7 +12,7 @@ use std::str::FromStr;
 
 use chrono::{DateTime, Utc};
 use cls_destination::{DatabaseKind, DatabaseUrl};
-use cls_stripe::{ApiKey, KeyKind, Mode};
+use cls_stripe::{ApiKey, ClientConfig, KeyKind, Mode, StripeClient, StripeError};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
@@ -310,6 +310,32 @@ impl Configuration {
         } else {
             None
         }
+    }
+
+    /// The Stripe API base this configuration reaches: its own, else `default` (the server's
+    /// `--stripe-api-base`), else Stripe's (`None`).
+    pub fn api_base(&self, default: Option<&url::Url>) -> Result<Option<url::Url>, StripeError> {
+        match self.stripe_api_base.as_deref() {
+            Some(raw) => url::Url::parse(raw).map(Some).map_err(|e| StripeError::Config {
+                message: format!(
+                    "the configuration's Stripe API base `{raw}` is not a URL ({e}): recreate the configuration with a valid one"
+                ),
+            }),
+            None => Ok(default.cloned()),
+        }
+    }
+
+    /// A Stripe client for this configuration's key and API base ([`Configuration::api_base`]),
+    /// with `config`'s other settings (timeouts, retries, rates).
+    pub fn stripe_client(
+        &self,
+        default_api_base: Option<&url::Url>,
+        mut config: ClientConfig,
+    ) -> Result<StripeClient, StripeError> {
+        if let Some(base) = self.api_base(default_api_base)? {
+            config.api_base = base;
+        }
+        StripeClient::new(self.key.clone(), config)
     }
 
     /// The table names, one per data type (the catalog names each table after its type).

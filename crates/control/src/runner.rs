@@ -44,7 +44,7 @@ use cls_engine::{
     run_sync, EngineError, Progress, ProgressFn, RequestedMode, SyncOptions, SyncReport,
     TypeReport, TypeStatus,
 };
-use cls_stripe::{ClientConfig, StripeClient, StripeError};
+use cls_stripe::{ClientConfig, StripeError};
 use tokio::sync::oneshot;
 use url::Url;
 
@@ -574,25 +574,11 @@ async fn sync(
             }
         }
     }
-    let api_base = match configuration.stripe_api_base.as_deref() {
-        Some(raw) => match Url::parse(raw) {
-            Ok(u) => Some(u),
-            Err(e) => {
-                return Ended::failed(format!(
-                    "the configuration's Stripe API base `{raw}` is not a URL ({e}): recreate the configuration with a valid one"
-                ))
-            }
-        },
-        None => default_api_base,
-    };
-    let mut client_config = ClientConfig::default();
-    if let Some(base) = api_base {
-        client_config.api_base = base;
-    }
-    let client = match StripeClient::new(configuration.key.clone(), client_config) {
-        Ok(c) => c,
-        Err(e) => return Ended::engine_error(configuration, project, &EngineError::Stripe(e)),
-    };
+    let client =
+        match configuration.stripe_client(default_api_base.as_ref(), ClientConfig::default()) {
+            Ok(c) => c,
+            Err(e) => return Ended::engine_error(configuration, project, &EngineError::Stripe(e)),
+        };
     let dest = match cls_destination::connect(&project.database_url, &project.schema).await {
         Ok(d) => d,
         Err(e) => return Ended::engine_error(configuration, project, &EngineError::Destination(e)),

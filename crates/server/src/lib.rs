@@ -17,7 +17,9 @@
 //! - [`webhook`]: signature parsing and verification, pure;
 //! - [`router`]: `POST /webhooks/stripe` and `POST /webhooks/stripe/{configuration}`, which
 //!   verify a delivery and hand its event to the engine's [`cls_engine::apply_events`] — the
-//!   same path as events polled from the feed, so the same ordering guard and dedupe apply.
+//!   same path as events polled from the feed, so the same ordering guard and dedupe apply;
+//! - [`receiver`]: `cls serve`'s `POST /webhooks/stripe/{configuration}`, one endpoint per
+//!   configuration of the state store, each with its own signing secret.
 //!
 //! Webhook answers, as Stripe expects them:
 //! - `200` `{"received": true, …}`: the event is stored (or was already: a delivery of an event
@@ -30,6 +32,7 @@
 pub mod api;
 mod app;
 pub mod observe;
+pub mod receiver;
 pub mod state;
 pub mod webhook;
 
@@ -49,6 +52,7 @@ use serde_json::{json, Value};
 
 pub use app::{app, serve};
 pub use observe::install_metrics_recorder;
+pub use receiver::configured_webhooks;
 pub use state::AppState;
 pub use webhook::{ReplayGuard, SignatureError, WebhookSecret, DEFAULT_TOLERANCE_SECS};
 
@@ -113,12 +117,19 @@ async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    deliver(&state, &headers, &body).await
+}
+
+/// Verifies one delivery against `state`'s secret and applies its event; the answer Stripe
+/// gets (module doc). Shared by `cls listen`'s receiver and `cls serve`'s per-configuration
+/// endpoints ([`receiver`]).
+async fn deliver(state: &WebhookState, headers: &HeaderMap, body: &Bytes) -> Response {
     let now = (state.clock)();
     let header = headers
         .get("stripe-signature")
         .and_then(|v| v.to_str().ok());
     let verified =
-        webhook::verify(&body, header, &state.secret, now, state.tolerance).and_then(|v| {
+        webhook::verify(body, header, &state.secret, now, state.tolerance).and_then(|v| {
             let guard = state.replay.lock().unwrap_or_else(|p| p.into_inner());
             guard.check(&v, now, state.tolerance).map(|()| v)
         });
@@ -133,7 +144,7 @@ async fn receive(
         let mut guard = state.replay.lock().unwrap_or_else(|p| p.into_inner());
         guard.accept(&verified, now, state.tolerance);
     };
-    let event: Value = match serde_json::from_slice(&body) {
+    let event: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => {
             return refuse(

@@ -90,11 +90,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
     let dashboard = DashboardState::new(
         store.clone(),
         runner.clone(),
-        stripe_api_base,
+        stripe_api_base.clone(),
         args.secure_cookies,
     )
     .with_master_key_source(key_source);
-    let router = cls_server::app(api).merge(cls_dashboard::router(dashboard));
+    let router = cls_server::app(api)
+        .merge(cls_server::configured_webhooks(
+            store.clone(),
+            stripe_api_base,
+        ))
+        .merge(cls_dashboard::router(dashboard));
 
     let listener = tokio::net::TcpListener::bind(SocketAddr::from((args.host, args.port)))
         .await

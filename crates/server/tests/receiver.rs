@@ -1,0 +1,233 @@
+//! `cls serve`'s per-configuration webhook endpoints over real HTTP: a signed delivery is
+//! applied to the configuration's own database; a forged one, one for an unknown
+//! configuration and one for a configuration without a secret are refused and write nothing;
+//! a paused configuration acknowledges without writing; a rotated secret takes effect.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use cls_control::{
+    ConfigurationPatch, MasterKey, NewConfiguration, NewProject, SqliteStore, StateUrl, Store,
+};
+use cls_destination::DatabaseUrl;
+use cls_server::webhook::{sign, WebhookSecret};
+use cls_stripe::ApiKey;
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use sqlx::Row;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+const SECRET: &str = "whsec_receiverTestSecret0123456789";
+
+/// The customer named `name` as a `customer.updated` event. Each event id `evt_aN` is created
+/// N seconds after the first, so later events are newer: events of one second cannot be
+/// ordered from webhooks alone, and the receiver rightly keeps the first it saw.
+fn event(id: &str, customer: &Value, name: &str) -> Value {
+    let n: i64 = id.trim_start_matches("evt_a").parse().unwrap_or(0);
+    let mut object = customer.clone();
+    object["name"] = json!(name);
+    json!({
+        "id": id,
+        "object": "event",
+        "type": "customer.updated",
+        "created": Utc::now().timestamp() - 60 + n,
+        "livemode": false,
+        "api_version": cls_stripe::DEFAULT_STRIPE_VERSION,
+        "data": {"object": object},
+    })
+}
+
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    body: &Value,
+    secret: &str,
+) -> Result<(u16, Value), Box<dyn std::error::Error>> {
+    let text = serde_json::to_vec(body)?;
+    let header = sign(
+        &text,
+        &WebhookSecret::parse(secret)?,
+        Utc::now().timestamp(),
+    );
+    let resp = http
+        .post(url)
+        .header("stripe-signature", header)
+        .body(text)
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.json().await?))
+}
+
+async fn name_in_destination(file: &std::path::Path, id: &str) -> Option<String> {
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", file.display()))
+        .await
+        .ok()?;
+    let row = sqlx::query("select name from customers where id = ?")
+        .bind(id)
+        .fetch_optional(&pool)
+        .await
+        .ok()??;
+    pool.close().await;
+    row.get("name")
+}
+
+#[tokio::test]
+async fn deliveries_reach_their_configurations_database() -> TestResult {
+    let emulator = cls_testkit::emulator::spawn_emulator(5, 4).await;
+    let dir = tempfile::tempdir()?;
+    let url = StateUrl::parse(&format!(
+        "sqlite://{}",
+        dir.path().join("state.db").display()
+    ))?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url, MasterKey::generate()).await?);
+    let dest_file = dir.path().join("dest.db");
+    let project = store
+        .create_project(NewProject {
+            name: "warehouse".into(),
+            database_url: DatabaseUrl::parse(&format!("sqlite://{}", dest_file.display()))?,
+            schema: None,
+        })
+        .await?;
+    let new = |secret: Option<&str>| NewConfiguration {
+        name: "stripe".into(),
+        project_id: project.id,
+        key: ApiKey::parse("rk_test_cls_emulator").unwrap_or_else(|e| panic!("{e}")),
+        data_types: vec![cls_catalog::find("customers").unwrap_or_else(|| panic!("customers"))],
+        stripe_api_base: None,
+        webhook_secret: secret.map(|s| SecretString::from(s.to_string())),
+    };
+    let with_secret = store.create_configuration(new(Some(SECRET))).await?;
+    let without_secret = store.create_configuration(new(None)).await?;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let router =
+        cls_server::configured_webhooks(store.clone(), Some(url::Url::parse(&emulator.base_url)?));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let http = reqwest::Client::new();
+
+    let customers: Value = http
+        .get(format!("{}/v1/customers?limit=1", emulator.base_url))
+        .bearer_auth("rk_test_cls_emulator")
+        .send()
+        .await?
+        .json()
+        .await?;
+    let customer = customers["data"][0].clone();
+    let cid = customer["id"].as_str().unwrap_or_default().to_string();
+    assert!(cid.starts_with("cus_"), "{customers}");
+    let endpoint = format!("{base}/webhooks/stripe/{}", with_secret.id);
+
+    // Signed with the configuration's secret: applied to its database.
+    let (status, answer) =
+        post(&http, &endpoint, &event("evt_a1", &customer, "Ada"), SECRET).await?;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        name_in_destination(&dest_file, &cid).await.as_deref(),
+        Some("Ada")
+    );
+
+    // Forged (another secret): refused, nothing written.
+    let forged = "whsec_someoneElsesSecret9876543210";
+    let (status, answer) = post(
+        &http,
+        &endpoint,
+        &event("evt_a2", &customer, "Mallory"),
+        forged,
+    )
+    .await?;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        name_in_destination(&dest_file, &cid).await.as_deref(),
+        Some("Ada")
+    );
+
+    // Unknown configuration, a non-numeric id, and a configuration without a secret.
+    let (status, _) = post(
+        &http,
+        &format!("{base}/webhooks/stripe/999"),
+        &event("evt_a3", &customer, "X"),
+        SECRET,
+    )
+    .await?;
+    assert_eq!(status, 404);
+    let (status, _) = post(
+        &http,
+        &format!("{base}/webhooks/stripe/abc"),
+        &event("evt_a4", &customer, "X"),
+        SECRET,
+    )
+    .await?;
+    assert_eq!(status, 404);
+    let (status, answer) = post(
+        &http,
+        &format!("{base}/webhooks/stripe/{}", without_secret.id),
+        &event("evt_a5", &customer, "X"),
+        SECRET,
+    )
+    .await?;
+    assert_eq!(status, 400);
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("signing secret"),
+        "{answer}"
+    );
+
+    // Paused: acknowledged, not written.
+    store
+        .update_configuration(
+            with_secret.id,
+            ConfigurationPatch {
+                active: Some(false),
+                ..ConfigurationPatch::default()
+            },
+        )
+        .await?;
+    let (status, answer) = post(
+        &http,
+        &endpoint,
+        &event("evt_a6", &customer, "Paused"),
+        SECRET,
+    )
+    .await?;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["skipped"].is_string(), "{answer}");
+    assert_eq!(
+        name_in_destination(&dest_file, &cid).await.as_deref(),
+        Some("Ada")
+    );
+
+    // Rotated secret: the old one stops working at once, the new one works.
+    let rotated = "whsec_rotatedSecretAbcdef0123456789";
+    store
+        .update_configuration(
+            with_secret.id,
+            ConfigurationPatch {
+                active: Some(true),
+                webhook_secret: Some(Some(SecretString::from(rotated.to_string()))),
+                ..ConfigurationPatch::default()
+            },
+        )
+        .await?;
+    let (status, _) = post(&http, &endpoint, &event("evt_a7", &customer, "Old"), SECRET).await?;
+    assert_eq!(status, 400);
+    let (status, answer) = post(
+        &http,
+        &endpoint,
+        &event("evt_a8", &customer, "Grace"),
+        rotated,
+    )
+    .await?;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        name_in_destination(&dest_file, &cid).await.as_deref(),
+        Some("Grace")
+    );
+
+    emulator.shutdown().await;
+    Ok(())
+}
