@@ -230,6 +230,14 @@ pub(crate) async fn new_user(
     Ok((username, hash))
 }
 
+/// The error for a username that names no user (changing the password of nobody).
+pub(crate) fn unknown_user(username: &str) -> StoreError {
+    StoreError::Invalid {
+        field: "username",
+        reason: format!("there is no user `{username}`: check the name, or create the user"),
+    }
+}
+
 /// A new session's values: its token (for the cookie), what is stored for it, and times.
 pub(crate) struct NewSession {
     /// The token, shown once (as the cookie).

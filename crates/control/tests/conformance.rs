@@ -1258,6 +1258,47 @@ mod scenarios {
             .err()
             .ok_or_else(none)?;
         assert!(matches!(err, StoreError::Unauthorized { .. }));
+
+        // A new password replaces the old one and ends the user's sessions.
+        let (_, live) = s
+            .create_session(admin.id, chrono::Duration::hours(1))
+            .await?;
+        let renewed = SecretString::from("a brand new passphrase");
+        let too_short = s
+            .set_user_password("admin", &SecretString::from("short"))
+            .await
+            .err()
+            .ok_or_else(none)?;
+        assert!(matches!(
+            too_short,
+            StoreError::Invalid {
+                field: "password",
+                ..
+            }
+        ));
+        assert_eq!(
+            s.verify_user_password("admin", &password).await?.id,
+            admin.id
+        );
+        assert_eq!(s.set_user_password("admin", &renewed).await?.id, admin.id);
+        assert_eq!(
+            s.verify_user_password("admin", &renewed).await?.id,
+            admin.id
+        );
+        assert!(s.verify_user_password("admin", &password).await.is_err());
+        assert!(s.session_by_token(live.expose_secret()).await.is_err());
+        let nobody = s
+            .set_user_password("nobody", &renewed)
+            .await
+            .err()
+            .ok_or_else(none)?;
+        assert!(matches!(
+            nobody,
+            StoreError::Invalid {
+                field: "username",
+                ..
+            }
+        ));
         Ok(())
     }
 

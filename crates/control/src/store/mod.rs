@@ -370,6 +370,13 @@ pub trait Store: Send + Sync + fmt::Debug {
         username: &str,
         password: &SecretString,
     ) -> Result<User, StoreError>;
+    /// Replaces a user's password (same rules as [`Store::create_user`]) and ends every
+    /// session of theirs, so a stolen cookie stops working with the old password.
+    async fn set_user_password(
+        &self,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<User, StoreError>;
     /// The user when `password` is theirs; [`StoreError::Unauthorized`] otherwise (an
     /// unknown username takes about as long as a wrong password).
     async fn verify_user_password(

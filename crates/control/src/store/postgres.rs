@@ -917,6 +917,31 @@ impl Store for PostgresStore {
         Ok(row.into_user())
     }
 
+    #[tracing::instrument(name = "store.set_user_password", skip_all)]
+    async fn set_user_password(
+        &self,
+        username: &str,
+        password: &SecretString,
+    ) -> Result<User, StoreError> {
+        let (username, hash) = tokens::new_user(username, password).await?;
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query_as::<_, UserRow>(
+            "UPDATE users SET password_hash = $1 WHERE username = $2 \
+             RETURNING id, username, password_hash, created_at",
+        )
+        .bind(hash)
+        .bind(&username)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| tokens::unknown_user(&username))?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(row.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(row.into_user())
+    }
+
     #[tracing::instrument(name = "store.verify_user_password", skip_all)]
     async fn verify_user_password(
         &self,
