@@ -58,7 +58,7 @@ pub(crate) fn history(points: &[Point]) -> Markup {
     );
     html! {
         figure.chart {
-            svg viewBox={ "0 0 " (WIDTH) " " (HEIGHT) } role="img" aria-label=(summary) preserveAspectRatio="none" {
+            svg viewBox={ "0 0 " (WIDTH) " " (HEIGHT) } role="img" aria-label=(summary) {
                 title { "Objects synced and duration per run: " (summary) }
                 line x1=(PAD_LEFT) y1=(PAD_TOP + plot_h) x2=(WIDTH - PAD_RIGHT) y2=(PAD_TOP + plot_h) class="axis" {}
                 @for (i, p) in points.iter().enumerate() {
