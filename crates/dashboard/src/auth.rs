@@ -65,6 +65,18 @@ pub async fn ensure_admin(store: &dyn Store) -> Result<Option<(String, SecretStr
     Ok(Some((ADMIN_USERNAME.to_string(), password)))
 }
 
+/// For `cls demo`, a throwaway local install: gives the admin account a new one-time
+/// password (creating the account when missing) and returns both, for the caller to print.
+/// Ends the admin's sessions.
+pub async fn reset_admin(store: &dyn Store) -> Result<(String, SecretString), StoreError> {
+    if let Some(created) = ensure_admin(store).await? {
+        return Ok(created);
+    }
+    let password = SecretString::from(random_text(20));
+    store.set_user_password(ADMIN_USERNAME, &password).await?;
+    Ok((ADMIN_USERNAME.to_string(), password))
+}
+
 /// Random letters and digits, from the operating system's generator.
 pub(crate) fn random_text(len: usize) -> String {
     rand::rngs::OsRng
@@ -290,6 +302,79 @@ pub(crate) async fn login(
             token.expose_secret().to_string(),
         ));
     (jar, Redirect::to(safe_next(&form.next))).into_response()
+}
+
+/// The change-password form's fields (none is ever echoed back).
+#[derive(Deserialize)]
+pub(crate) struct PasswordForm {
+    /// The password now.
+    #[serde(default)]
+    current: String,
+    /// The new password.
+    #[serde(default)]
+    new: String,
+    /// The new password again.
+    #[serde(default)]
+    confirm: String,
+}
+
+/// `POST /settings/password`: checks the current password, replaces it, and — since the
+/// store ends every session of the user — signs this browser in again with a new session.
+pub(crate) async fn change_password(
+    State(state): State<DashboardState>,
+    Extension(session): Extension<Session>,
+    jar: CookieJar,
+    Form(form): Form<PasswordForm>,
+) -> Response {
+    let refuse = |text: &str| {
+        state.drafts.notice(
+            &session.id,
+            false,
+            format!("The password was not changed: {text}"),
+        );
+        Redirect::to("/settings").into_response()
+    };
+    let current = SecretString::from(form.current);
+    match state
+        .store
+        .verify_user_password(&session.username, &current)
+        .await
+    {
+        Ok(_) => {}
+        Err(StoreError::Unauthorized { .. }) => {
+            return refuse("the current password is wrong; type it again.")
+        }
+        Err(e) => return PageError::from(e).into_response(),
+    }
+    if form.new != form.confirm {
+        return refuse("the two new passwords differ; type the same one twice.");
+    }
+    let new = SecretString::from(form.new);
+    let user = match state.store.set_user_password(&session.username, &new).await {
+        Ok(u) => u,
+        Err(StoreError::Invalid { reason, .. }) => return refuse(&reason),
+        Err(e) => return PageError::from(e).into_response(),
+    };
+    state.drafts.forget(&session.id);
+    let (fresh, token) = match state
+        .store
+        .create_session(user.id, chrono::Duration::hours(SESSION_TTL_HOURS))
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => return PageError::from(e).into_response(),
+    };
+    state.drafts.notice(
+        &fresh.id.to_string(),
+        true,
+        "Password changed. Every other browser signed in as you was signed out.",
+    );
+    let jar = jar.add(cookie(
+        &state,
+        SESSION_COOKIE,
+        token.expose_secret().to_string(),
+    ));
+    (jar, Redirect::to("/settings")).into_response()
 }
 
 /// `POST /logout`.

@@ -38,7 +38,7 @@ use axum::Router;
 use cls_control::{KeySource, Runner, Store};
 use url::Url;
 
-pub use auth::ensure_admin;
+pub use auth::{ensure_admin, reset_admin};
 
 /// Everything the dashboard's handlers share.
 #[derive(Debug, Clone)]
@@ -151,6 +151,7 @@ pub fn router(state: DashboardState) -> Router {
         .route("/runs/{id}/progress", get(r::progress))
         .route("/runs/{id}/cancel", post(r::cancel))
         .route("/settings", get(s::show))
+        .route("/settings/password", post(auth::change_password))
         .route("/settings/api-keys", post(s::create_api_key))
         .route("/settings/api-keys/{id}/revoke", post(s::revoke_api_key))
         .route_layer(axum::middleware::from_fn_with_state(
@@ -208,6 +209,7 @@ pub const PROTECTED_ROUTES: &[(&str, &str)] = &[
     ("GET", "/runs/1/progress"),
     ("POST", "/runs/1/cancel"),
     ("GET", "/settings"),
+    ("POST", "/settings/password"),
     ("POST", "/settings/api-keys"),
     ("POST", "/settings/api-keys/1/revoke"),
 ];

@@ -267,3 +267,98 @@ async fn behind_https_the_session_cookie_is_secure() {
     assert!(session.contains("Secure"), "{session}");
     assert!(session.contains("HttpOnly"), "{session}");
 }
+
+#[tokio::test]
+async fn changing_the_password_signs_out_other_browsers_and_keeps_this_one() {
+    let app = spawn_app(3).await;
+    let this = client();
+    let other = client();
+    let csrf = app.sign_in(&this).await;
+    app.sign_in(&other).await;
+    let new_password = "a much longer new passphrase";
+
+    for (current, new, confirm, says) in [
+        (
+            "wrong password!",
+            new_password,
+            new_password,
+            "current password is wrong",
+        ),
+        (
+            app.password.as_str(),
+            new_password,
+            "something else entirely",
+            "two new passwords differ",
+        ),
+        (app.password.as_str(), "short", "short", "12"),
+    ] {
+        app.post_redirect(
+            &this,
+            "/settings/password",
+            &[
+                ("csrf", &csrf),
+                ("current", current),
+                ("new", new),
+                ("confirm", confirm),
+            ],
+        )
+        .await;
+        let page = app.get_ok(&this, "/settings").await;
+        assert!(page.contains("The password was not changed"), "{page}");
+        assert!(page.contains(says), "{says}: {page}");
+        for typed in [current, new, confirm] {
+            if typed.len() >= 12 {
+                assert!(!page.contains(typed), "a typed password is echoed");
+            }
+        }
+    }
+
+    let to = app
+        .post_redirect(
+            &this,
+            "/settings/password",
+            &[
+                ("csrf", &csrf),
+                ("current", app.password.as_str()),
+                ("new", new_password),
+                ("confirm", new_password),
+            ],
+        )
+        .await;
+    assert_eq!(to, "/settings");
+    let page = app.get_ok(&this, "/settings").await;
+    assert!(page.contains("Password changed."), "{page}");
+    assert!(!page.contains(new_password));
+
+    // The other browser's session ended.
+    let res = other.get(app.url("/settings")).send().await.expect("other");
+    assert_eq!(res.status(), 303);
+
+    // The old password no longer signs in; the new one does.
+    let c = client();
+    let csrf = common::csrf_of(&app.get_ok(&c, "/login").await);
+    let res = app
+        .post(
+            &c,
+            "/login",
+            &[
+                ("username", "admin"),
+                ("password", app.password.as_str()),
+                ("csrf", csrf.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 401);
+    let res = app
+        .post(
+            &c,
+            "/login",
+            &[
+                ("username", "admin"),
+                ("password", new_password),
+                ("csrf", csrf.as_str()),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+}

@@ -100,6 +100,21 @@ async fn page(
                 div.actions { button.primary type="submit" { "Create API key" } }
             }
         }
+        section.card {
+            h2 { "Your password" }
+            p { "Signed in as " strong { (session.username) } ". Changing the password signs out every other browser." }
+            form method="post" action="/settings/password" {
+                (csrf(session))
+                input type="text" name="username" value=(session.username) autocomplete="username" hidden aria-hidden="true" tabindex="-1" aria-label="Username";
+                label for="current-password" { "Current password" }
+                input #current-password name="current" type="password" autocomplete="current-password" required;
+                label for="new-password" { "New password (12 characters or more)" }
+                input #new-password name="new" type="password" autocomplete="new-password" minlength="12" required;
+                label for="confirm-password" { "New password again" }
+                input #confirm-password name="confirm" type="password" autocomplete="new-password" minlength="12" required;
+                div.actions { button.primary type="submit" { "Change password" } }
+            }
+        }
         (master_key_view(state.master_key_source.as_ref()))
     };
     Ok((
