@@ -18,7 +18,7 @@ use anyhow::Context;
 use clap::Args;
 use cls_control::runner::{Runner, RunnerConfig, SystemClock};
 use cls_control::service::{run_service, ServiceConfig};
-use cls_control::Clock;
+use cls_control::{Clock, KeySource, Store};
 use cls_dashboard::DashboardState;
 use cls_server::api::RateLimit;
 use cls_server::AppState;
@@ -68,49 +68,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
         .map(parse_api_base)
         .transpose()?;
     let (store, key_source) = args.state.open_with_source().await?;
-    let metrics =
-        cls_server::install_metrics_recorder().context("cannot start the metrics recorder")?;
-
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let runner = Runner::with_config(
+    let service = Service::assemble(
         store.clone(),
-        clock.clone(),
-        RunnerConfig {
-            stripe_api_base: stripe_api_base.clone(),
-            ..RunnerConfig::default()
-        },
-    );
-
-    let mut api = AppState::new(store.clone(), runner.clone(), clock, metrics);
-    api.default_stripe_api_base = stripe_api_base.clone();
-    api.rate_limit = RateLimit {
-        per_minute: NonZeroU32::new(args.api_requests_per_minute)
-            .context("--api-requests-per-minute must be at least 1")?,
-    };
-    let dashboard = DashboardState::new(
-        store.clone(),
-        runner.clone(),
-        stripe_api_base.clone(),
-        args.secure_cookies,
-    )
-    .with_master_key_source(key_source);
-    let router = cls_server::app(api)
-        .merge(cls_server::configured_webhooks(
-            store.clone(),
+        &ServiceOptions {
             stripe_api_base,
-        ))
-        .merge(cls_dashboard::router(dashboard));
-
-    let listener = tokio::net::TcpListener::bind(SocketAddr::from((args.host, args.port)))
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on {}:{}: the port may be in use; choose another with --port",
-                args.host, args.port
-            )
-        })?;
+            api_requests_per_minute: args.api_requests_per_minute,
+            secure_cookies: args.secure_cookies,
+            key_source,
+        },
+    )?;
+    let listener = bind(args.host, args.port).await?;
     let addr = listener.local_addr()?;
-
     if let Some((username, password)) = cls_dashboard::ensure_admin(store.as_ref()).await? {
         eprintln!(
             "created the dashboard's admin account — sign in with user `{username}` and password `{}` (shown once; change it after signing in)",
@@ -121,38 +89,119 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
     eprintln!(
         "dashboard: http://{addr}/   REST API: http://{addr}/api   metrics: http://{addr}/metrics"
     );
-
-    let (stop, stopped) = watch::channel(false);
-    let service = tokio::spawn(run_service(
-        runner,
-        ServiceConfig {
-            workers: args.workers,
-            grace: Duration::from_secs(args.grace_seconds),
-            ..ServiceConfig::default()
-        },
-        stopped.clone(),
-    ));
-    let http = cls_server::serve(listener, router, async move {
-        let mut stopped = stopped;
-        let _ = stopped.wait_for(|s| *s).await;
-    });
-    tokio::pin!(http);
-    tokio::select! {
-        result = &mut http => {
-            let _ = stop.send(true);
-            result.context("the HTTP server stopped")?;
-        }
-        () = shutdown_signal() => {
-            eprintln!("shutting down: finishing requests and runs in flight…");
-            let _ = stop.send(true);
-            http.await.context("the HTTP server failed while shutting down")?;
-        }
-    }
     service
-        .await
-        .context("the scheduler and workers stopped abnormally")?;
-    eprintln!("stopped");
+        .run_until_shutdown(
+            listener,
+            ServiceConfig {
+                workers: args.workers,
+                grace: Duration::from_secs(args.grace_seconds),
+                ..ServiceConfig::default()
+            },
+        )
+        .await?;
     Ok(Outcome::Success)
+}
+
+/// What assembling the service takes besides the state store.
+#[derive(Debug, Clone)]
+pub struct ServiceOptions {
+    /// Stripe-compatible API base for configurations without their own.
+    pub stripe_api_base: Option<url::Url>,
+    /// API requests each client may make per minute.
+    pub api_requests_per_minute: u32,
+    /// Whether the session cookie is marked `Secure`.
+    pub secure_cookies: bool,
+    /// Where the master key came from, for the dashboard's settings page.
+    pub key_source: KeySource,
+}
+
+/// The service over one state store: the runner its workers step, and every HTTP route
+/// (REST API, health, metrics, webhooks, dashboard). `cls serve` and `cls demo` both run it.
+pub struct Service {
+    /// The scheduler and runner (Sync Now queues through it).
+    pub runner: Runner,
+    /// Every route.
+    router: axum::Router,
+}
+
+impl Service {
+    /// Wires the runner, the API, the webhook receiver and the dashboard over `store`.
+    pub fn assemble(store: Arc<dyn Store>, options: &ServiceOptions) -> anyhow::Result<Service> {
+        let metrics =
+            cls_server::install_metrics_recorder().context("cannot start the metrics recorder")?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let runner = Runner::with_config(
+            store.clone(),
+            clock.clone(),
+            RunnerConfig {
+                stripe_api_base: options.stripe_api_base.clone(),
+                ..RunnerConfig::default()
+            },
+        );
+        let mut api = AppState::new(store.clone(), runner.clone(), clock, metrics);
+        api.default_stripe_api_base = options.stripe_api_base.clone();
+        api.rate_limit = RateLimit {
+            per_minute: NonZeroU32::new(options.api_requests_per_minute)
+                .context("--api-requests-per-minute must be at least 1")?,
+        };
+        let dashboard = DashboardState::new(
+            store.clone(),
+            runner.clone(),
+            options.stripe_api_base.clone(),
+            options.secure_cookies,
+        )
+        .with_master_key_source(options.key_source.clone());
+        let router = cls_server::app(api)
+            .merge(cls_server::configured_webhooks(
+                store,
+                options.stripe_api_base.clone(),
+            ))
+            .merge(cls_dashboard::router(dashboard));
+        Ok(Service { runner, router })
+    }
+
+    /// Serves on `listener` with the scheduler and workers beside it, until Ctrl-C or
+    /// SIGTERM; then shuts down gracefully (module doc).
+    pub async fn run_until_shutdown(
+        self,
+        listener: tokio::net::TcpListener,
+        config: ServiceConfig,
+    ) -> anyhow::Result<()> {
+        let (stop, stopped) = watch::channel(false);
+        let service = tokio::spawn(run_service(self.runner, config, stopped.clone()));
+        let http = cls_server::serve(listener, self.router, async move {
+            let mut stopped = stopped;
+            let _ = stopped.wait_for(|s| *s).await;
+        });
+        tokio::pin!(http);
+        tokio::select! {
+            result = &mut http => {
+                let _ = stop.send(true);
+                result.context("the HTTP server stopped")?;
+            }
+            () = shutdown_signal() => {
+                eprintln!("shutting down: finishing requests and runs in flight…");
+                let _ = stop.send(true);
+                http.await.context("the HTTP server failed while shutting down")?;
+            }
+        }
+        service
+            .await
+            .context("the scheduler and workers stopped abnormally")?;
+        eprintln!("stopped");
+        Ok(())
+    }
+}
+
+/// Binds the HTTP listener, saying what to do when the port is taken.
+pub async fn bind(host: std::net::IpAddr, port: u16) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(SocketAddr::from((host, port)))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {host}:{port}: the port may be in use; choose another with --port"
+            )
+        })
 }
 
 /// Parses `--stripe-api-base`.
