@@ -471,28 +471,17 @@ pub struct ConfigurationCheckView {
     pub message: String,
 }
 
-/// The Stripe client a configuration uses: its own API base, else the server's, else
-/// Stripe's. Test Connection gives up sooner than a sync would.
+/// The Stripe client Test Connection uses: the configuration's API base, else the server's,
+/// else Stripe's ([`Configuration::stripe_client`]); it gives up sooner than a sync would.
 fn stripe_client(state: &AppState, c: &Configuration) -> Result<StripeClient, String> {
-    let mut config = ClientConfig {
+    let config = ClientConfig {
         max_retries: 2,
         max_retry_elapsed: Duration::from_secs(15),
         request_timeout: Duration::from_secs(20),
         ..ClientConfig::default()
     };
-    match c.stripe_api_base.as_deref() {
-        Some(raw) => {
-            config.api_base = Url::parse(raw).map_err(|e| {
-                format!("the configuration's Stripe API base is not a URL ({e}): recreate the configuration with a valid one")
-            })?;
-        }
-        None => {
-            if let Some(base) = &state.default_stripe_api_base {
-                config.api_base = base.clone();
-            }
-        }
-    }
-    StripeClient::new(c.key.clone(), config).map_err(|e| e.to_string())
+    c.stripe_client(state.default_stripe_api_base.as_ref(), config)
+        .map_err(|e| e.to_string())
 }
 
 /// Test Connection for a configuration: the Stripe key (account, kind and mode, and per data
