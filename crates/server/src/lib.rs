@@ -6,7 +6,8 @@
 //! 2. [`AppState::new`] with the state store, the runner, its clock and that handle (then
 //!    set `default_stripe_api_base` and `rate_limit` as configured);
 //! 3. [`app`] for the router (`/api/…`, `/healthz`, `/readyz`, `/metrics`), merged with the
-//!    webhook routes ([`router`]) when a receiver is configured;
+//!    per-configuration webhook routes ([`configured_webhooks`]; `cls listen`'s
+//!    single-secret receiver is [`router`]);
 //! 4. [`serve`] with a bound listener and a shutdown signal.
 //!
 //! Layout:
