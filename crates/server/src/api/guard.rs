@@ -16,6 +16,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -80,6 +81,8 @@ pub(crate) struct Guard {
     limit: RateLimit,
     /// Unauthenticated peers refused for too many requests, and until when.
     refused: Mutex<HashMap<ClientKey, Instant>>,
+    /// Requests counted so far (paces the forgetting of idle clients).
+    counted: AtomicU64,
 }
 
 impl Guard {
@@ -91,6 +94,7 @@ impl Guard {
             limiter: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
             limit,
             refused: Mutex::new(HashMap::new()),
+            counted: AtomicU64::new(0),
         }
     }
 
@@ -141,7 +145,9 @@ fn ceil_secs(d: Duration) -> u64 {
 
 impl Guard {
     fn count(&self, key: &ClientKey) -> Decision {
-        if self.limiter.len() > FORGET_IDLE_ABOVE {
+        // Forgetting idle clients walks them all: do it now and then, not on every request.
+        let n = self.counted.fetch_add(1, Ordering::Relaxed);
+        if n % 1024 == 0 && self.limiter.len() > FORGET_IDLE_ABOVE {
             self.limiter.retain_recent();
         }
         let limit = self.limit.per_minute.get();
