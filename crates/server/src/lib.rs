@@ -123,7 +123,7 @@ async fn receive(
 
 /// Verifies one delivery against `state`'s secret and applies its event; the answer Stripe
 /// gets (module doc). Shared by `cls listen`'s receiver and `cls serve`'s per-configuration
-/// endpoints ([`receiver`]).
+/// endpoints ([`receiver`](crate::receiver)).
 async fn deliver(state: &WebhookState, headers: &HeaderMap, body: &Bytes) -> Response {
     let now = (state.clock)();
     let header = headers

@@ -1,13 +1,13 @@
 //! `cls serve`'s webhook endpoints: `POST /webhooks/stripe/{configuration}`, one per
 //! configuration of the state store, each verified with that configuration's own signing
 //! secret and applied to its project's database through the same path as `cls listen`
-//! ([`crate::deliver`]).
+//! (`deliver` in the crate root).
 //!
 //! What a configuration's receiver needs (its secret, a connection to its database, the
 //! Stripe account its rows belong to) is built on its first delivery and kept until the
 //! configuration or its project changes (a rotated secret or key, a new database URL).
 //!
-//! Answers besides [`crate::deliver`]'s:
+//! Answers besides those of `cls listen`'s receiver:
 //! - `404`: no configuration with that id (a stale endpoint URL: Stripe should stop);
 //! - `400`: the configuration has no signing secret yet, so nothing can be verified;
 //! - `200` `{"received": true, "skipped": …}`: a correctly signed delivery for a paused
