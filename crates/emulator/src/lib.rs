@@ -121,6 +121,9 @@ pub struct EmulatorConfig {
     pub fault_rate: f64,
     /// How long a "slow response" fault waits before answering normally, in milliseconds.
     pub slow_response_ms: u64,
+    /// The fault kinds `fault_rate` draws from, uniformly; empty: the default mix (see
+    /// [`traffic`]). Lets a test inject one kind only, e.g. 503s with `Stripe-Should-Retry`.
+    pub fault_kinds: Vec<traffic::Fault>,
     /// Where every new event (from writes and mutations) is POSTed, signed; `None`: no webhooks.
     pub webhook_url: Option<String>,
     /// The endpoint secret (`whsec_…`) webhooks are signed with; required with `webhook_url`.
@@ -144,6 +147,7 @@ impl std::fmt::Debug for EmulatorConfig {
             .field("latency_ms", &self.latency_ms)
             .field("fault_rate", &self.fault_rate)
             .field("slow_response_ms", &self.slow_response_ms)
+            .field("fault_kinds", &self.fault_kinds)
             .field("webhook_url", &self.webhook_url)
             .field(
                 "webhook_secret",
@@ -169,6 +173,7 @@ impl EmulatorConfig {
             latency_ms: 0,
             fault_rate: 0.0,
             slow_response_ms: 3_000,
+            fault_kinds: Vec::new(),
             webhook_url: None,
             webhook_secret: None,
             webhook_max_attempts: 8,

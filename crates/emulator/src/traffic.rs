@@ -13,7 +13,9 @@
 //!   reset (the response body fails before any byte, so the connection is dropped); a truncated
 //!   body (`Content-Length` announces more bytes than are sent); or a slow response
 //!   (`slow_response_ms`, then the normal answer). A slow response is not a failure, so at
-//!   F = 1.0 only real failures are drawn. 5xx and resets are decided before the handler runs (no
+//!   F = 1.0 only real failures are drawn. `fault_kinds` narrows the draw to the listed kinds
+//!   (fault-injection suites test one kind at a time), which may include a 429
+//!   ([`Fault::RateLimited`]: a storm of rate-limit answers whatever the buckets hold). 5xx and resets are decided before the handler runs (no
 //!   side effects); truncation happens after it (a write may have been applied, as on Stripe when
 //!   a response is lost).
 //!
@@ -125,6 +127,8 @@ pub enum Fault {
     Truncated,
     /// The normal answer, after a long wait.
     Slow,
+    /// Stripe's 429 `rate_limit` answer, as if the account's limit were exhausted.
+    RateLimited,
 }
 
 /// What the layer decided for one request.
@@ -151,6 +155,11 @@ fn unit(seed: u64, n: u64, salt: u64) -> f64 {
 
 /// The decision for request number `n`: a pure function of the inputs.
 pub fn draw(seed: u64, n: u64, latency_ms: u64, fault_rate: f64) -> Decision {
+    draw_from(seed, n, latency_ms, fault_rate, &[])
+}
+
+/// [`draw`], with the fault picked uniformly among `kinds` (the default mix when empty).
+pub fn draw_from(seed: u64, n: u64, latency_ms: u64, fault_rate: f64, kinds: &[Fault]) -> Decision {
     let latency = if latency_ms == 0 {
         Duration::ZERO
     } else {
@@ -162,6 +171,10 @@ pub fn draw(seed: u64, n: u64, latency_ms: u64, fault_rate: f64) -> Decision {
         Duration::from_secs_f64(latency_ms as f64 * factor / 1000.0)
     };
     let fault = (unit(seed, n, 3) < fault_rate).then(|| {
+        if !kinds.is_empty() {
+            let k = (unit(seed, n, 4) * kinds.len() as f64) as usize;
+            return kinds[k.min(kinds.len() - 1)];
+        }
         // At F = 1.0 every request must fail, so slow responses (not failures) are left out.
         let kinds = if fault_rate >= 1.0 { 9 } else { 10 };
         let k = (unit(seed, n, 4) * kinds as f64) as u64;
@@ -270,7 +283,13 @@ pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next)
         return rate_limited();
     }
     let n = state.counter.next();
-    let d = draw(cfg.seed, n, cfg.latency_ms, cfg.fault_rate);
+    let d = draw_from(
+        cfg.seed,
+        n,
+        cfg.latency_ms,
+        cfg.fault_rate,
+        &cfg.fault_kinds,
+    );
     if !d.latency.is_zero() {
         tokio::time::sleep(d.latency).await;
     }
@@ -289,6 +308,11 @@ pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next)
             reset()
         }
         Fault::Truncated => truncate(next.run(req).await).await,
+        Fault::RateLimited => {
+            state.stats.add_rate_limited();
+            state.stats.record(&endpoint, 429);
+            rate_limited()
+        }
         Fault::Slow => {
             tokio::time::sleep(Duration::from_millis(cfg.slow_response_ms)).await;
             next.run(req).await
@@ -313,6 +337,18 @@ mod tests {
             let ms = d.latency.as_secs_f64() * 1000.0;
             assert!((139.0..=261.0).contains(&ms), "{ms}");
         }
+    }
+
+    #[test]
+    fn fault_kinds_narrow_the_draw() {
+        let kinds = [Fault::Reset, Fault::RateLimited];
+        let drawn: Vec<_> = (0..2_000)
+            .filter_map(|n| draw_from(4, n, 0, 0.5, &kinds).fault)
+            .collect();
+        assert!((800..1_200).contains(&drawn.len()), "{}", drawn.len());
+        assert!(drawn.iter().all(|f| kinds.contains(f)));
+        assert!(drawn.contains(&Fault::Reset) && drawn.contains(&Fault::RateLimited));
+        assert_eq!(draw_from(4, 7, 0, 0.5, &[]), draw(4, 7, 0, 0.5));
     }
 
     #[test]
