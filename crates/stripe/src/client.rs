@@ -313,6 +313,20 @@ impl StripeClient {
         self.shared.rates
     }
 
+    /// Shares the account's budget among `share` runs (this client and its clones being one
+    /// of them): from now on every rate of [`StripeClient::rates`] is divided by `share` (at
+    /// least 1 req/s). The runner calls it as runs of the same Stripe account start and end
+    /// on any node; `1` gives the whole budget back.
+    pub fn set_rate_share(&self, share: std::num::NonZeroU32) {
+        self.shared.budget.set_share(share);
+    }
+
+    /// How many runs share the account's budget (1 unless [`StripeClient::set_rate_share`]
+    /// said otherwise).
+    pub fn rate_share(&self) -> u32 {
+        self.shared.budget.share()
+    }
+
     /// The key requests are sent with.
     pub fn key(&self) -> &ApiKey {
         &self.shared.key

@@ -9,7 +9,7 @@
 //! - [`client`]: [`StripeClient`] — GET only, Bearer auth, pinned `Stripe-Version`, retries,
 //!   [`RequestCounters`] supplied by the caller.
 //! - [`limiter`]: the one rate budget per client (global by mode + per endpoint; proactive and
-//!   adaptive).
+//!   adaptive; divided at run time among the runs sharing one account).
 //! - [`retry`]: the retry decision and backoff, as pure functions.
 //! - [`error`]: [`StripeError`] and Stripe's error-body parsing (`rak_…` permissions).
 

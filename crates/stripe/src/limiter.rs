@@ -13,6 +13,12 @@
 //!   (`/v1/invoices/in_123/lines` → `/v1/invoices/{id}/lines`), as Stripe counts them.
 //! - *gate*: one limiter plus its adaptive state and a FIFO queue.
 //!
+//! *Sharing* ([`RateBudget::set_share`]): when several runs — in this process or in other
+//! processes — sync the same Stripe account, each run's client is told how many runs share the
+//! account, and both its global and its per-endpoint rates become the configured rates divided
+//! by that number (at least 1 req/s). The limiters are replaced, not adjusted: a new share
+//! starts from an empty history, with at most one burst more on the wire.
+//!
 //! Waiting is fair and not busy: each gate has a `tokio::sync::Mutex` (first come, first
 //! served), so among dozens of tasks only the head of each queue sleeps on the limiter; the rest
 //! wait on the mutex without polling.
@@ -25,6 +31,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, PoisonError};
 use std::time::Duration;
 
@@ -115,20 +122,36 @@ struct AdaptiveState {
 
 /// A limiter with its FIFO queue and adaptive state.
 struct Gate {
-    limiter: DefaultDirectRateLimiter,
+    /// The rate before sharing.
+    rps: u32,
+    /// Replaced when the share changes; a request holds the one it started waiting on.
+    limiter: StdMutex<Arc<DefaultDirectRateLimiter>>,
     queue: FairMutex<()>,
     state: StdMutex<AdaptiveState>,
 }
 
+/// A GCRA limiter at `rps / share` requests per second (at least 1).
+fn limiter(rps: u32, share: u32) -> Arc<DefaultDirectRateLimiter> {
+    let rps = NonZeroU32::new(rps / share.max(1)).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(burst_for(rps.get())).unwrap_or(NonZeroU32::MIN);
+    Arc::new(RateLimiter::direct(
+        Quota::per_second(rps).allow_burst(burst),
+    ))
+}
+
 impl Gate {
-    fn new(rps: u32) -> Gate {
-        let rps = NonZeroU32::new(rps).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(burst_for(rps.get())).unwrap_or(NonZeroU32::MIN);
+    fn new(rps: u32, share: u32) -> Gate {
         Gate {
-            limiter: RateLimiter::direct(Quota::per_second(rps).allow_burst(burst)),
+            rps,
+            limiter: StdMutex::new(limiter(rps, share)),
             queue: FairMutex::new(()),
             state: StdMutex::new(AdaptiveState::default()),
         }
+    }
+
+    /// Runs at `rps / share` from now on.
+    fn reshare(&self, share: u32) {
+        *self.limiter.lock().unwrap_or_else(PoisonError::into_inner) = limiter(self.rps, share);
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, AdaptiveState> {
@@ -154,8 +177,13 @@ impl Gate {
             .slow_until
             .is_some_and(|until| until > Instant::now());
         let cells = if slow { 2 } else { 1 };
+        let limiter = self
+            .limiter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         for _ in 0..cells {
-            self.limiter.until_ready().await;
+            limiter.until_ready().await;
         }
     }
 
@@ -177,16 +205,44 @@ pub(crate) struct RateBudget {
     endpoints: StdMutex<HashMap<String, Arc<Gate>>>,
     adaptation: Adaptation,
     last_429: StdMutex<Option<(Instant, String)>>,
+    /// How many runs share the account's budget (1: this client has all of it).
+    share: AtomicU32,
 }
 
 impl RateBudget {
     pub(crate) fn new(global_rps: u32, per_endpoint_rps: u32, adaptation: Adaptation) -> Self {
         RateBudget {
-            global: Gate::new(global_rps),
+            global: Gate::new(global_rps, 1),
             per_endpoint_rps,
             endpoints: StdMutex::new(HashMap::new()),
             adaptation,
             last_429: StdMutex::new(None),
+            share: AtomicU32::new(1),
+        }
+    }
+
+    /// How many runs share the account's budget.
+    pub(crate) fn share(&self) -> u32 {
+        self.share.load(Ordering::Relaxed)
+    }
+
+    /// From now on, this budget is one of `share` equal parts of the account's: every rate
+    /// (global and per endpoint) is divided by `share`, and at least 1 req/s. Does nothing
+    /// when the share is unchanged.
+    pub(crate) fn set_share(&self, share: NonZeroU32) {
+        let share = share.get();
+        // The endpoints' lock is held while swapping, so a gate created meanwhile reads the
+        // new share.
+        let endpoints = self
+            .endpoints
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if self.share.swap(share, Ordering::Relaxed) == share {
+            return;
+        }
+        self.global.reshare(share);
+        for gate in endpoints.values() {
+            gate.reshare(share);
         }
     }
 
@@ -197,7 +253,12 @@ impl RateBudget {
             .unwrap_or_else(PoisonError::into_inner);
         endpoints
             .entry(endpoint.to_string())
-            .or_insert_with(|| Arc::new(Gate::new(endpoint_rps(endpoint, self.per_endpoint_rps))))
+            .or_insert_with(|| {
+                Arc::new(Gate::new(
+                    endpoint_rps(endpoint, self.per_endpoint_rps),
+                    self.share(),
+                ))
+            })
             .clone()
     }
 
@@ -353,6 +414,47 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
+    }
+
+    /// Requests sent in `window` by one task asking as fast as it can.
+    async fn sent_in(budget: &RateBudget, endpoint: &str, window: Duration) -> u32 {
+        let started = std::time::Instant::now();
+        let mut n = 0;
+        while started.elapsed() < window {
+            budget.acquire(endpoint).await;
+            n += 1;
+        }
+        n
+    }
+
+    #[tokio::test]
+    async fn a_share_divides_the_global_and_endpoint_rates_and_can_change_at_run_time() {
+        let second = Duration::from_secs(1);
+        // Global 40 req/s (burst 8): alone, ~48 in a second.
+        let budget = RateBudget::new(40, 1000, quick());
+        let alone = sent_in(&budget, "/v1/customers", second).await;
+        assert!((40..=50).contains(&alone), "alone: {alone}");
+        // Four runs share the account: 10 req/s (burst 2), ~12 in a second.
+        budget.set_share(NonZeroU32::new(4).unwrap_or(NonZeroU32::MIN));
+        assert_eq!(budget.share(), 4);
+        let quarter = sent_in(&budget, "/v1/customers", second).await;
+        assert!((9..=14).contains(&quarter), "a quarter: {quarter}");
+        // Back to the whole budget.
+        budget.set_share(NonZeroU32::MIN);
+        let whole = sent_in(&budget, "/v1/customers", second).await;
+        assert!((40..=50).contains(&whole), "whole again: {whole}");
+
+        // The per-endpoint rate is shared too, for gates made before and after the change.
+        let budget = RateBudget::new(1000, 20, quick());
+        budget.acquire("/v1/prices").await;
+        budget.set_share(NonZeroU32::new(2).unwrap_or(NonZeroU32::MIN));
+        let old_gate = sent_in(&budget, "/v1/prices", second).await;
+        let new_gate = sent_in(&budget, "/v1/products", second).await;
+        assert!(
+            (9..=13).contains(&old_gate),
+            "existing endpoint: {old_gate}"
+        );
+        assert!((9..=13).contains(&new_gate), "new endpoint: {new_gate}");
     }
 
     #[tokio::test]
