@@ -37,7 +37,8 @@ use cls_catalog::DataType;
 /// One object to write.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
-    /// Stripe id (`cus_…`), the table's primary key.
+    /// Stripe id (`cus_…`); with the batch's account, the table's primary key (`(account_id, id)`:
+    /// a platform and its connected accounts share one table).
     pub id: String,
     /// The whole object exactly as Stripe returned it; stored in `data`, typed columns are
     /// extracted from it.

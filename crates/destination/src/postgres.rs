@@ -2,7 +2,7 @@
 //!
 //! Writes go `COPY … FROM STDIN` (text format, see `copy_text`) into a temporary staging
 //! table created `ON COMMIT DROP` inside the batch's transaction, then one
-//! `INSERT … SELECT … ON CONFLICT (id) DO UPDATE … WHERE t.version < EXCLUDED.version`, then the
+//! `INSERT … SELECT … ON CONFLICT (account_id, id) DO UPDATE … WHERE t.version < EXCLUDED.version`, then the
 //! checkpoint upsert, then `COMMIT`. A write set does the same for each of its tables in one
 //! transaction, each table through its own staging table (`_cls_stage_0`, `_cls_stage_1`, …),
 //! then its checkpoint operations: the fixed cost of a transaction (BEGIN, COMMIT's WAL flush)
@@ -254,7 +254,6 @@ impl PgDestination {
                 .collect();
             set.extend([
             "\"data\" = EXCLUDED.\"data\"".to_string(),
-            "\"account_id\" = EXCLUDED.\"account_id\"".to_string(),
             "\"deleted\" = EXCLUDED.\"deleted\"".to_string(),
             // Keep the first deletion time when a deleted object is seen again.
             "\"deleted_at\" = CASE WHEN EXCLUDED.\"deleted\" THEN COALESCE(t.\"deleted_at\", EXCLUDED.\"deleted_at\") END"
@@ -266,7 +265,7 @@ impl PgDestination {
             // WHERE guard left alone are not returned at all.
             let sql = format!(
                 "WITH up AS (INSERT INTO {target} AS t ({insert}) SELECT {select} FROM {stage} \
-                 ON CONFLICT (\"id\") DO UPDATE SET {set} WHERE t.\"version\" < EXCLUDED.\"version\" \
+                 ON CONFLICT (\"account_id\", \"id\") DO UPDATE SET {set} WHERE t.\"version\" < EXCLUDED.\"version\" \
                  RETURNING (xmax = 0) AS inserted) \
                  SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM up",
                 target = self.qualified(table),
@@ -485,7 +484,7 @@ fn create_schema_sql(schema: &str) -> String {
 
 /// `CREATE TABLE` for a data type's table.
 fn create_table_sql(schema: &str, data_type: &DataType) -> String {
-    let mut cols = vec![format!("    {} text PRIMARY KEY", quote("id"))];
+    let mut cols = vec![format!("    {} text NOT NULL", quote("id"))];
     for c in data_type.columns {
         cols.push(format!("    {} {}", quote(c.name), pg_type(c.kind)));
     }
@@ -496,6 +495,9 @@ fn create_table_sql(schema: &str, data_type: &DataType) -> String {
         "    \"deleted_at\" timestamptz".to_string(),
         "    \"synced_at\" timestamptz NOT NULL".to_string(),
         "    \"version\" bigint NOT NULL".to_string(),
+        // Several Stripe accounts (a platform and its connected accounts) share one table, and
+        // an id is only unique within its account.
+        "    PRIMARY KEY (\"account_id\", \"id\")".to_string(),
     ]);
     format!(
         "CREATE TABLE IF NOT EXISTS {}.{} (\n{}\n);\n",
@@ -553,6 +555,48 @@ async fn schema_exists(conn: &mut PgConnection, schema: &str) -> Result<bool, sq
         .bind(schema)
         .fetch_one(conn)
         .await
+}
+
+/// The primary key of every table in the schema that has one: (table, constraint name,
+/// key columns in key order).
+async fn primary_keys(
+    conn: &mut PgConnection,
+    schema: &str,
+) -> Result<Vec<(String, String, Vec<String>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT c.relname::text, con.conname::text, \
+         ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, n) \
+               JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum ORDER BY k.n) \
+         FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid \
+         JOIN pg_namespace ns ON ns.oid = c.relnamespace \
+         WHERE ns.nspname = $1 AND con.contype = 'p'",
+    )
+    .persistent(false)
+    .bind(schema)
+    .fetch_all(conn)
+    .await
+}
+
+/// The DDL that re-keys a data type's table made before Stripe Connect (primary key `id`
+/// alone, or none) by `(account_id, id)`, or `None` when it is keyed so already (or by
+/// something else the user chose, left alone).
+///
+/// No row is lost or changed: ids unique on their own are unique with their account too. The
+/// old key's constraint is dropped and the new one added in one statement, inside `prepare`'s
+/// transaction, so a failure (say an `account_id` that is NULL in a hand-made table) leaves
+/// the table as it was and says why.
+fn rekey_sql(schema: &str, table: &str, keys: &[(String, String, Vec<String>)]) -> Option<String> {
+    let qualified = format!("{}.{}", quote(schema), quote(table));
+    match keys.iter().find(|(t, _, _)| t == table) {
+        Some((_, name, cols)) if cols.len() == 1 && cols[0] == "id" => Some(format!(
+            "ALTER TABLE {qualified} DROP CONSTRAINT {}, ADD PRIMARY KEY (\"account_id\", \"id\");\n",
+            quote(name)
+        )),
+        Some(_) => None,
+        None => Some(format!(
+            "ALTER TABLE {qualified} ADD PRIMARY KEY (\"account_id\", \"id\");\n"
+        )),
+    }
 }
 
 /// Existing columns of every table in the schema, as (table, column).
@@ -650,6 +694,9 @@ impl Destination for PgDestination {
         let columns = existing_columns(&mut tx, &self.schema)
             .await
             .map_err(|e| self.fail(Action::Read("pg_attribute".into()), e))?;
+        let keys = primary_keys(&mut tx, &self.schema)
+            .await
+            .map_err(|e| self.fail(Action::Read("pg_constraint".into()), e))?;
         let has_table = |t: &str| columns.iter().any(|(table, _)| table == t);
         let has_column =
             |t: &str, c: &str| columns.iter().any(|(table, col)| table == t && col == c);
@@ -673,6 +720,13 @@ impl Destination for PgDestination {
                 }
                 steps.push((sql, action));
                 continue;
+            }
+            if let Some(sql) = rekey_sql(&self.schema, table, &keys) {
+                tracing::info!(
+                    table,
+                    "keying the table by (account_id, id) so several Stripe accounts can share it"
+                );
+                steps.push((sql, action.clone()));
             }
             for c in t.columns {
                 if has_column(table, c.name) {

@@ -137,9 +137,11 @@ impl SqliteDestination {
             let ids =
                 serde_json::Value::from(rows.iter().map(|r| r.id.clone()).collect::<Vec<_>>());
             let existing: Vec<(String, i64)> = sqlx::query_as(&format!(
-                "SELECT \"id\", \"version\" FROM {} WHERE \"id\" IN (SELECT value FROM json_each(?))",
+                "SELECT \"id\", \"version\" FROM {} WHERE \"account_id\" = ? \
+                 AND \"id\" IN (SELECT value FROM json_each(?))",
                 quote(table)
             ))
+            .bind(account_id)
             .bind(ids.to_string())
             .fetch_all(&mut **tx)
             .await
@@ -158,7 +160,6 @@ impl SqliteDestination {
                 .collect();
             set.extend([
                 "\"data\" = excluded.\"data\"".to_string(),
-                "\"account_id\" = excluded.\"account_id\"".to_string(),
                 "\"deleted\" = excluded.\"deleted\"".to_string(),
                 format!(
                     "\"deleted_at\" = CASE WHEN excluded.\"deleted\" THEN COALESCE({t}.\"deleted_at\", excluded.\"deleted_at\") END"
@@ -167,7 +168,7 @@ impl SqliteDestination {
                 "\"version\" = excluded.\"version\"".to_string(),
             ]);
             let sql = format!(
-                "INSERT INTO {t} ({}) VALUES ({placeholders}) ON CONFLICT (\"id\") DO UPDATE SET {} \
+                "INSERT INTO {t} ({}) VALUES ({placeholders}) ON CONFLICT (\"account_id\", \"id\") DO UPDATE SET {} \
                  WHERE {t}.\"version\" < excluded.\"version\"",
                 cols.join(", "),
                 set.join(", ")
@@ -280,7 +281,12 @@ pub fn sqlite_type(kind: ColumnKind) -> &'static str {
 }
 
 fn create_table_sql(data_type: &DataType) -> String {
-    let mut cols = vec!["    \"id\" TEXT PRIMARY KEY NOT NULL".to_string()];
+    create_table_named_sql(data_type.table(), data_type)
+}
+
+/// `CREATE TABLE` for a data type's table under the name `table`.
+fn create_table_named_sql(table: &str, data_type: &DataType) -> String {
+    let mut cols = vec!["    \"id\" TEXT NOT NULL".to_string()];
     for c in data_type.columns {
         cols.push(format!("    {} {}", quote(c.name), sqlite_type(c.kind)));
     }
@@ -291,12 +297,79 @@ fn create_table_sql(data_type: &DataType) -> String {
         "    \"deleted_at\" TEXT".to_string(),
         "    \"synced_at\" TEXT NOT NULL".to_string(),
         "    \"version\" INTEGER NOT NULL".to_string(),
+        // Several Stripe accounts (a platform and its connected accounts) share one table, and
+        // an id is only unique within its account.
+        "    PRIMARY KEY (\"account_id\", \"id\")".to_string(),
     ]);
     format!(
         "CREATE TABLE IF NOT EXISTS {} (\n{}\n);\n",
-        quote(data_type.table()),
+        quote(table),
         cols.join(",\n")
     )
+}
+
+/// One column of an existing table, from `pragma_table_info`.
+struct ExistingColumn {
+    name: String,
+    declared: String,
+    not_null: bool,
+    default: Option<String>,
+    /// Position in the primary key (1-based), 0 when not part of it.
+    pk: i64,
+}
+
+/// The statements that re-key a data type's table made before Stripe Connect (primary key
+/// `id` alone, or none) by `(account_id, id)`, or `None` when it is keyed otherwise already.
+///
+/// SQLite cannot change a table's primary key in place, so the table is rebuilt: a new table
+/// with every column of the old one exactly as declared (type, NOT NULL, default: nothing is
+/// retyped), the catalog columns it lacked, and the new key; every row copied over; the old
+/// table dropped, the new one renamed and its indexes made. It runs inside `prepare`'s
+/// transaction: a failure leaves the old table as it was. No row is lost or changed: ids
+/// unique on their own are unique with their account too.
+fn rekey_sql(data_type: &DataType, existing: &[ExistingColumn]) -> Option<String> {
+    let mut key: Vec<&ExistingColumn> = existing.iter().filter(|c| c.pk > 0).collect();
+    key.sort_by_key(|c| c.pk);
+    let key: Vec<&str> = key.iter().map(|c| c.name.as_str()).collect();
+    if !(key.is_empty() || key == ["id"]) {
+        return None;
+    }
+    let table = data_type.table();
+    let staging = format!("_cls_rekey_{table}");
+    let mut cols: Vec<String> = existing
+        .iter()
+        .map(|c| {
+            let mut col = format!("    {} {}", quote(&c.name), c.declared);
+            if c.not_null || c.pk > 0 {
+                col.push_str(" NOT NULL");
+            }
+            if let Some(d) = &c.default {
+                col.push_str(&format!(" DEFAULT {d}"));
+            }
+            col
+        })
+        .collect();
+    let has = |name: &str| existing.iter().any(|c| c.name == name);
+    for c in data_type.columns.iter().filter(|c| !has(c.name)) {
+        cols.push(format!("    {} {}", quote(c.name), sqlite_type(c.kind)));
+    }
+    cols.push("    PRIMARY KEY (\"account_id\", \"id\")".to_string());
+    let copied: Vec<String> = existing.iter().map(|c| quote(&c.name)).collect();
+    let mut sql = format!(
+        "DROP TABLE IF EXISTS {s};\nCREATE TABLE {s} (\n{}\n);\n",
+        cols.join(",\n"),
+        s = quote(&staging)
+    );
+    sql.push_str(&format!(
+        "INSERT INTO {s} ({cols}) SELECT {cols} FROM {t};\nDROP TABLE {t};\nALTER TABLE {s} RENAME TO {t};\n",
+        s = quote(&staging),
+        t = quote(table),
+        cols = copied.join(", "),
+    ));
+    for c in indexed_columns(data_type) {
+        sql.push_str(&create_index_sql(table, c));
+    }
+    Some(sql)
 }
 
 fn create_index_sql(table: &str, column: &str) -> String {
@@ -393,13 +466,18 @@ impl Destination for SqliteDestination {
         let mut tx = self
             .begin(Action::CreateTable(CHECKPOINTS_TABLE.into()))
             .await?;
-        let columns: Vec<(String, String)> = sqlx::query_as(
-            "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p \
-             WHERE m.type = 'table'",
+        #[allow(clippy::type_complexity)]
+        let info: Vec<(String, String, String, bool, Option<String>, i64)> = sqlx::query_as(
+            "SELECT m.name, p.name, p.type, p.\"notnull\", p.dflt_value, p.pk FROM sqlite_master m \
+             JOIN pragma_table_info(m.name) p WHERE m.type = 'table' ORDER BY m.name, p.cid",
         )
         .fetch_all(&mut *tx)
         .await
         .map_err(|e| self.fail(Action::Read("sqlite_master".into()), e))?;
+        let columns: Vec<(String, String)> = info
+            .iter()
+            .map(|(t, c, _, _, _, _)| (t.clone(), c.clone()))
+            .collect();
         let has_table = |t: &str| columns.iter().any(|(table, _)| table == t);
         let has_column =
             |t: &str, c: &str| columns.iter().any(|(table, col)| table == t && col == c);
@@ -419,6 +497,28 @@ impl Destination for SqliteDestination {
                 for c in indexed_columns(t) {
                     sql.push_str(&create_index_sql(table, c));
                 }
+                steps.push((sql, action));
+                continue;
+            }
+            let existing: Vec<ExistingColumn> = info
+                .iter()
+                .filter(|(t, _, _, _, _, _)| t == table)
+                .map(
+                    |(_, name, declared, not_null, default, pk)| ExistingColumn {
+                        name: name.clone(),
+                        declared: declared.clone(),
+                        not_null: *not_null,
+                        default: default.clone(),
+                        pk: *pk,
+                    },
+                )
+                .collect();
+            if let Some(sql) = rekey_sql(t, &existing) {
+                // The rebuilt table has every catalog column already.
+                tracing::info!(
+                    table,
+                    "keying the table by (account_id, id) so several Stripe accounts can share it"
+                );
                 steps.push((sql, action));
                 continue;
             }

@@ -1327,6 +1327,333 @@ async fn live_child_ids_follow_one_parent(env: &Env) {
         .is_empty());
 }
 
+const ACCT2: &str = "acct_connected_2";
+
+/// Writes `rows` of `data_type` for `account`.
+async fn write_for(
+    env: &Env,
+    account: &str,
+    data_type: &'static DataType,
+    rows: Vec<Row>,
+) -> WriteStats {
+    env.dest
+        .write(Batch {
+            data_type,
+            account_id: account,
+            rows,
+            checkpoint: None,
+        })
+        .await
+        .unwrap_or_else(|e| panic!("write for {account} failed: {e}"))
+}
+
+/// Stripe Connect: a platform and its connected accounts share every table. The same object id
+/// in two accounts is two rows, and nothing done for one account touches the other's rows.
+async fn two_accounts_share_a_table_side_by_side(env: &Env) {
+    let lines = cls_catalog::find("invoice_line_items").expect("in catalog");
+    env.dest
+        .prepare(&[customers(), lines])
+        .await
+        .expect("prepare");
+    let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+    // The same id in both accounts: two inserts, two rows, each with its own object.
+    let s1 = write_for(
+        env,
+        ACCT,
+        customers(),
+        vec![customer("cus_same", 10, "platform")],
+    )
+    .await;
+    let s2 = write_for(
+        env,
+        ACCT2,
+        customers(),
+        vec![customer("cus_same", 10, "connected")],
+    )
+    .await;
+    assert_eq!((s1.inserted, s2.inserted), (1, 1), "{s1:?} {s2:?}");
+    let t = env.table("customers");
+    assert_eq!(
+        env.raw
+            .count(&format!("SELECT count(*) FROM {t} WHERE id = 'cus_same'"))
+            .await,
+        2
+    );
+    let mine = env.dest.rows(customers(), ACCT).await.expect("rows");
+    let theirs = env.dest.rows(customers(), ACCT2).await.expect("rows");
+    assert_eq!(mine.len(), 1);
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(mine[0].object["name"], json!("platform"));
+    assert_eq!(theirs[0].object["name"], json!("connected"));
+
+    // Versions are compared within an account: an older snapshot of one account is skipped
+    // even though the other account's row is older still, and an update touches one row.
+    let s = write_for(
+        env,
+        ACCT2,
+        customers(),
+        vec![customer("cus_same", 20, "connected v2")],
+    )
+    .await;
+    assert_eq!(s.updated, 1);
+    let s = write_for(
+        env,
+        ACCT,
+        customers(),
+        vec![customer("cus_same", 15, "platform v2")],
+    )
+    .await;
+    assert_eq!(
+        s.updated, 1,
+        "the platform's row is at 10, not the connected one's 20"
+    );
+    let s = write_for(
+        env,
+        ACCT2,
+        customers(),
+        vec![customer("cus_same", 18, "stale")],
+    )
+    .await;
+    assert_eq!(s.skipped, 1);
+    let mine = env.dest.rows(customers(), ACCT).await.expect("rows");
+    let theirs = env.dest.rows(customers(), ACCT2).await.expect("rows");
+    assert_eq!(mine[0].object["name"], json!("platform v2"));
+    assert_eq!(theirs[0].object["name"], json!("connected v2"));
+
+    // More rows on each side, then a reconcile of one account: the other keeps every row.
+    write_for(
+        env,
+        ACCT,
+        customers(),
+        vec![customer("cus_p_only", 10, "p")],
+    )
+    .await;
+    write_for(
+        env,
+        ACCT2,
+        customers(),
+        vec![customer("cus_c_only", 10, "c")],
+    )
+    .await;
+    let marked = env
+        .dest
+        .mark_unseen_deleted(customers(), ACCT, 1_000, 1_001)
+        .await
+        .expect("reconcile");
+    assert_eq!(marked, 2, "both platform rows are below the walk's version");
+    assert!(env
+        .dest
+        .live_ids(customers(), ACCT)
+        .await
+        .expect("live")
+        .is_empty());
+    assert_eq!(
+        env.dest.live_ids(customers(), ACCT2).await.expect("live"),
+        ids(&["cus_c_only", "cus_same"]),
+        "a reconcile of one account never marks the other's rows deleted"
+    );
+    assert!(env
+        .dest
+        .rows(customers(), ACCT2)
+        .await
+        .expect("rows")
+        .iter()
+        .all(|r| !r.deleted && r.deleted_at.is_none()));
+
+    // A deletion by id in one account leaves the same id in the other alone.
+    assert_eq!(
+        env.dest
+            .mark_deleted(customers(), ACCT2, &ids(&["cus_same"]), 30)
+            .await
+            .expect("mark deleted"),
+        1
+    );
+    assert_eq!(
+        env.dest.live_ids(customers(), ACCT2).await.expect("live"),
+        ids(&["cus_c_only"])
+    );
+    let platform_same = env.dest.rows(customers(), ACCT).await.expect("rows");
+    let platform_same = platform_same
+        .iter()
+        .find(|r| r.id == "cus_same")
+        .expect("platform row kept");
+    assert_eq!(
+        platform_same.version, 1_001,
+        "only the reconcile above touched it"
+    );
+
+    // Child rows: the same line id under the same invoice id in both accounts.
+    let line = |id: &str| Row {
+        id: id.to_string(),
+        object: json!({"id": id, "object": "line_item", "invoice": "in_x", "amount": 5}),
+        version: 10,
+        deleted: false,
+    };
+    write_for(env, ACCT, lines, vec![line("il_1"), line("il_2")]).await;
+    write_for(env, ACCT2, lines, vec![line("il_1")]).await;
+    env.dest
+        .mark_deleted(lines, ACCT, &ids(&["il_1"]), 11)
+        .await
+        .expect("mark deleted");
+    assert_eq!(
+        env.dest
+            .live_child_ids(lines, ACCT, "invoice", "in_x")
+            .await
+            .expect("children"),
+        ids(&["il_2"])
+    );
+    assert_eq!(
+        env.dest
+            .live_child_ids(lines, ACCT2, "invoice", "in_x")
+            .await
+            .expect("children"),
+        ids(&["il_1"])
+    );
+
+    // Checkpoints and state are per account too.
+    env.dest
+        .write(Batch {
+            data_type: customers(),
+            account_id: ACCT2,
+            rows: Vec::new(),
+            checkpoint: Some(window_cp("customers", "0..10", Some("cus_c_only"), false)),
+        })
+        .await
+        .expect("checkpoint");
+    assert!(env
+        .dest
+        .checkpoints(ACCT, "customers")
+        .await
+        .expect("cps")
+        .is_empty());
+    assert_eq!(
+        env.dest
+            .checkpoints(ACCT2, "customers")
+            .await
+            .expect("cps")
+            .len(),
+        1
+    );
+    env.dest
+        .set_state(ACCT, "k", "platform")
+        .await
+        .expect("set");
+    env.dest
+        .set_state(ACCT2, "k", "connected")
+        .await
+        .expect("set");
+    assert_eq!(
+        env.dest.get_state(ACCT, "k").await.expect("get").as_deref(),
+        Some("platform")
+    );
+    assert_eq!(
+        env.dest
+            .get_state(ACCT2, "k")
+            .await
+            .expect("get")
+            .as_deref(),
+        Some("connected")
+    );
+}
+
+/// A table made before Stripe Connect (keyed by `id` alone) is re-keyed by `(account_id, id)`
+/// on `prepare`: every row and every column stays, nothing is retyped, and afterwards the same
+/// id can be stored for another account.
+async fn a_table_keyed_by_id_alone_is_rekeyed_without_loss(env: &Env) {
+    // The DDL as it was: `"id" … PRIMARY KEY`, no composite key; plus a column of the user's.
+    let ddl = env.dest.create_tables_sql(&[customers()]);
+    let mut old: Vec<String> = Vec::new();
+    for line in ddl.lines() {
+        if line.contains("PRIMARY KEY (\"account_id\", \"id\")") {
+            if let Some(prev) = old.last_mut() {
+                *prev = prev.trim_end_matches(',').to_string();
+            }
+            continue;
+        }
+        if line.trim_start().starts_with("\"id\" ") {
+            old.push("    \"id\" text PRIMARY KEY,".to_string());
+            old.push("    \"note\" text,".to_string());
+            continue;
+        }
+        old.push(line.to_string());
+    }
+    let old = old.join("\n");
+    assert!(!old.contains("\"account_id\", \"id\""), "{old}");
+    env.raw.exec(&old).await;
+    let t = env.table("customers");
+    for (id, note) in [("cus_1", "first"), ("cus_2", "second")] {
+        env.raw
+            .exec(&format!(
+                "INSERT INTO {t} (id, note, name, data, account_id, synced_at, version) VALUES \
+                 ('{id}', '{note}', 'Name {id}', '{{\"id\": \"{id}\"}}', '{ACCT}', \
+                 '2024-01-01T00:00:00Z', 7)"
+            ))
+            .await;
+    }
+    let before = env.raw.describe(&env.schema).await;
+
+    env.dest
+        .prepare(&[customers()])
+        .await
+        .expect("prepare re-keys");
+    env.dest
+        .prepare(&[customers()])
+        .await
+        .expect("prepare again is a no-op");
+
+    let after = env.raw.describe(&env.schema).await;
+    for line in before.iter().filter(|l| l.starts_with("customers.")) {
+        if line.starts_with("customers.id ") {
+            // A key column is NOT NULL (SQLite let a lone `PRIMARY KEY` be NULL); its type
+            // stays.
+            let ty = line.split(' ').nth(1).expect("type");
+            assert!(
+                after
+                    .iter()
+                    .any(|l| l.starts_with(&format!("customers.id {ty} "))),
+                "id retyped: {after:#?}"
+            );
+            continue;
+        }
+        assert!(after.contains(line), "column changed: {line}\n{after:#?}");
+    }
+    let rows = env.rows(customers()).await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0].object, json!({"id": "cus_1"}));
+    assert_eq!(rows[1].version, 7);
+    assert_eq!(
+        env.raw
+            .strings(&format!("SELECT note FROM {t} ORDER BY id"))
+            .await,
+        vec!["first".to_string(), "second".to_string()]
+    );
+    // The new key: the same id in another account is a second row; the old one is updated
+    // in place.
+    assert_eq!(
+        write_for(env, ACCT2, customers(), vec![customer("cus_1", 8, "other")])
+            .await
+            .inserted,
+        1
+    );
+    assert_eq!(
+        write_for(env, ACCT, customers(), vec![customer("cus_1", 8, "mine")])
+            .await
+            .updated,
+        1
+    );
+    assert_eq!(env.raw.count(&format!("SELECT count(*) FROM {t}")).await, 3);
+    assert_eq!(
+        env.raw
+            .strings(&format!(
+                "SELECT note FROM {t} WHERE id = 'cus_1' AND account_id = '{ACCT}'"
+            ))
+            .await,
+        vec!["first".to_string()],
+        "a column cls does not know is kept through the re-key and the update"
+    );
+}
+
 // ---------------------------------------------------------------- wiring
 
 macro_rules! conformance {
@@ -1384,6 +1711,8 @@ conformance!(
     nul_characters_follow_the_documented_rule,
     concurrent_writes_from_several_tasks,
     live_child_ids_follow_one_parent,
+    two_accounts_share_a_table_side_by_side,
+    a_table_keyed_by_id_alone_is_rekeyed_without_loss,
 );
 
 #[tokio::test]
