@@ -1481,6 +1481,127 @@ mod scenarios {
         Ok(())
     }
 
+    /// Runs of one Stripe account share its rate budget: each registers the account and
+    /// counts the live runs of it (silent, ended and other accounts' runs not counted). A
+    /// released run keeps its progress and is taken over by the next claim at once; its
+    /// worker's heartbeats are refused from then on.
+    pub async fn account_sharing_and_release(h: &Harness) -> TestResult {
+        let s = &h.store;
+        let p = s.create_project(new_project("p")).await?;
+        let manual = |c: ConfigurationId| NewRun {
+            configuration_id: c,
+            trigger: Trigger::Manual,
+            mode: SyncMode::Full,
+        };
+        let t0 = Utc::now();
+        let at = |secs: i64| t0 + chrono::Duration::seconds(secs);
+        let mut runs = Vec::new();
+        for (i, worker) in ["a", "b", "c", "d"].iter().enumerate() {
+            let c = s
+                .create_configuration(new_configuration(&format!("c{i}"), p.id))
+                .await?;
+            s.queue_run(manual(c.id)).await?;
+            let run = s
+                .claim_next_run(at(0), worker, LEASE)
+                .await?
+                .ok_or_else(none)?;
+            runs.push((run.id, *worker));
+        }
+        let (a, b, c, d) = (runs[0], runs[1], runs[2], runs[3]);
+        let acct = "acct_1/test";
+        assert_eq!(s.share_account(a.0, a.1, acct, at(1), LEASE).await?, 1);
+        assert_eq!(s.share_account(b.0, b.1, acct, at(1), LEASE).await?, 2);
+        assert_eq!(s.share_account(a.0, a.1, acct, at(1), LEASE).await?, 2);
+        // Another account, or the same account in the other mode, is another budget.
+        assert_eq!(
+            s.share_account(c.0, c.1, "acct_1/live", at(1), LEASE)
+                .await?,
+            1
+        );
+        assert_eq!(s.share_account(d.0, d.1, acct, at(1), LEASE).await?, 3);
+        // Only the run's own worker may register it.
+        let err = s
+            .share_account(a.0, "b", acct, at(1), LEASE)
+            .await
+            .err()
+            .ok_or_else(none)?;
+        assert!(matches!(err, StoreError::LeaseLost { .. }), "{err:?}");
+
+        // d's worker goes silent: past the lease it no longer counts.
+        s.heartbeat(a.0, a.1, at(50), None).await?;
+        s.heartbeat(b.0, b.1, at(50), None).await?;
+        s.heartbeat(c.0, c.1, at(50), None).await?;
+        assert_eq!(s.share_account(a.0, a.1, acct, at(70), LEASE).await?, 2);
+        // b ends: one run left on the account.
+        s.finish_run(
+            b.0,
+            b.1,
+            RunUpdate {
+                status: Some(RunStatus::Succeeded),
+                ended_at: Some(at(71)),
+                ..RunUpdate::default()
+            },
+        )
+        .await?;
+        assert_eq!(s.share_account(a.0, a.1, acct, at(72), LEASE).await?, 1);
+
+        // a's node shuts down and releases a: still running, progress kept, lease over.
+        let mut stats = BTreeMap::new();
+        stats.insert(
+            "customers".to_string(),
+            TypeStats {
+                objects: 7,
+                ..TypeStats::default()
+            },
+        );
+        s.heartbeat(a.0, a.1, at(73), Some(stats.clone())).await?;
+        let released = s.release_run(a.0, a.1).await?;
+        assert_eq!(released.status, RunStatus::Running);
+        assert_eq!(released.worker_id, None);
+        assert_eq!(released.stats, stats);
+        let gone = s
+            .heartbeat(a.0, a.1, at(74), None)
+            .await
+            .err()
+            .ok_or_else(none)?;
+        assert!(matches!(gone, StoreError::LeaseLost { .. }), "{gone:?}");
+        let twice = s.release_run(a.0, a.1).await.err().ok_or_else(none)?;
+        assert!(matches!(twice, StoreError::LeaseLost { .. }), "{twice:?}");
+        // Taken over at once, well within what would have been its lease; d (silent for 74 s,
+        // lease 60 s) is older and goes first, then a.
+        let first = s
+            .claim_next_run(at(74), "e", LEASE)
+            .await?
+            .ok_or_else(none)?;
+        let second = s
+            .claim_next_run(at(74), "e", LEASE)
+            .await?
+            .ok_or_else(none)?;
+        let mut taken = vec![first.id, second.id];
+        taken.sort();
+        let mut expected = vec![a.0, d.0];
+        expected.sort();
+        assert_eq!(taken, expected);
+        let a_now = s.run(a.0).await?;
+        assert_eq!(a_now.worker_id.as_deref(), Some("e"));
+        assert_eq!(a_now.stats, stats, "progress so far is kept");
+        assert_eq!(s.share_account(a.0, "e", acct, at(75), LEASE).await?, 2);
+
+        let missing = RunId(777_777);
+        assert!(not_found(
+            &s.release_run(missing, "a").await.err().ok_or_else(none)?,
+            Entity::Run
+        ));
+        assert!(not_found(
+            &s.share_account(missing, "a", acct, at(1), LEASE)
+                .await
+                .err()
+                .ok_or_else(none)?,
+            Entity::Run
+        ));
+        Ok(())
+    }
+
     /// Webhook secrets: set at creation, replaced, cleared; sealed like the Stripe key.
     pub async fn webhook_secrets(h: &Harness) -> TestResult {
         let s = &h.store;
@@ -1668,6 +1789,7 @@ conformance!(
     api_tokens,
     users_and_sessions,
     run_leases_and_cancel,
+    account_sharing_and_release,
     webhook_secrets,
     master_key_rotation,
 );

@@ -17,7 +17,10 @@
 //!   ([`crate::tokens`]);
 //! - a running run belongs to the worker holding its lease: only that worker's heartbeats
 //!   and final record are accepted ([`StoreError::LeaseLost`]), and a run whose heartbeat is
-//!   older than the lease is taken over by the next claim, keeping its id.
+//!   older than the lease (or that its worker released on shutdown) is taken over by the
+//!   next claim, keeping its id;
+//! - a running run names the Stripe account it syncs, so the runs of one account on every
+//!   node can divide its rate budget ([`Store::share_account`]).
 
 mod postgres;
 mod rows;
@@ -340,6 +343,25 @@ pub trait Store: Send + Sync + fmt::Debug {
         worker: &str,
         update: RunUpdate,
     ) -> Result<SyncRun, StoreError>;
+    /// Records that `worker`'s running run `id` syncs the Stripe account `account` (the rate
+    /// budget's key, e.g. `acct_123/test`) and says how many live runs share that account
+    /// now, this one included: running runs registered with the same account whose heartbeat
+    /// is not older than `now - lease`, on any node. The runner divides the account's rate
+    /// budget by that number, and asks again after every heartbeat.
+    /// [`StoreError::LeaseLost`] when the run is no longer this worker's.
+    async fn share_account(
+        &self,
+        id: RunId,
+        worker: &str,
+        account: &str,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<u32, StoreError>;
+    /// Gives `worker`'s running run back without ending it (a node shutting down): it stays
+    /// running with its progress, but its lease ends now, so the next claim on any node takes
+    /// it over at once — instead of after the lease — and resumes it from its checkpoints.
+    /// [`StoreError::LeaseLost`] when the run is no longer this worker's.
+    async fn release_run(&self, id: RunId, worker: &str) -> Result<SyncRun, StoreError>;
     /// Cancels a run: a queued one ends `canceled` at `now` (it never started); a running
     /// one is marked `cancel_requested` and stays running until its worker stops it at a
     /// checkpoint. [`StoreError::RunFinished`] when it has ended.
@@ -511,6 +533,17 @@ fn limit_offset(page: PageRequest) -> (i64, i64) {
     let limit = i64::try_from(page.limit.clamp(1, 1000)).unwrap_or(1000);
     let offset = i64::try_from(page.offset).unwrap_or(i64::MAX);
     (limit, offset)
+}
+
+/// The heartbeat a released run is given: older than any lease, so the next claim takes it
+/// over.
+fn released_heartbeat() -> DateTime<Utc> {
+    DateTime::<Utc>::UNIX_EPOCH
+}
+
+/// The number of runs sharing an account, from a SQL count (the asking run at least).
+fn sharing(count: i64) -> u32 {
+    u32::try_from(count).unwrap_or(u32::MAX).max(1)
 }
 
 /// The error recorded on a queued run canceled before a worker took it.

@@ -24,7 +24,8 @@ use super::rows::{
 };
 use super::{
     canceled_before_start, check_name, check_schema, found, lease_lost, limit_offset,
-    status_counts, unique_or, Entity, QueuedRun, StateUrl, Store, StoreError,
+    released_heartbeat, sharing, status_counts, unique_or, Entity, QueuedRun, StateUrl, Store,
+    StoreError,
 };
 use crate::model::{
     ApiToken, ApiTokenId, Configuration, ConfigurationId, ConfigurationPatch, Heartbeat,
@@ -754,6 +755,54 @@ impl Store for SqliteStore {
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 0 {
+            return Err(lease_lost(self.exists("sync_runs", id.0).await?, id));
+        }
+        self.run(id).await
+    }
+
+    async fn share_account(
+        &self,
+        id: RunId,
+        worker: &str,
+        account: &str,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<u32, StoreError> {
+        let registered = sqlx::query(
+            "UPDATE sync_runs SET budget_account = $3 \
+             WHERE id = $1 AND worker_id = $2 AND status = 'running'",
+        )
+        .bind(id.0)
+        .bind(worker)
+        .bind(account)
+        .execute(&self.pool)
+        .await?;
+        if registered.rows_affected() == 0 {
+            return Err(lease_lost(self.exists("sync_runs", id.0).await?, id));
+        }
+        let live: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sync_runs WHERE status = 'running' AND budget_account = $1 \
+             AND (id = $2 OR heartbeat_at >= $3)",
+        )
+        .bind(account)
+        .bind(id.0)
+        .bind(now - lease)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(sharing(live))
+    }
+
+    async fn release_run(&self, id: RunId, worker: &str) -> Result<SyncRun, StoreError> {
+        let released = sqlx::query(
+            "UPDATE sync_runs SET worker_id = NULL, heartbeat_at = $3, budget_account = NULL \
+             WHERE id = $1 AND worker_id = $2 AND status = 'running'",
+        )
+        .bind(id.0)
+        .bind(worker)
+        .bind(released_heartbeat())
+        .execute(&self.pool)
+        .await?;
+        if released.rows_affected() == 0 {
             return Err(lease_lost(self.exists("sync_runs", id.0).await?, id));
         }
         self.run(id).await
