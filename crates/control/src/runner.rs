@@ -22,7 +22,26 @@
 //! - a cancel request stops the run at its next heartbeat and records it `canceled`;
 //!   stopping anywhere is safe, since every write the engine commits carries its checkpoint
 //!   in the same transaction, and the next run resumes from there;
-//! - a worker that lost its lease stops and records nothing: the new owner does.
+//! - a worker that lost its lease stops and records nothing: the new owner does;
+//! - a node shutting down stops its runs at a checkpoint and releases their leases
+//!   ([`Runner::run_next_until`], [`Store::release_run`]), so another node takes them over
+//!   at once instead of after the lease;
+//! - runs of one Stripe account share its rate budget, whichever nodes they run on (below).
+//!
+//! **An account's rate budget across workers.** Stripe limits each account (per mode), not
+//! each client, so two runs of the same account — two configurations with different data
+//! types or keys, on one node or on two — must not each spend the whole budget. At its start
+//! a run resolves its account (`/v1/account`, through [`cls_engine::account_info`]: one extra
+//! request per run) and registers `acct_…/mode` on its row in the state database
+//! ([`Store::share_account`]); the store answers how many live runs (running, heartbeat
+//! within the lease) have registered the same account, and the run's client divides its
+//! global and per-endpoint rates by that number ([`cls_stripe::StripeClient::set_rate_share`]).
+//! The question is asked again after every heartbeat, so the share follows runs starting,
+//! ending, dying and being taken over, within one heartbeat interval. That interval is the
+//! one window where the sum can exceed the account's limit (two runs starting together may
+//! both see the other only at their next heartbeat); the limiter's adaptive half-rate after a
+//! 429 covers it. No lock, leader or token server of our own: the count is a plain query over
+//! the rows the leases already keep alive.
 //!
 //! The engine of each run executes on a runtime of its own, on its own thread: the engine
 //! spawns tasks (parallel windows, the writer), and only shutting their runtime down stops
@@ -36,6 +55,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -44,8 +64,8 @@ use cls_engine::{
     run_sync, EngineError, Progress, ProgressFn, RequestedMode, SyncOptions, SyncReport,
     TypeReport, TypeStatus,
 };
-use cls_stripe::{ClientConfig, StripeError};
-use tokio::sync::oneshot;
+use cls_stripe::{ClientConfig, RequestCounters, StripeClient, StripeError};
+use tokio::sync::{oneshot, watch};
 use url::Url;
 
 use crate::model::{
@@ -175,6 +195,9 @@ pub struct ExecutedRun {
     /// Another worker took the run over (this one went silent for longer than the lease),
     /// or it ended elsewhere: this worker stopped and recorded nothing.
     pub lease_lost: bool,
+    /// This node was shutting down: the run stopped at its last checkpoint and its lease was
+    /// released, so another node resumes it at once (it is still `running`).
+    pub released: bool,
 }
 
 /// What one [`Runner::step`] did.
@@ -302,6 +325,25 @@ impl Runner {
     /// Claims the oldest queued run whose configuration is not running, executes it and
     /// records how it ended. `None` when no run can start.
     pub async fn run_next(&self) -> Result<Option<ExecutedRun>, RunnerError> {
+        self.claim_and_execute(None).await
+    }
+
+    /// [`Runner::run_next`], stopping the run when `release` turns `true` (a node shutting
+    /// down after its grace period): the engine stops at its last checkpoint and the run's
+    /// lease is released ([`Store::release_run`]), so the next claim on any node resumes it
+    /// at once. [`ExecutedRun::released`] says so.
+    pub async fn run_next_until(
+        &self,
+        release: watch::Receiver<bool>,
+    ) -> Result<Option<ExecutedRun>, RunnerError> {
+        self.claim_and_execute(Some(release)).await
+    }
+
+    /// Claims the next run and executes it, releasing it early when `release` fires.
+    async fn claim_and_execute(
+        &self,
+        release: Option<watch::Receiver<bool>>,
+    ) -> Result<Option<ExecutedRun>, RunnerError> {
         let Some(run) = self
             .store
             .claim_next_run(self.clock.now(), &self.config.worker_id, self.config.lease)
@@ -309,12 +351,16 @@ impl Runner {
         else {
             return Ok(None);
         };
-        self.execute(run).await.map(Some)
+        self.execute(run, release).await.map(Some)
     }
 
     /// Executes a claimed (running) run and records its outcome.
     #[tracing::instrument(name = "runner.run", skip_all, fields(run_id = %run.id, configuration_id = %run.configuration_id))]
-    async fn execute(&self, run: SyncRun) -> Result<ExecutedRun, RunnerError> {
+    async fn execute(
+        &self,
+        run: SyncRun,
+        release: Option<watch::Receiver<bool>>,
+    ) -> Result<ExecutedRun, RunnerError> {
         let clock_started = std::time::Instant::now();
         let ended = match self.load(&run).await {
             Ok((configuration, project)) => {
@@ -326,9 +372,10 @@ impl Runner {
                     // Taken over from a dead worker after someone asked to cancel it.
                     Ended::canceled(CANCELED_ON_REQUEST.to_string())
                 } else {
-                    match self.supervise(&run, configuration, project).await {
-                        Some(ended) => ended,
-                        None => return self.lost(run.id).await,
+                    match self.supervise(&run, configuration, project, release).await {
+                        Supervised::Ended(ended) => ended,
+                        Supervised::LeaseLost => return self.lost(run.id).await,
+                        Supervised::Released => return self.released(run.id).await,
                     }
                 }
             }
@@ -338,6 +385,7 @@ impl Runner {
                     run,
                     paused: Vec::new(),
                     lease_lost: false,
+                    released: false,
                 })
             }
             Err(e) => return Err(e.into()),
@@ -375,6 +423,7 @@ impl Runner {
             run: recorded,
             paused,
             lease_lost: false,
+            released: false,
         })
     }
 
@@ -385,18 +434,60 @@ impl Runner {
             run: self.store.run(id).await?,
             paused: Vec::new(),
             lease_lost: true,
+            released: false,
         })
     }
 
-    /// Runs the engine on its own runtime while sending heartbeats with the live counters.
-    /// Stops the engine when a cancel is requested (the run ends canceled) or the lease is
-    /// lost (`None`: nothing is to be recorded).
+    /// What a step returns for a run stopped and released on shutdown: the run as it is now.
+    async fn released(&self, id: crate::model::RunId) -> Result<ExecutedRun, RunnerError> {
+        match self.store.release_run(id, &self.config.worker_id).await {
+            Ok(_) => {
+                tracing::info!(run_id = %id, "stopped the run at its last checkpoint and released it: another node resumes it at once")
+            }
+            // Taken over meanwhile: the new owner has it already.
+            Err(StoreError::LeaseLost { .. }) => return self.lost(id).await,
+            Err(e) => return Err(e.into()),
+        }
+        Ok(ExecutedRun {
+            run: self.store.run(id).await?,
+            paused: Vec::new(),
+            lease_lost: false,
+            released: true,
+        })
+    }
+
+    /// Registers the run's Stripe account and gives its client its share of the account's
+    /// rate budget (module doc). `Err(LeaseLost)` when the run is no longer this worker's.
+    async fn share_budget(&self, run: &SyncRun, budget: &Budget) -> Result<(), StoreError> {
+        let live = self
+            .store
+            .share_account(
+                run.id,
+                &self.config.worker_id,
+                &budget.account,
+                self.clock.now(),
+                self.config.lease,
+            )
+            .await?;
+        if budget.client.rate_share() != live {
+            tracing::info!(run_id = %run.id, account = %budget.account, runs = live, "the account's rate budget is shared by this many runs");
+        }
+        budget
+            .client
+            .set_rate_share(NonZeroU32::new(live).unwrap_or(NonZeroU32::MIN));
+        Ok(())
+    }
+
+    /// Runs the engine on its own runtime while sending heartbeats with the live counters
+    /// and keeping the run's share of its account's rate budget. Stops the engine when a
+    /// cancel is requested (the run ends canceled), the lease is lost, or `release` fires.
     async fn supervise(
         &self,
         run: &SyncRun,
         configuration: Configuration,
         project: Project,
-    ) -> Option<Ended> {
+        mut release: Option<watch::Receiver<bool>>,
+    ) -> Supervised {
         let live: Arc<Mutex<BTreeMap<String, TypeStats>>> = Arc::default();
         let progress: ProgressFn = {
             let live = live.clone();
@@ -410,16 +501,34 @@ impl Runner {
             progress,
         );
         let mut done = engine.done;
+        let mut account = engine.account;
+        let mut awaiting_account = true;
+        let mut budget: Option<Budget> = None;
         let every = self.config.heartbeat_every;
         let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let stop = loop {
             tokio::select! {
                 ended = &mut done => {
-                    return Some(ended.ok().flatten().unwrap_or_else(|| Ended::failed(
+                    return Supervised::Ended(ended.ok().flatten().unwrap_or_else(|| Ended::failed(
                         "the sync stopped unexpectedly (its task panicked): sync again, and report this if it persists".to_string(),
                     )));
                 }
+                resolved = &mut account, if awaiting_account => {
+                    awaiting_account = false;
+                    // No account (its request failed): the engine reports the failure.
+                    if let Ok(resolved) = resolved {
+                        match self.share_budget(run, &resolved).await {
+                            Ok(()) => {}
+                            Err(StoreError::LeaseLost { .. } | StoreError::NotFound { .. }) => {
+                                break Stop::LeaseLost
+                            }
+                            Err(e) => tracing::warn!(run_id = %run.id, error = %e, "could not share the account's rate budget; keeping the current share"),
+                        }
+                        budget = Some(resolved);
+                    }
+                }
+                () = released(&mut release) => break Stop::Release,
                 _ = beat.tick() => {
                     let stats = snapshot(&live);
                     match self
@@ -428,7 +537,17 @@ impl Runner {
                         .await
                     {
                         Ok(h) if h.cancel_requested => break Stop::Cancel,
-                        Ok(_) => {}
+                        Ok(_) => {
+                            if let Some(budget) = &budget {
+                                match self.share_budget(run, budget).await {
+                                    Ok(()) => {}
+                                    Err(StoreError::LeaseLost { .. } | StoreError::NotFound { .. }) => {
+                                        break Stop::LeaseLost
+                                    }
+                                    Err(e) => tracing::warn!(run_id = %run.id, error = %e, "could not share the account's rate budget; keeping the current share"),
+                                }
+                            }
+                        }
                         Err(StoreError::LeaseLost { .. } | StoreError::NotFound { .. }) => {
                             break Stop::LeaseLost
                         }
@@ -445,7 +564,7 @@ impl Runner {
         drop(engine.stop);
         let _ = done.await;
         match stop {
-            Stop::Cancel => Some(Ended {
+            Stop::Cancel => Supervised::Ended(Ended {
                 status: RunStatus::Canceled,
                 stats: snapshot(&live),
                 errors: vec![RunError {
@@ -454,7 +573,8 @@ impl Runner {
                 }],
                 pause: None,
             }),
-            Stop::LeaseLost => None,
+            Stop::LeaseLost => Supervised::LeaseLost,
+            Stop::Release => Supervised::Released,
         }
     }
 
@@ -497,6 +617,36 @@ enum Stop {
     Cancel,
     /// Another worker holds it now, or it ended.
     LeaseLost,
+    /// This node is shutting down: the run is handed back.
+    Release,
+}
+
+/// How supervising a run ended.
+enum Supervised {
+    /// The run ended (or was canceled): record this.
+    Ended(Ended),
+    /// Another worker holds it now, or it ended: record nothing.
+    LeaseLost,
+    /// Stopped on shutdown: release its lease, record nothing.
+    Released,
+}
+
+/// A run's share of its Stripe account's rate budget.
+struct Budget {
+    /// The budget's key: `acct_…/test` or `acct_…/live` (Stripe limits each mode apart).
+    account: String,
+    /// The run's client (every clone shares its budget).
+    client: StripeClient,
+}
+
+/// Resolves once `release` turns `true`; never when there is none (or its sender is gone).
+async fn released(release: &mut Option<watch::Receiver<bool>>) {
+    if let Some(r) = release {
+        if r.wait_for(|stop| *stop).await.is_ok() {
+            return;
+        }
+    }
+    std::future::pending::<()>().await;
 }
 
 /// One run's engine, executing on a runtime of its own on its own thread.
@@ -505,6 +655,9 @@ struct EngineThread {
     stop: oneshot::Sender<()>,
     /// How the run ended (`None` when stopped), sent once the runtime is shut down.
     done: oneshot::Receiver<Option<Ended>>,
+    /// The run's Stripe account and client, once resolved (dropped unsent when the account
+    /// could not be read: the engine then fails the run and says why).
+    account: oneshot::Receiver<Budget>,
 }
 
 impl EngineThread {
@@ -518,6 +671,7 @@ impl EngineThread {
     ) -> EngineThread {
         let (stop, stopped) = oneshot::channel::<()>();
         let (finished, done) = oneshot::channel();
+        let (resolved, account) = oneshot::channel();
         let mode = run.mode;
         let spawned = std::thread::Builder::new()
             .name(format!("cls-run-{}", run.id))
@@ -538,7 +692,7 @@ impl EngineThread {
                 };
                 let ended = runtime.block_on(async move {
                     tokio::select! {
-                        ended = sync(mode, &configuration, &project, default_api_base, progress) => Some(ended),
+                        ended = sync(mode, &configuration, &project, default_api_base, progress, resolved) => Some(ended),
                         // Asked to stop, or the runner that started it is gone.
                         _ = stopped => None,
                     }
@@ -551,7 +705,11 @@ impl EngineThread {
         if let Err(e) = spawned {
             tracing::error!(error = %e, "cannot start a thread for the run");
         }
-        EngineThread { stop, done }
+        EngineThread {
+            stop,
+            done,
+            account,
+        }
     }
 }
 
@@ -562,6 +720,7 @@ async fn sync(
     project: &Project,
     default_api_base: Option<Url>,
     progress: ProgressFn,
+    resolved: oneshot::Sender<Budget>,
 ) -> Ended {
     let mut types = Vec::new();
     for name in &configuration.data_types {
@@ -579,6 +738,16 @@ async fn sync(
             Ok(c) => c,
             Err(e) => return Ended::engine_error(configuration, project, &EngineError::Stripe(e)),
         };
+    // The account's budget key, for sharing its rate budget; the engine reads the account
+    // again itself (and reports a failure to read it).
+    if let Ok(info) = cls_engine::account_info(&client, &RequestCounters::default()).await {
+        if info.id != "acct_unknown" {
+            let _ = resolved.send(Budget {
+                account: format!("{}/{}", info.id, client.key().mode()),
+                client: client.clone(),
+            });
+        }
+    }
     let dest = match cls_destination::connect(&project.database_url, &project.schema).await {
         Ok(d) => d,
         Err(e) => return Ended::engine_error(configuration, project, &EngineError::Destination(e)),

@@ -1,5 +1,5 @@
-//! The scheduler and workers as a long-running service: what `cls serve` (and later `cls
-//! worker`) run next to the HTTP server.
+//! The scheduler and workers as a long-running service: what `cls serve` runs next to the
+//! HTTP server, and `cls worker` runs alone.
 //!
 //! [`Runner::step`] is one turn, for tests; [`run_service`] turns it into loops:
 //! - one **scheduler** loop queues the runs schedules owe ([`Runner::queue_due`]) every
@@ -10,10 +10,12 @@
 //!
 //! Shutdown is graceful: once the shutdown signal fires no new run is claimed, the runs in
 //! flight get [`ServiceConfig::grace`] to finish, and any still running after that are
-//! dropped. Dropping a run loses nothing: every write the engine commits carries its
-//! checkpoint in the same transaction, so the destination is always at a checkpoint, and the
-//! run (left `running`, its heartbeat stopped) is taken over and resumed from there by the
-//! next node to claim runs once its lease expires.
+//! stopped at their last checkpoint and *released* ([`Runner::run_next_until`]): they stay
+//! `running`, their lease ends at once, and the next node to claim runs takes them over and
+//! resumes them from there, without waiting for the lease to expire. Stopping a run loses
+//! nothing: every write the engine commits carries its checkpoint in the same transaction, so
+//! the destination is always at a checkpoint. A run that does not stop within
+//! [`RELEASE_WAIT`] is dropped unreleased, and is taken over once its lease expires.
 
 use std::time::Duration;
 
@@ -21,6 +23,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::runner::Runner;
+
+/// How long runs stopped after the grace period may take to stop and release their leases
+/// (an engine's runtime takes up to 10 s to shut down) before they are dropped.
+pub const RELEASE_WAIT: Duration = Duration::from_secs(15);
 
 /// How the service loops behave.
 #[derive(Debug, Clone)]
@@ -52,6 +58,7 @@ impl Default for ServiceConfig {
 /// Runs the scheduler and the workers until `shutdown` turns `true` (or its sender is
 /// dropped), then shuts down as the module doc describes.
 pub async fn run_service(runner: Runner, config: ServiceConfig, shutdown: watch::Receiver<bool>) {
+    let (release, released) = watch::channel(false);
     let mut tasks = JoinSet::new();
     tasks.spawn(scheduler_loop(
         runner.clone(),
@@ -63,6 +70,7 @@ pub async fn run_service(runner: Runner, config: ServiceConfig, shutdown: watch:
             runner.clone(),
             config.clone(),
             shutdown.clone(),
+            released.clone(),
             worker,
         ));
     }
@@ -77,9 +85,19 @@ pub async fn run_service(runner: Runner, config: ServiceConfig, shutdown: watch:
     .await;
     if drained.is_err() {
         tracing::warn!(
-            "runs still in flight after the grace period were stopped at their last checkpoint; the next node resumes them once their lease expires"
+            "runs still in flight after the grace period are being stopped at their last checkpoint and released; the next node resumes them at once"
         );
-        tasks.shutdown().await;
+        let _ = release.send(true);
+        let stopped = tokio::time::timeout(RELEASE_WAIT, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if stopped.is_err() {
+            tracing::warn!(
+                "runs that did not stop in time were dropped at their last checkpoint; the next node resumes them once their lease expires"
+            );
+            tasks.shutdown().await;
+        }
     }
 }
 
@@ -117,18 +135,23 @@ async fn scheduler_loop(runner: Runner, config: ServiceConfig, shutdown: watch::
 }
 
 /// Claims and executes runs one at a time until shutdown. A run in flight is not interrupted
-/// by the shutdown signal itself: [`run_service`] gives it the grace period.
+/// by the shutdown signal itself: [`run_service`] gives it the grace period, then `release`.
 async fn worker_loop(
     runner: Runner,
     config: ServiceConfig,
     shutdown: watch::Receiver<bool>,
+    release: watch::Receiver<bool>,
     worker: usize,
 ) {
     loop {
         if *shutdown.borrow() {
             return;
         }
-        let wait = match runner.run_next().await {
+        let wait = match runner.run_next_until(release.clone()).await {
+            Ok(Some(done)) if done.released => {
+                tracing::info!(worker, run_id = %done.run.id, "run released on shutdown");
+                continue;
+            }
             Ok(Some(done)) => {
                 tracing::info!(worker, run_id = %done.run.id, status = %done.run.status, "run ended");
                 continue;

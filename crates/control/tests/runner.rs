@@ -674,6 +674,51 @@ async fn a_silent_workers_run_is_taken_over_on_postgres_state() {
     silent_workers_run_is_taken_over(World::slow(true).await).await;
 }
 
+/// A node shutting down releases its run: the engine stops at a checkpoint, the run stays
+/// running with no worker, and another worker takes it over at once — the clock has not
+/// moved, so no lease had to expire — and completes the data.
+#[tokio::test]
+async fn a_released_run_is_taken_over_at_once() {
+    let w = World::slow(true).await;
+    let c = w
+        .configuration("rk_test_cls_emulator", &["customers", "invoices"])
+        .await;
+    let id = must(w.runner.sync_now(c.id, SyncMode::Full).await).run().id;
+    let a = w.runner_as("worker-a");
+    let b = w.runner_as("worker-b");
+    let (release, released) = tokio::sync::watch::channel(false);
+    let mut run_a = Box::pin(a.run_next_until(released));
+    tokio::select! {
+        out = &mut run_a => panic!("the run ended before it could be released: {out:?}"),
+        () = w.until_progress(id) => {}
+    }
+    assert!(must(b.step().await).is_idle(), "b claimed a live run");
+    must(release.send(true));
+    let out = must(run_a.await).unwrap_or_else(|| panic!("a executed nothing"));
+    assert!(out.released, "{out:?}");
+    assert!(!out.lease_lost);
+    assert_eq!(out.run.id, id);
+    assert_eq!(out.run.status, RunStatus::Running);
+    assert_eq!(out.run.worker_id, None);
+
+    let taken = must(b.step().await)
+        .executed
+        .unwrap_or_else(|| panic!("the released run was not taken over at once"));
+    assert_eq!(taken.run.id, id, "taken over, not started again");
+    assert_eq!(
+        taken.run.status,
+        RunStatus::Succeeded,
+        "{:?}",
+        taken.run.errors
+    );
+    assert_eq!(taken.run.worker_id.as_deref(), Some("worker-b"));
+    w.assert_destination_equals_emulator("customer", "customers")
+        .await;
+    w.assert_destination_equals_emulator("invoice", "invoices")
+        .await;
+    w.finish().await;
+}
+
 /// Cancel of a queued run: it ends at once and never starts.
 #[tokio::test]
 async fn canceling_a_queued_run_ends_it_before_it_starts() {
