@@ -53,6 +53,11 @@ pub struct AppState {
     pub counter: crate::traffic::Counter,
     /// The webhook queue, when `webhook_url` is set.
     pub webhooks: Option<crate::webhooks::Webhooks>,
+    /// Stripe Connect: the platform's connected accounts, each with its own store (see
+    /// [`crate::connect`]).
+    pub connected: Vec<crate::connect::ConnectedAccount>,
+    /// The platform's account id (`acct_…`), fixed at generation.
+    pub platform_id: String,
     started: Instant,
 }
 
@@ -75,10 +80,32 @@ impl AppState {
             limiter: crate::traffic::RateLimiter::new(config.mode),
             counter: crate::traffic::Counter::default(),
             webhooks,
+            connected: Vec::new(),
+            platform_id: store.account_id.clone(),
             config,
             store: RwLock::new(store),
             stats: Stats::default(),
             started: Instant::now(),
+        }
+    }
+
+    /// The same state with these connected accounts.
+    pub fn with_connected(mut self, connected: Vec<crate::connect::ConnectedAccount>) -> Self {
+        self.connected = connected;
+        self
+    }
+
+    /// The store a request reads and writes: the platform's, or the connected account's its
+    /// `Stripe-Account` header names (403 `account_invalid` for any other account). Also says
+    /// whether the request acts on a connected account.
+    pub fn store_for(
+        &self,
+        headers: &HeaderMap,
+        caller: &Caller,
+    ) -> Result<(&RwLock<Store>, bool), ApiError> {
+        match crate::connect::resolve(&self.connected, &self.platform_id, headers, caller)? {
+            Some(account) => Ok((&account.store, true)),
+            None => Ok((&self.store, false)),
         }
     }
 
@@ -180,8 +207,8 @@ fn write(
         Some(q) if !q.is_empty() => q.to_string(),
         _ => body.to_string(),
     };
-    let mut store = state
-        .store
+    let (lock, connected) = state.store_for(headers, &caller)?;
+    let mut store = lock
         .write()
         .map_err(|_| ApiError::invalid("store", "The emulator's store is unavailable.".into()))?;
     auth::authorize_write(&caller, route.permission(), &store.account_id)?;
@@ -190,7 +217,13 @@ fn write(
     let mut w = Writer::new(&mut store, state.config.seed, state.now());
     w.begin_request(idempotency_key);
     let out = w.run(&route, &form)?;
-    Ok((out, std::mem::take(&mut w.events)))
+    // Connect webhooks are not emulated: a connected account's events stay in its feed.
+    let events = if connected {
+        Vec::new()
+    } else {
+        std::mem::take(&mut w.events)
+    };
+    Ok((out, events))
 }
 
 async fn mutate(State(state): State<Arc<AppState>>, body: bytes::Bytes) -> Response {
@@ -242,11 +275,37 @@ async fn stats(State(state): State<Arc<AppState>>) -> Response {
     )
 }
 
-async fn export(State(state): State<Arc<AppState>>) -> Response {
+/// `/_emulator/export[?account=acct_…]`: the platform's data, or a connected account's.
+async fn export(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Response {
+    let account = match Params::parse(query.as_deref()) {
+        Ok(p) => {
+            if let Err(e) = p.check_known(&["account"]) {
+                return e.into_response();
+            }
+            p.get("account").map(str::to_string)
+        }
+        Err(e) => return e.into_response(),
+    };
+    let index = match account.as_deref() {
+        None => None,
+        Some(id) if id == state.platform_id => None,
+        Some(id) => match state.connected.iter().position(|a| a.id == id) {
+            Some(i) => Some(i),
+            None => {
+                return ApiError::no_such(404, "account", id, "account").into_response();
+            }
+        },
+    };
     let st = state.clone();
-    let body = tokio::task::spawn_blocking(move || match st.store.read() {
-        Ok(store) => store.export_json(),
-        Err(_) => b"{}".to_vec(),
+    let body = tokio::task::spawn_blocking(move || {
+        let lock = match index {
+            Some(i) => &st.connected[i].store,
+            None => &st.store,
+        };
+        match lock.read() {
+            Ok(store) => store.export_json(),
+            Err(_) => b"{}".to_vec(),
+        }
     })
     .await
     .unwrap_or_default();
@@ -276,6 +335,10 @@ pub enum Route {
     Account,
     /// `/v1/balance`.
     Balance,
+    /// `/v1/accounts`: the platform's connected accounts.
+    Accounts,
+    /// `/v1/accounts/{id}`: one connected account.
+    ConnectedAccount(String),
     /// A top-level list.
     List(&'static kinds::ListRoute),
     /// `/v1/<resource>/{id}`.
@@ -290,7 +353,13 @@ impl Route {
         match path {
             "account" => return Some(Route::Account),
             "balance" => return Some(Route::Balance),
+            "accounts" => return Some(Route::Accounts),
             _ => {}
+        }
+        if let Some(id) = path.strip_prefix("accounts/") {
+            if !id.is_empty() && !id.contains('/') {
+                return Some(Route::ConnectedAccount(id.to_string()));
+            }
         }
         if let Some(r) = LIST_ROUTES.iter().find(|r| r.path == path) {
             return Some(Route::List(r));
@@ -321,6 +390,8 @@ impl Route {
         match self {
             Route::Account => "GET /v1/account".into(),
             Route::Balance => "GET /v1/balance".into(),
+            Route::Accounts => "GET /v1/accounts".into(),
+            Route::ConnectedAccount(_) => "GET /v1/accounts/{id}".into(),
             Route::List(r) => format!("GET /v1/{}", r.path),
             Route::Retrieve(r, _) => format!("GET /v1/{}/{{id}}", r.path),
             Route::Children(c, _) => format!("GET /v1/{}/{{id}}/{}", c.parent_path, c.child),
@@ -331,6 +402,9 @@ impl Route {
         match self {
             Route::Account => "rak_account_read",
             Route::Balance => "rak_balance_read",
+            // The permission name follows the `rak_<resource>_read` pattern; the exact name
+            // Stripe uses for Connect's accounts was not confirmed (every emulator key has it).
+            Route::Accounts | Route::ConnectedAccount(_) => "rak_connected_account_read",
             Route::List(r) | Route::Retrieve(r, _) => r.permission,
             Route::Children(c, _) => c.permission,
         }
@@ -367,13 +441,20 @@ fn serve(
 ) -> Result<Vec<u8>, ApiError> {
     let caller: Caller = auth::authenticate(headers, state.config.mode)?;
     let route = route.ok_or_else(|| ApiError::unrecognized_url("GET", full_path))?;
-    let store = state
-        .store
+    let (lock, connected) = state.store_for(headers, &caller)?;
+    let store = lock
         .read()
         .map_err(|_| ApiError::invalid("store", "The emulator's store is unavailable.".into()))?;
     auth::authorize(&caller, route.permission(), &store.account_id)?;
     let params = Params::parse(query)?;
     match route {
+        Route::Accounts => crate::connect::list_accounts(&state.connected, connected, &params),
+        Route::ConnectedAccount(id) => {
+            if connected {
+                return Err(ApiError::no_such(404, "account", &id, "account"));
+            }
+            crate::connect::retrieve_account(&state.connected, &id, &params)
+        }
         Route::Account => {
             params.check_known(&["expand"])?;
             Ok(store.account.to_vec())

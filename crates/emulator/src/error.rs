@@ -122,6 +122,20 @@ impl ApiError {
         Self::new(403, None, message, None)
     }
 
+    /// 403 `account_invalid`: the `Stripe-Account` header names an account this key cannot
+    /// act on (not connected to the platform, or no such account). Stripe's wording, which
+    /// does not tell the two apart.
+    pub fn account_invalid(masked_key: &str, account: &str) -> Self {
+        Self::new(
+            403,
+            Some("account_invalid"),
+            format!(
+                "The provided key '{masked_key}' does not have access to account '{account}' (or that account does not exist). Application access may have been revoked."
+            ),
+            None,
+        )
+    }
+
     /// The JSON body.
     pub fn body(&self) -> Value {
         let mut e = Map::new();

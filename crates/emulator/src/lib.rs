@@ -16,6 +16,8 @@
 //!   `/_emulator/mutate`, each recording Stripe's events.
 //! - [`traffic`]: rate limits, latency and faults in front of `/v1/`.
 //! - [`webhooks`]: signed delivery of new events to `webhook_url`, retried with backoff.
+//! - [`connect`]: Stripe Connect — connected accounts with their own data, reached with the
+//!   `Stripe-Account` header, listed by `/v1/accounts`.
 //!
 //! Words used here: *object type* is Stripe's `object` value (`customer`, `line_item`); *record* is
 //! one stored object with its index metadata; *anchor* is the unix time the generated history ends
@@ -25,6 +27,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod connect;
 pub mod error;
 pub mod form;
 pub mod generate;
@@ -129,6 +132,10 @@ pub struct EmulatorConfig {
     /// The endpoint secret (`whsec_…`) webhooks are signed with; required with `webhook_url`.
     /// Never printed: `Debug` masks it.
     pub webhook_secret: Option<String>,
+    /// Stripe Connect: how many connected accounts the platform has (0: none, `/v1/accounts`
+    /// is empty). Each has its own, smaller data set generated from this seed; requests reach
+    /// one with `Stripe-Account: acct_…`. See [`connect`].
+    pub connected_accounts: usize,
     /// Delivery attempts per event, the first included (Stripe retries for days; the emulator
     /// gives up sooner so tests end).
     pub webhook_max_attempts: u32,
@@ -153,6 +160,7 @@ impl std::fmt::Debug for EmulatorConfig {
                 "webhook_secret",
                 &self.webhook_secret.as_ref().map(|_| "whsec_****"),
             )
+            .field("connected_accounts", &self.connected_accounts)
             .field("webhook_max_attempts", &self.webhook_max_attempts)
             .field("webhook_backoff_ms", &self.webhook_backoff_ms)
             .finish()
@@ -176,6 +184,7 @@ impl EmulatorConfig {
             fault_kinds: Vec::new(),
             webhook_url: None,
             webhook_secret: None,
+            connected_accounts: 0,
             webhook_max_attempts: 8,
             webhook_backoff_ms: 100,
         }
@@ -214,15 +223,21 @@ impl Drop for RunningEmulator {
     }
 }
 
-/// Generates the account described by `config` and serves it on `addr` (port 0 picks a free port).
+/// Generates the account described by `config` (and its connected accounts) and serves it on
+/// `addr` (port 0 picks a free port).
 ///
 /// Generation runs on a blocking thread, so a large account does not stall the runtime.
 pub async fn spawn(config: EmulatorConfig, addr: SocketAddr) -> std::io::Result<RunningEmulator> {
     let cfg = config.clone();
-    let store = tokio::task::spawn_blocking(move || generate::generate(&cfg))
-        .await
-        .map_err(std::io::Error::other)?;
-    let state = Arc::new(api::AppState::new(config, store));
+    let (store, connected) = tokio::task::spawn_blocking(move || {
+        let connected = (0..cfg.connected_accounts)
+            .map(|i| connect::generate_connected(&cfg, i))
+            .collect::<Vec<_>>();
+        (generate::generate(&cfg), connected)
+    })
+    .await
+    .map_err(std::io::Error::other)?;
+    let state = Arc::new(api::AppState::new(config, store).with_connected(connected));
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     if let Some(w) = &state.webhooks {

@@ -70,11 +70,15 @@ fn capacity(rate: f64) -> f64 {
     (rate * BURST_SECS).max(1.0)
 }
 
-/// The account's buckets.
+/// The name the platform's own buckets are kept under (connected accounts use their id).
+pub const PLATFORM: &str = "";
+
+/// Every account's buckets: per account, one global bucket and one per endpoint.
 #[derive(Debug)]
 pub struct RateLimiter {
     global_rate: f64,
-    buckets: Mutex<(Option<Bucket>, HashMap<String, Bucket>)>,
+    /// Keyed by (account, endpoint); the endpoint `""` is the account's global bucket.
+    buckets: Mutex<HashMap<(String, String), Bucket>>,
 }
 
 impl RateLimiter {
@@ -86,33 +90,45 @@ impl RateLimiter {
             } else {
                 25.0
             },
-            buckets: Mutex::new((None, HashMap::new())),
+            buckets: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Takes a token for `endpoint` (and the global bucket); false when either is empty.
+    /// Takes a token for `endpoint` (and the global bucket) of the platform; false when either
+    /// is empty.
     pub fn admit(&self, endpoint: &str) -> bool {
+        self.admit_for(&[PLATFORM], endpoint)
+    }
+
+    /// Takes a token from the global and the `endpoint` bucket of every account in `accounts`,
+    /// or from none of them when any is empty (false). A request made for a connected account
+    /// passes `[PLATFORM, its id]`: see [`crate::connect`] for why both are charged.
+    pub fn admit_for(&self, accounts: &[&str], endpoint: &str) -> bool {
         let now = Instant::now();
-        let Ok(mut guard) = self.buckets.lock() else {
+        let Ok(mut buckets) = self.buckets.lock() else {
             return true;
         };
-        let (global, per_endpoint) = &mut *guard;
-        let g = global.get_or_insert_with(|| Bucket::full(self.global_rate, now));
-        g.refill(self.global_rate, now);
-        let e = match per_endpoint.get_mut(endpoint) {
-            Some(b) => b,
-            None => per_endpoint
-                .entry(endpoint.to_string())
-                .or_insert_with(|| Bucket::full(ENDPOINT_RATE, now)),
-        };
-        e.refill(ENDPOINT_RATE, now);
-        if g.tokens >= 1.0 && e.tokens >= 1.0 {
-            g.tokens -= 1.0;
-            e.tokens -= 1.0;
-            true
-        } else {
-            false
+        let mut keys: Vec<((String, String), f64)> = Vec::with_capacity(accounts.len() * 2);
+        for a in accounts {
+            keys.push((((*a).to_string(), String::new()), self.global_rate));
+            keys.push((((*a).to_string(), endpoint.to_string()), ENDPOINT_RATE));
         }
+        let mut ok = true;
+        for (key, rate) in &keys {
+            let b = buckets
+                .entry(key.clone())
+                .or_insert_with(|| Bucket::full(*rate, now));
+            b.refill(*rate, now);
+            ok &= b.tokens >= 1.0;
+        }
+        if ok {
+            for (key, _) in &keys {
+                if let Some(b) = buckets.get_mut(key) {
+                    b.tokens -= 1.0;
+                }
+            }
+        }
+        ok
     }
 }
 
@@ -277,7 +293,17 @@ pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next)
         return next.run(req).await;
     }
     let endpoint = crate::api::endpoint_name(req.method().as_str(), req.uri().path());
-    if cfg.rate_limits && !state.limiter.admit(&endpoint) {
+    // A request for a connected account is charged to it and to the platform (an unknown
+    // account is refused by the handler, after the platform's tokens are taken, as Stripe
+    // counts refused requests too).
+    let connected = crate::connect::requested_account(req.headers())
+        .filter(|id| state.connected.iter().any(|a| a.id == *id))
+        .map(str::to_string);
+    let charged: Vec<&str> = match connected.as_deref() {
+        Some(id) => vec![PLATFORM, id],
+        None => vec![PLATFORM],
+    };
+    if cfg.rate_limits && !state.limiter.admit_for(&charged, &endpoint) {
         state.stats.add_rate_limited();
         state.stats.record(&endpoint, 429);
         return rate_limited();
@@ -349,6 +375,30 @@ mod tests {
         assert!(drawn.iter().all(|f| kinds.contains(f)));
         assert!(drawn.contains(&Fault::Reset) && drawn.contains(&Fault::RateLimited));
         assert_eq!(draw_from(4, 7, 0, 0.5, &[]), draw(4, 7, 0, 0.5));
+    }
+
+    #[test]
+    fn connected_account_requests_are_charged_to_it_and_to_the_platform() {
+        // Live mode: the global bucket (50) outlasts one endpoint's (12.5).
+        let l = RateLimiter::new(crate::Mode::Live);
+        let e = "GET /v1/customers";
+        // Drain the endpoint through requests made for connected account A.
+        let first = (0..100)
+            .filter(|_| l.admit_for(&[PLATFORM, "acct_a"], e))
+            .count();
+        assert!((12..=14).contains(&first), "{first}");
+        // The platform's own bucket for the endpoint was drained by the same requests.
+        assert!(
+            !l.admit(e),
+            "the platform paid for its connected account's requests"
+        );
+        // Another connected account is refused too: the platform's bucket is shared.
+        assert!(!l.admit_for(&[PLATFORM, "acct_b"], e));
+        // A refused request takes nothing: B's own bucket is still full.
+        let b_alone = (0..100).filter(|_| l.admit_for(&["acct_b"], e)).count();
+        assert!((12..=14).contains(&b_alone), "{b_alone}");
+        // Another endpoint of the platform still has tokens (per-endpoint buckets).
+        assert!(l.admit("GET /v1/invoices"));
     }
 
     #[test]
