@@ -1,6 +1,9 @@
 //! Codeless Sync's control plane: the state behind the REST API, the scheduler and the
 //! dashboard.
 //!
+//! - [`check`]: Test Connection — a key's account and per-data-type access, a database's
+//!   readiness, each within a time bound, and the resuming of the schedules the system
+//!   paused once a configuration's test passes.
 //! - [`model`]: the product's concepts as types — [`Project`] (a destination database),
 //!   [`Configuration`] (a Stripe key feeding a project), [`Schedule`] (when a configuration
 //!   syncs by itself) and [`SyncRun`] (one execution; the sync history is the list of runs).
@@ -16,6 +19,7 @@
 //! - [`runner`]: the scheduler and runner — [`Runner::step`] queues due runs and executes
 //!   one queued run through the engine; time comes from an injectable [`Clock`].
 
+pub mod check;
 pub mod model;
 pub mod runner;
 pub mod schedule;
@@ -24,6 +28,10 @@ pub mod service;
 pub mod store;
 pub mod tokens;
 
+pub use check::{
+    check_configuration_key, check_database, check_key, resume_system_paused, test_configuration,
+    ConnectionTest, DatabaseCheck, DatabaseCheckError, StripeCheckError, TimeLimits,
+};
 pub use model::{
     ApiToken, ApiTokenId, Cadence, Configuration, ConfigurationId, ConfigurationPatch,
     CronExpression, Every, Heartbeat, NewConfiguration, NewProject, NewRun, NewSchedule, Page,

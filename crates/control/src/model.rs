@@ -338,6 +338,15 @@ impl Configuration {
         StripeClient::new(self.key.clone(), config)
     }
 
+    /// The catalog entries of its data types, in its order (a name the catalog no longer
+    /// knows is left out).
+    pub fn catalog_types(&self) -> Vec<&'static cls_catalog::DataType> {
+        self.data_types
+            .iter()
+            .filter_map(|t| cls_catalog::find(t))
+            .collect()
+    }
+
     /// The table names, one per data type (the catalog names each table after its type).
     pub fn table_names(&self) -> Vec<String> {
         self.data_types
@@ -542,6 +551,18 @@ pub struct TypeStats {
     pub rate_limited: u64,
 }
 
+impl std::ops::AddAssign<&TypeStats> for TypeStats {
+    fn add_assign(&mut self, o: &TypeStats) {
+        self.objects += o.objects;
+        self.inserted += o.inserted;
+        self.updated += o.updated;
+        self.deleted += o.deleted;
+        self.requests += o.requests;
+        self.retries += o.retries;
+        self.rate_limited += o.rate_limited;
+    }
+}
+
 /// One error a run met, in words a person can act on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunError {
@@ -582,6 +603,26 @@ pub struct SyncRun {
     pub heartbeat_at: Option<DateTime<Utc>>,
     /// Someone asked to cancel the running run; its worker stops it at the next heartbeat.
     pub cancel_requested: bool,
+}
+
+impl SyncRun {
+    /// Its counters summed over every data type.
+    pub fn totals(&self) -> TypeStats {
+        let mut totals = TypeStats::default();
+        for s in self.stats.values() {
+            totals += s;
+        }
+        totals
+    }
+
+    /// How long it ran, to the millisecond: `None` until it has started and ended (a clock
+    /// that stepped back counts as zero).
+    pub fn duration(&self) -> Option<std::time::Duration> {
+        let ran = self.ended_at? - self.started_at?;
+        Some(std::time::Duration::from_millis(
+            ran.num_milliseconds().max(0).unsigned_abs(),
+        ))
+    }
 }
 
 /// What a heartbeat learned about its run.
@@ -741,5 +782,54 @@ mod tests {
         assert!(err.is_err());
         let msg = err.err().map(|e| e.to_string()).unwrap_or_default();
         assert!(msg.contains("five fields"), "{msg}");
+    }
+
+    fn run(stats: &[(&str, u64, u64)], ran_ms: Option<i64>) -> SyncRun {
+        let start = Utc::now();
+        SyncRun {
+            id: RunId(1),
+            configuration_id: ConfigurationId(1),
+            trigger: Trigger::Manual,
+            mode: SyncMode::Full,
+            status: RunStatus::Succeeded,
+            created_at: start,
+            started_at: Some(start),
+            ended_at: ran_ms.map(|ms| start + chrono::Duration::milliseconds(ms)),
+            stats: stats
+                .iter()
+                .map(|(name, objects, requests)| {
+                    let s = TypeStats {
+                        objects: *objects,
+                        requests: *requests,
+                        ..TypeStats::default()
+                    };
+                    (name.to_string(), s)
+                })
+                .collect(),
+            errors: Vec::new(),
+            worker_id: None,
+            heartbeat_at: None,
+            cancel_requested: false,
+        }
+    }
+
+    #[test]
+    fn a_runs_totals_sum_every_data_type() {
+        let r = run(&[("customers", 12, 2), ("charges", 30, 3)], None);
+        let t = r.totals();
+        assert_eq!((t.objects, t.requests, t.inserted), (42, 5, 0));
+        assert_eq!(run(&[], None).totals(), TypeStats::default());
+    }
+
+    #[test]
+    fn a_run_has_a_duration_once_it_has_ended() {
+        use std::time::Duration;
+        assert_eq!(run(&[], None).duration(), None);
+        assert_eq!(
+            run(&[], Some(1_234)).duration(),
+            Some(Duration::from_millis(1_234))
+        );
+        // A clock that stepped back between start and end.
+        assert_eq!(run(&[], Some(-5)).duration(), Some(Duration::ZERO));
     }
 }

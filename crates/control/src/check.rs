@@ -1,0 +1,292 @@
+//! Test Connection: the one rule behind the REST API's and the dashboard's test of a
+//! configuration, a project and a pasted key.
+//!
+//! - The Stripe half ([`check_key`]): whose account the key opens, its kind and mode, and
+//!   per chosen data type whether it is readable or which `rak_…` permission it lacks.
+//! - The database half ([`check_database`]): reachable, and may cls create its schema and
+//!   tables; when it may not, the exact `CREATE TABLE` SQL to run by hand.
+//! - A configuration's whole test ([`test_configuration`]): both halves and, when both
+//!   pass, the schedules the *system* paused (a revoked key, a lost permission, an
+//!   unreachable database) switched on again ([`resume_system_paused`]). A schedule a person
+//!   paused has no reason and stays paused.
+//!
+//! Each half gives up after a [`TimeLimits`] bound, so a black-holed host cannot hold a page
+//! or a request open; a timeout is its own error variant, with what to check.
+
+use std::time::Duration;
+
+use cls_catalog::DataType;
+use cls_destination::{DatabaseInfo, DatabaseUrl, DestinationError};
+use cls_engine::{check_stripe, StripeCheck};
+use cls_stripe::{ApiKey, ClientConfig, StripeClient, StripeError};
+use url::Url;
+
+use crate::model::{
+    Configuration, ConfigurationId, PageRequest, Project, ScheduleId, SchedulePatch,
+};
+use crate::store::{Store, StoreError};
+
+/// How long each half of Test Connection may take before it is reported as timed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeLimits {
+    /// The Stripe half (the account and one list request per data type).
+    pub stripe: Duration,
+    /// The database half (connect, and ask what the user may do).
+    pub database: Duration,
+}
+
+impl Default for TimeLimits {
+    /// 45 s for Stripe (a few slow requests, each retried at most twice), 30 s for the
+    /// database (a cold serverless PostgreSQL can take seconds to wake).
+    fn default() -> Self {
+        TimeLimits {
+            stripe: Duration::from_secs(45),
+            database: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Why the Stripe half of Test Connection could not say anything per data type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StripeCheckError {
+    /// Stripe answered with an error that concerns the key or the account (rejected key,
+    /// unreachable API, bad API base), or the client could not be built.
+    #[error(transparent)]
+    Stripe(#[from] StripeError),
+    /// Stripe did not answer in time.
+    #[error("Stripe did not answer within {} s: check the server can reach the Stripe API (or the configured API base), then test again", .0.as_secs())]
+    TimedOut(Duration),
+}
+
+/// Why the database half of Test Connection could not reach the database or ask it.
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseCheckError {
+    /// The destination refused or failed (its messages name the database by its masked URL
+    /// only).
+    #[error(transparent)]
+    Destination(#[from] DestinationError),
+    /// The database did not answer in time.
+    #[error("the database did not answer within {} s: check that it is running and reachable from this server (host, port, firewall)", .0.as_secs())]
+    TimedOut(Duration),
+}
+
+/// What the database half found in a database that answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DatabaseCheck {
+    /// What the database said about itself and the user.
+    pub info: DatabaseInfo,
+    /// When the user may not create tables and data types were given: the SQL that creates
+    /// their tables, to run by hand as a user who may.
+    pub create_tables_sql: Option<String>,
+}
+
+impl DatabaseCheck {
+    /// Whether the sync can write here: cls may create its schema and tables.
+    pub fn passed(&self) -> bool {
+        self.info.can_create
+    }
+
+    /// The outcome in one sentence, with what to do when it did not pass.
+    pub fn message(&self) -> String {
+        if self.passed() {
+            format!(
+                "the database is reachable and cls can create schema \"{}\" and its tables",
+                self.info.schema
+            )
+        } else {
+            format!(
+                "the database is reachable, but this user cannot create schema \"{}\" or tables in it: grant CREATE on the database (or the schema) to the user, or create the tables by hand",
+                self.info.schema
+            )
+        }
+    }
+}
+
+/// Test Connection's client settings: it gives up sooner than a sync would, so the whole
+/// check fits in [`TimeLimits::stripe`].
+fn client_config(api_base: Option<&Url>) -> ClientConfig {
+    let mut config = ClientConfig {
+        max_retries: 2,
+        max_retry_elapsed: Duration::from_secs(15),
+        request_timeout: Duration::from_secs(20),
+        ..ClientConfig::default()
+    };
+    if let Some(base) = api_base {
+        config.api_base = base.clone();
+    }
+    config
+}
+
+/// Runs `client`'s Stripe check within `limit`.
+async fn check_with(
+    client: Result<StripeClient, StripeError>,
+    types: &[&'static DataType],
+    limit: Duration,
+) -> Result<StripeCheck, StripeCheckError> {
+    let client = client?;
+    match tokio::time::timeout(limit, check_stripe(&client, types)).await {
+        Ok(checked) => Ok(checked?),
+        Err(_) => Err(StripeCheckError::TimedOut(limit)),
+    }
+}
+
+/// The Stripe half for a key not stored yet (a wizard's pasted key): `api_base` is the
+/// Stripe-compatible API to ask, `None` for Stripe's own.
+pub async fn check_key(
+    key: &ApiKey,
+    api_base: Option<&Url>,
+    types: &[&'static DataType],
+    limit: Duration,
+) -> Result<StripeCheck, StripeCheckError> {
+    let client = StripeClient::new(key.clone(), client_config(api_base));
+    check_with(client, types, limit).await
+}
+
+/// The Stripe half for `key` used as `configuration`'s (its stored key, or one about to
+/// replace it), through the configuration's API base, else `default_api_base`, else
+/// Stripe's ([`Configuration::api_base`]) — the runner's own rule.
+pub async fn check_configuration_key(
+    configuration: &Configuration,
+    key: &ApiKey,
+    default_api_base: Option<&Url>,
+    limit: Duration,
+) -> Result<StripeCheck, StripeCheckError> {
+    let api_base = configuration.api_base(default_api_base)?;
+    check_key(
+        key,
+        api_base.as_ref(),
+        &configuration.catalog_types(),
+        limit,
+    )
+    .await
+}
+
+/// The database half: connects to `url` (tables in `schema`) and asks what the sync needs.
+/// With the data types of a configuration, a database where cls may not create tables comes
+/// with the SQL to create them by hand; with none (a project's own test), without.
+pub async fn check_database(
+    url: &DatabaseUrl,
+    schema: &str,
+    types: &[&'static DataType],
+    limit: Duration,
+) -> Result<DatabaseCheck, DatabaseCheckError> {
+    let attempt = async {
+        let dest = cls_destination::connect(url, schema).await?;
+        let info = dest.check().await?;
+        let create_tables_sql =
+            (!info.can_create && !types.is_empty()).then(|| dest.create_tables_sql(types));
+        Ok::<_, DestinationError>(DatabaseCheck {
+            info,
+            create_tables_sql,
+        })
+    };
+    match tokio::time::timeout(limit, attempt).await {
+        Ok(checked) => Ok(checked?),
+        Err(_) => Err(DatabaseCheckError::TimedOut(limit)),
+    }
+}
+
+/// Switches on again `configuration`'s schedules the system paused (those with a reason; a
+/// person's pause has none and stays), every page of them; the ids switched on.
+pub async fn resume_system_paused(
+    store: &dyn Store,
+    configuration: ConfigurationId,
+) -> Result<Vec<ScheduleId>, StoreError> {
+    let mut resumed = Vec::new();
+    let mut page = PageRequest {
+        offset: 0,
+        limit: 500,
+    };
+    loop {
+        let got = store.list_schedules(Some(configuration), page).await?;
+        let n = got.items.len() as u64;
+        for s in got.items {
+            if !s.active && s.paused_reason.is_some() {
+                let patch = SchedulePatch {
+                    active: Some(true),
+                    ..SchedulePatch::default()
+                };
+                let s = store.update_schedule(s.id, patch).await?;
+                tracing::info!(schedule_id = %s.id, "schedule resumed by a passing Test Connection");
+                resumed.push(s.id);
+            }
+        }
+        page.offset += n;
+        if n == 0 || page.offset >= got.total {
+            return Ok(resumed);
+        }
+    }
+}
+
+/// What Test Connection found for a configuration.
+#[derive(Debug)]
+pub struct ConnectionTest {
+    /// The configuration tested.
+    pub configuration: Configuration,
+    /// Its project, whose database was tested.
+    pub project: Project,
+    /// The Stripe half.
+    pub stripe: Result<StripeCheck, StripeCheckError>,
+    /// The database half.
+    pub database: Result<DatabaseCheck, DatabaseCheckError>,
+    /// The schedules the system had paused that this passing test switched on again (empty
+    /// when it did not pass).
+    pub resumed: Vec<ScheduleId>,
+}
+
+impl ConnectionTest {
+    /// Whether the key works and reads every chosen data type.
+    pub fn stripe_passed(&self) -> bool {
+        matches!(&self.stripe, Ok(s) if s.all_readable())
+    }
+
+    /// Whether the database is reachable and cls may create its tables.
+    pub fn database_passed(&self) -> bool {
+        matches!(&self.database, Ok(d) if d.passed())
+    }
+
+    /// Whether everything passed (and so the system's pauses were lifted).
+    pub fn passed(&self) -> bool {
+        self.stripe_passed() && self.database_passed()
+    }
+}
+
+/// Test Connection for a configuration: its stored key ([`check_configuration_key`]) and its
+/// project's database ([`check_database`], with the SQL for its data types); when both pass,
+/// the schedules the system paused are switched on again ([`resume_system_paused`]). An
+/// unknown configuration is [`StoreError::NotFound`]; a failing check is not an error.
+pub async fn test_configuration(
+    store: &dyn Store,
+    id: ConfigurationId,
+    default_api_base: Option<&Url>,
+    limits: TimeLimits,
+) -> Result<ConnectionTest, StoreError> {
+    let configuration = store.configuration(id).await?;
+    let project = store.project(configuration.project_id).await?;
+    let types = configuration.catalog_types();
+    let (stripe, database) = tokio::join!(
+        check_configuration_key(
+            &configuration,
+            &configuration.key,
+            default_api_base,
+            limits.stripe
+        ),
+        check_database(
+            &project.database_url,
+            &project.schema,
+            &types,
+            limits.database
+        ),
+    );
+    let mut test = ConnectionTest {
+        configuration,
+        project,
+        stripe,
+        database,
+        resumed: Vec::new(),
+    };
+    if test.passed() {
+        test.resumed = resume_system_paused(store, test.configuration.id).await?;
+    }
+    Ok(test)
+}
