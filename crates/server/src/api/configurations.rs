@@ -3,18 +3,17 @@
 //! `{kind, mode, masked}`; its webhook signing secret only as `webhook_secret_set`.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use cls_catalog::{DataType, CATALOG};
 use cls_control::{
-    Configuration, ConfigurationId, ConfigurationPatch, NewConfiguration, PageRequest, QueuedRun,
-    SchedulePatch, StoreError, SyncMode,
+    test_configuration, Configuration, ConfigurationId, ConfigurationPatch, NewConfiguration,
+    QueuedRun, StoreError, SyncMode, TimeLimits,
 };
-use cls_engine::{check_stripe, StripeCheck};
-use cls_stripe::{ApiKey, ClientConfig, StripeClient};
+use cls_engine::StripeCheck;
+use cls_stripe::ApiKey;
 use secrecy::SecretString;
 use serde::{Deserialize, Deserializer, Serialize};
 use url::Url;
@@ -24,13 +23,10 @@ use super::envelope::{
     ApiError, ApiResult, Deleted, Envelope, ErrorCode, ErrorEnvelope, ListEnvelope,
 };
 use super::extract::{clip, parse_id, ApiJson, OptionalJson, PageQuery, QueryPairs};
-use super::projects::{check_database, DatabaseCheckView};
+use super::projects::DatabaseCheckView;
 use super::runs::RunStatusView;
 use crate::state::AppState;
 use crate::WebhookSecret;
-
-/// How long the Stripe half of Test Connection may take before it is reported as timed out.
-const STRIPE_CHECK_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// A Stripe key as the API shows it: never the key itself.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -471,19 +467,6 @@ pub struct ConfigurationCheckView {
     pub message: String,
 }
 
-/// The Stripe client Test Connection uses: the configuration's API base, else the server's,
-/// else Stripe's ([`Configuration::stripe_client`]); it gives up sooner than a sync would.
-fn stripe_client(state: &AppState, c: &Configuration) -> Result<StripeClient, String> {
-    let config = ClientConfig {
-        max_retries: 2,
-        max_retry_elapsed: Duration::from_secs(15),
-        request_timeout: Duration::from_secs(20),
-        ..ClientConfig::default()
-    };
-    c.stripe_client(state.default_stripe_api_base.as_ref(), config)
-        .map_err(|e| e.to_string())
-}
-
 /// Test Connection for a configuration: the Stripe key (account, kind and mode, and per data
 /// type whether it is readable or which permission to enable) and the project's database.
 /// The answer is `200` either way; `data.ok` tells. A passing test switches on again the
@@ -498,47 +481,29 @@ pub async fn test_connection(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let configuration = state.store.configuration(configuration_id(&id)?).await?;
-    let project = state.store.project(configuration.project_id).await?;
-    let types: Vec<&'static DataType> = configuration
-        .data_types
-        .iter()
-        .filter_map(|n| cls_catalog::find(n))
-        .collect();
-    let stripe = match stripe_client(&state, &configuration) {
-        Ok(client) => {
-            match tokio::time::timeout(STRIPE_CHECK_TIMEOUT, check_stripe(&client, &types)).await {
-                Ok(Ok(check)) => Ok(StripeCheckView::new(&configuration.key, check)),
-                Ok(Err(e)) => Err(e.to_string()),
-                Err(_) => Err(format!(
-                    "Stripe did not answer within {} s: check the server can reach the Stripe API (or the configured API base), then test again",
-                    STRIPE_CHECK_TIMEOUT.as_secs()
-                )),
-            }
-        }
-        Err(e) => Err(e),
-    };
-    let database = check_database(&project, Some(&types)).await;
-    let stripe_ok = matches!(&stripe, Ok(s) if s.data_types.iter().all(|t| t.readable));
-    let ok = stripe_ok && database.ok;
-    let resumed_schedules = if ok {
-        resume_paused_schedules(&state, configuration.id).await?
-    } else {
-        Vec::new()
-    };
-    let message = match (&stripe, ok) {
-        (_, true) if resumed_schedules.is_empty() => "Connection test passed.".to_string(),
-        (_, true) => format!(
+    let test = test_configuration(
+        state.store.as_ref(),
+        configuration_id(&id)?,
+        state.default_stripe_api_base.as_ref(),
+        TimeLimits::default(),
+    )
+    .await?;
+    let ok = test.passed();
+    let database = DatabaseCheckView::new(&test.project.database_url, &test.database);
+    let resumed_schedules: Vec<i64> = test.resumed.iter().map(|s| s.0).collect();
+    let message = match &test.stripe {
+        _ if ok && resumed_schedules.is_empty() => "Connection test passed.".to_string(),
+        _ if ok => format!(
             "Connection test passed; {} schedule(s) the system had paused are running again.",
             resumed_schedules.len()
         ),
-        (Err(e), false) => format!("Connection test failed: {e}"),
-        (Ok(_), false) if !stripe_ok => "Connection test failed: the key cannot read every chosen data type; each data type's `error` says which permission to enable.".to_string(),
-        (Ok(_), false) => format!("Connection test failed: {}", database.message),
+        Err(e) => format!("Connection test failed: {e}"),
+        Ok(_) if !test.stripe_passed() => "Connection test failed: the key cannot read every chosen data type; each data type's `error` says which permission to enable.".to_string(),
+        Ok(_) => format!("Connection test failed: {}", database.message),
     };
-    let (stripe, stripe_error) = match stripe {
-        Ok(s) => (Some(s), None),
-        Err(e) => (None, Some(e)),
+    let (stripe, stripe_error) = match test.stripe {
+        Ok(s) => (Some(StripeCheckView::new(&test.configuration.key, s)), None),
+        Err(e) => (None, Some(e.to_string())),
     };
     Ok(Envelope::ok(ConfigurationCheckView {
         ok,
@@ -548,40 +513,6 @@ pub async fn test_connection(
         resumed_schedules,
         message,
     }))
-}
-
-/// Switches on the configuration's schedules the system paused (those with a reason).
-async fn resume_paused_schedules(
-    state: &AppState,
-    configuration: ConfigurationId,
-) -> Result<Vec<i64>, ApiError> {
-    let mut resumed = Vec::new();
-    let mut page = PageRequest {
-        offset: 0,
-        limit: 500,
-    };
-    loop {
-        let got = state
-            .store
-            .list_schedules(Some(configuration), page)
-            .await?;
-        let n = got.items.len() as u64;
-        for s in got.items {
-            if !s.active && s.paused_reason.is_some() {
-                let patch = SchedulePatch {
-                    active: Some(true),
-                    ..SchedulePatch::default()
-                };
-                let s = state.store.update_schedule(s.id, patch).await?;
-                tracing::info!(schedule_id = %s.id, "schedule resumed by a passing Test Connection");
-                resumed.push(s.id.0);
-            }
-        }
-        page.offset += n;
-        if n == 0 || page.offset >= got.total {
-            return Ok(resumed);
-        }
-    }
 }
 
 /// What Sync Now takes (the body is optional).

@@ -5,8 +5,10 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
-use cls_catalog::DataType;
-use cls_control::{NewProject, Project, ProjectId, ProjectPatch};
+use cls_control::{
+    check_database, DatabaseCheck, DatabaseCheckError, NewProject, Project, ProjectId,
+    ProjectPatch, TimeLimits,
+};
 use cls_destination::{DatabaseInfo, DatabaseKind, DatabaseUrl};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -151,70 +153,30 @@ impl From<DatabaseInfo> for DatabaseInfoView {
     }
 }
 
-/// How long the database half of Test Connection may take.
-const DATABASE_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Connects to a project's database and checks it, answering in words either way. With the
-/// data types of a configuration, a database where cls may not create tables comes with the
-/// SQL to create them by hand.
-pub(crate) async fn check_database(
-    project: &Project,
-    types: Option<&[&'static DataType]>,
-) -> DatabaseCheckView {
-    let masked = project.database_url.masked().to_string();
-    let attempt = async {
-        let dest = cls_destination::connect(&project.database_url, &project.schema).await?;
-        let info = dest.check().await?;
-        let sql = match types {
-            Some(types) if !info.can_create => Some(dest.create_tables_sql(types)),
-            _ => None,
-        };
-        Ok::<_, cls_destination::DestinationError>((info, sql))
-    };
-    let checked = match tokio::time::timeout(DATABASE_CHECK_TIMEOUT, attempt).await {
-        Ok(checked) => checked,
-        Err(_) => {
-            return DatabaseCheckView {
+impl DatabaseCheckView {
+    /// The view of the database half of Test Connection on the database at `url`.
+    pub(crate) fn new(
+        url: &DatabaseUrl,
+        checked: &Result<DatabaseCheck, DatabaseCheckError>,
+    ) -> DatabaseCheckView {
+        let database_url = url.masked().to_string();
+        match checked {
+            Ok(check) => DatabaseCheckView {
+                ok: check.passed(),
+                database_url,
+                database: Some(check.info.clone().into()),
+                message: check.message(),
+                create_tables_sql: check.create_tables_sql.clone(),
+            },
+            // The errors name the database by its masked URL only.
+            Err(e) => DatabaseCheckView {
                 ok: false,
-                database_url: masked,
+                database_url,
                 database: None,
-                message: format!(
-                    "the database did not answer within {} s: check that it is running and reachable from this server (host, port, firewall)",
-                    DATABASE_CHECK_TIMEOUT.as_secs()
-                ),
+                message: e.to_string(),
                 create_tables_sql: None,
-            }
+            },
         }
-    };
-    match checked {
-        Ok((info, create_tables_sql)) => {
-            let message = if info.can_create {
-                format!(
-                    "the database is reachable and cls can create schema \"{}\" and its tables",
-                    info.schema
-                )
-            } else {
-                format!(
-                    "the database is reachable, but this user cannot create schema \"{}\" or tables in it: grant CREATE on the database (or the schema) to the user, or create the tables by hand",
-                    info.schema
-                )
-            };
-            DatabaseCheckView {
-                ok: info.can_create,
-                database_url: masked,
-                database: Some(info.into()),
-                message,
-                create_tables_sql,
-            }
-        }
-        // DestinationError messages name the database by its masked URL only.
-        Err(e) => DatabaseCheckView {
-            ok: false,
-            database_url: masked,
-            database: None,
-            message: e.to_string(),
-            create_tables_sql: None,
-        },
     }
 }
 
@@ -356,5 +318,15 @@ pub async fn test_connection(
     Path(id): Path<String>,
 ) -> ApiResult {
     let project = state.store.project(project_id(&id)?).await?;
-    Ok(Envelope::ok(check_database(&project, None).await))
+    let checked = check_database(
+        &project.database_url,
+        &project.schema,
+        &[],
+        TimeLimits::default().database,
+    )
+    .await;
+    Ok(Envelope::ok(DatabaseCheckView::new(
+        &project.database_url,
+        &checked,
+    )))
 }

@@ -78,18 +78,6 @@ impl From<&TypeStats> for TypeStatsView {
     }
 }
 
-impl std::ops::AddAssign for TypeStatsView {
-    fn add_assign(&mut self, o: TypeStatsView) {
-        self.objects += o.objects;
-        self.inserted += o.inserted;
-        self.updated += o.updated;
-        self.deleted += o.deleted;
-        self.requests += o.requests;
-        self.retries += o.retries;
-        self.rate_limited += o.rate_limited;
-    }
-}
-
 /// One error a run met, in words a person can act on.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RunErrorView {
@@ -135,10 +123,6 @@ impl From<&SyncRun> for RunView {
             .iter()
             .map(|(k, v)| (k.clone(), TypeStatsView::from(v)))
             .collect();
-        let mut totals = TypeStatsView::default();
-        for s in stats.values() {
-            totals += *s;
-        }
         RunView {
             id: r.id.0,
             configuration_id: r.configuration_id.0,
@@ -150,7 +134,7 @@ impl From<&SyncRun> for RunView {
             started_at: r.started_at,
             ended_at: r.ended_at,
             stats,
-            totals,
+            totals: TypeStatsView::from(&r.totals()),
             errors: r
                 .errors
                 .iter()
