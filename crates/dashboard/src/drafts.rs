@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use cls_catalog::DataType;
-use cls_control::ProjectId;
+use cls_control::{ProjectId, StripeCheckError};
 use cls_destination::DatabaseUrl;
 use cls_engine::StripeCheck;
 use cls_stripe::ApiKey;
@@ -34,7 +34,7 @@ pub(crate) struct Wizard {
     /// Step 3: the Stripe key (zeroed when dropped; never rendered but masked).
     pub key: Option<ApiKey>,
     /// Step 3: the last Test Connection result, or why it could not run.
-    pub check: Option<Result<StripeCheck, String>>,
+    pub check: Option<Result<StripeCheck, StripeCheckError>>,
     /// Step 4: create the tables automatically (`true`) or by hand (`false`).
     pub tables_auto: Option<bool>,
 }

@@ -7,17 +7,17 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form, Json};
 use cls_control::{
-    Cadence, Configuration, ConfigurationId, ConfigurationPatch, CronExpression, Every,
-    NewSchedule, PageRequest, Schedule, SchedulePatch, Store, StoreError, SyncMode, SyncRun,
-    TypeStats,
+    check_configuration_key, resume_system_paused, test_configuration, Cadence, Configuration,
+    ConfigurationId, ConfigurationPatch, CronExpression, Every, NewSchedule, PageRequest, Schedule,
+    SchedulePatch, Store, StoreError, SyncMode, SyncRun, TimeLimits,
 };
 use cls_stripe::ApiKey;
 use maud::{html, Markup};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-use super::projects::{database_view, test_database};
-use super::wizard::{check_view, key_input, run_check};
+use super::projects::database_view;
+use super::wizard::{check_view, key_input};
 use super::{all_configurations, latest_run, shell};
 use crate::auth::Session;
 use crate::error::PageResult;
@@ -545,31 +545,6 @@ pub(crate) struct KeyForm {
     key: String,
 }
 
-/// Switches on again the configuration's schedules the system paused (a person's pause
-/// stays); how many.
-async fn resume_system_paused(store: &dyn Store, id: ConfigurationId) -> Result<usize, StoreError> {
-    let mut resumed = 0;
-    for s in store
-        .list_schedules(Some(id), PageRequest::default())
-        .await?
-        .items
-    {
-        if !s.active && s.paused_reason.is_some() {
-            store
-                .update_schedule(
-                    s.id,
-                    SchedulePatch {
-                        active: Some(true),
-                        ..SchedulePatch::default()
-                    },
-                )
-                .await?;
-            resumed += 1;
-        }
-    }
-    Ok(resumed)
-}
-
 /// `POST /configurations/{id}/check`: Test Connection with the stored key and the project's
 /// database. When both pass, schedules the system paused (key revoked, permission lost,
 /// database unreachable) are resumed — what their pause reasons tell people to do.
@@ -578,40 +553,32 @@ pub(crate) async fn test_connection(
     Extension(session): Extension<Session>,
     Path(id): Path<i64>,
 ) -> PageResult<Markup> {
-    let store = state.store.as_ref();
-    let c = store.configuration(ConfigurationId(id)).await?;
-    let project = store.project(c.project_id).await?;
-    let types: Vec<_> = c
-        .data_types
-        .iter()
-        .filter_map(|t| cls_catalog::find(t))
-        .collect();
-    let stripe = run_check(&state, &c.key, &types).await;
-    let database = test_database(&project.database_url, &project.schema).await;
-    let passed = matches!(&stripe, Ok(s) if s.all_readable()) && database.is_ok();
-    let resumed = if passed {
-        resume_system_paused(store, c.id).await?
-    } else {
-        0
-    };
+    let test = test_configuration(
+        state.store.as_ref(),
+        ConfigurationId(id),
+        state.default_stripe_api_base.as_ref(),
+        TimeLimits::default(),
+    )
+    .await?;
+    let (c, project) = (&test.configuration, &test.project);
     let body = html! {
         p.crumbs { a href={ "/configurations/" (c.id) } { (c.name) } " ›" }
         h1 { "Test Connection" }
-        @if passed {
+        @if test.passed() {
             p.notice.ok role="status" {
                 "Connection test passed."
-                @if resumed > 0 { " The schedule the system had paused is resumed." }
+                @if !test.resumed.is_empty() { " The schedule the system had paused is resumed." }
             }
         } @else {
             p.notice.bad role="status" { "Connection test failed: fix the items marked ✗ below, then test again." }
         }
         section.card {
             h2 { "Stripe, with " span.mono { (c.key_masked) } }
-            (check_view(&stripe))
+            (check_view(&test.stripe))
         }
         section.card {
             h2 { "Database " span.mono.muted { (project.database_url.masked()) } }
-            (database_view(&database))
+            (database_view(&test.database))
         }
         div.actions {
             (button_form(&session, &format!("/configurations/{}/check", c.id), "Test again", ""))
@@ -644,12 +611,9 @@ pub(crate) async fn rotate_key(
             return Ok(back);
         }
     };
-    let types: Vec<_> = c
-        .data_types
-        .iter()
-        .filter_map(|t| cls_catalog::find(t))
-        .collect();
-    let result = run_check(&state, &key, &types).await;
+    let limit = TimeLimits::default().stripe;
+    let default_api_base = state.default_stripe_api_base.as_ref();
+    let result = check_configuration_key(&c, &key, default_api_base, limit).await;
     let all_readable = match &result {
         Ok(check) => check.all_readable(),
         Err(e) => {
@@ -673,10 +637,10 @@ pub(crate) async fn rotate_key(
     let resumed = if all_readable {
         resume_system_paused(store, c.id).await?
     } else {
-        0
+        Vec::new()
     };
     let mut text = format!("Key replaced: now {}.", c.key_masked);
-    if resumed > 0 {
+    if !resumed.is_empty() {
         text.push_str(" The schedule the system had paused is resumed.");
     }
     if !all_readable {
@@ -857,21 +821,6 @@ pub(crate) async fn delete(
         format!("Configuration \"{}\" deleted.", c.name),
     );
     Ok(Redirect::to("/configurations"))
-}
-
-/// Totals of a run's counters.
-pub(crate) fn totals(stats: &BTreeMap<String, TypeStats>) -> TypeStats {
-    let mut t = TypeStats::default();
-    for s in stats.values() {
-        t.objects += s.objects;
-        t.inserted += s.inserted;
-        t.updated += s.updated;
-        t.deleted += s.deleted;
-        t.requests += s.requests;
-        t.retries += s.retries;
-        t.rate_limited += s.rate_limited;
-    }
-    t
 }
 
 #[cfg(test)]

@@ -8,8 +8,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
-use cls_control::{NewProject, Project, ProjectId, ProjectPatch, DEFAULT_SCHEMA};
-use cls_destination::{DatabaseInfo, DatabaseKind, DatabaseUrl};
+use cls_control::{
+    check_database, DatabaseCheck, DatabaseCheckError, NewProject, Project, ProjectId,
+    ProjectPatch, TimeLimits, DEFAULT_SCHEMA,
+};
+use cls_destination::{DatabaseKind, DatabaseUrl};
 use maud::{html, Markup};
 use serde::Deserialize;
 
@@ -71,41 +74,32 @@ pub(crate) struct ActiveForm {
     active: bool,
 }
 
-/// What Test Connection found, in words.
-enum Tested {
-    Reached(DatabaseInfo),
-    Failed(String),
-}
-
-/// Connects to a database and asks it what the sync needs (reachable, TLS, may create).
-pub(crate) async fn test_database(url: &DatabaseUrl, schema: &str) -> Result<DatabaseInfo, String> {
-    let dest = cls_destination::connect(url, schema)
-        .await
-        .map_err(|e| e.to_string())?;
-    dest.check().await.map_err(|e| e.to_string())
-}
+/// What Test Connection found in a database, or why it could not ask.
+type Tested = Result<DatabaseCheck, DatabaseCheckError>;
 
 /// Test Connection's database half, in words.
-pub(crate) fn database_view(result: &Result<DatabaseInfo, String>) -> Markup {
-    match result {
-        Ok(info) => tested_view(&Tested::Reached(info.clone())),
-        Err(e) => tested_view(&Tested::Failed(e.clone())),
-    }
-}
-
-fn tested_view(t: &Tested) -> Markup {
-    match t {
-        Tested::Failed(e) => html! {
+pub(crate) fn database_view(tested: &Tested) -> Markup {
+    match tested {
+        Err(e) => html! {
             div.check role="status" {
                 p { (mark(false)) " " (e) }
             }
         },
-        Tested::Reached(info) => html! {
+        Ok(DatabaseCheck {
+            info,
+            create_tables_sql,
+        }) => html! {
             div.check role="status" {
                 p { (mark(true)) " Reached " (info.kind) " " (info.server_version) }
                 p { (mark(true)) " TLS " (if info.tls { "in use" } else { "not in use" }) }
                 p { (mark(info.can_create)) " Can create the schema \"" (info.schema) "\" and its tables"
                     @if !info.can_create { ": grant CREATE on the database, or run the SQL shown in the configuration wizard by hand" } }
+                @if let Some(sql) = create_tables_sql {
+                    details {
+                        summary { "The SQL to run by hand" }
+                        pre.sql { code { (sql) } }
+                    }
+                }
             }
         },
     }
@@ -162,7 +156,7 @@ fn form_view(
             label for="schema" { "Schema" }
             input #schema name="schema" type="text" value=(schema) pattern="[a-z_][a-z0-9_]*";
             p.hint { "PostgreSQL only: the tables go into this schema. SQLite ignores it." }
-            @if let Some(t) = tested { (tested_view(t)) }
+            @if let Some(t) = tested { (database_view(t)) }
             div.actions {
                 button type="submit" name="action" value="test" { "Test connection" }
                 button.primary type="submit" name="action" value="save" { "Save project" }
@@ -331,10 +325,8 @@ async fn submit(
                 StatusCode::BAD_REQUEST,
             ));
         };
-        let tested = match test_database(&target, &schema).await {
-            Ok(info) => Tested::Reached(info),
-            Err(e) => Tested::Failed(e),
-        };
+        let limit = TimeLimits::default().database;
+        let tested = check_database(&target, &schema, &[], limit).await;
         return Ok(render(
             &form,
             kept_masked(&url),

@@ -8,7 +8,7 @@ use chrono::Utc;
 use cls_control::{ConfigurationId, PageRequest, RunId, SyncRun};
 use maud::{html, Markup};
 
-use super::configurations::{progress_of, progress_view, totals, Progress};
+use super::configurations::{progress_of, progress_view, Progress};
 use super::shell;
 use crate::auth::Session;
 use crate::chart;
@@ -19,14 +19,8 @@ use crate::DashboardState;
 /// Runs shown in the history.
 const HISTORY_LEN: u64 = 100;
 
-fn duration(run: &SyncRun) -> Option<f64> {
-    let start = run.started_at?;
-    let end = run.ended_at?;
-    Some((end - start).num_milliseconds().max(0) as f64 / 1000.0)
-}
-
 fn duration_text(run: &SyncRun) -> String {
-    match duration(run) {
+    match run.duration().map(|d| d.as_secs_f64()) {
         Some(s) if s < 60.0 => format!("{s:.1} s"),
         Some(s) => format!("{}m {:02}s", (s / 60.0) as u64, (s as u64) % 60),
         None if run.started_at.is_some() => "running".into(),
@@ -57,8 +51,8 @@ pub(crate) async fn history(
         .rev()
         .map(|r| chart::Point {
             label: r.id.to_string(),
-            objects: totals(&r.stats).objects,
-            seconds: duration(r),
+            objects: r.totals().objects,
+            seconds: r.duration().map(|d| d.as_secs_f64()),
         })
         .collect();
     let body = html! {
@@ -76,7 +70,7 @@ pub(crate) async fn history(
                     } }
                     tbody {
                         @for r in &runs.items {
-                            @let t = totals(&r.stats);
+                            @let t = r.totals();
                             tr {
                                 td { a href={ "/runs/" (r.id) } { "#" (r.id) } }
                                 td { (badge(r.status.as_str())) }
@@ -116,7 +110,7 @@ pub(crate) async fn show(
     let run = store.run(RunId(id)).await?;
     let c = store.configuration(run.configuration_id).await?;
     let live = !run.status.is_finished();
-    let t = totals(&run.stats);
+    let t = run.totals();
     let body = html! {
         p.crumbs {
             a href={ "/configurations/" (c.id) } { (c.name) } " › "

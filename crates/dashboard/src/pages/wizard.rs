@@ -11,9 +11,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
 use axum_extra::extract::Form;
 use cls_catalog::{DataType, CATALOG};
-use cls_control::{NewConfiguration, Project, ProjectId};
-use cls_engine::{check_stripe, StripeCheck};
-use cls_stripe::{ApiKey, ClientConfig, StripeClient};
+use cls_control::{check_key, NewConfiguration, Project, ProjectId, StripeCheckError, TimeLimits};
+use cls_engine::StripeCheck;
+use cls_stripe::ApiKey;
 use maud::{html, Markup};
 use serde::Deserialize;
 
@@ -254,24 +254,18 @@ pub(crate) struct KeyForm {
     key: String,
 }
 
-/// Test Connection, Stripe side, with the dashboard's Stripe API base.
-pub(crate) async fn run_check(
+/// Test Connection, Stripe side, for a pasted key: through the dashboard's Stripe API base.
+async fn check_pasted_key(
     state: &DashboardState,
     key: &ApiKey,
     types: &[&'static DataType],
-) -> Result<StripeCheck, String> {
-    let mut config = ClientConfig::default();
-    if let Some(base) = &state.default_stripe_api_base {
-        config.api_base = base.clone();
-    }
-    let client = StripeClient::new(key.clone(), config).map_err(|e| e.to_string())?;
-    check_stripe(&client, types)
-        .await
-        .map_err(|e| e.to_string())
+) -> Result<StripeCheck, StripeCheckError> {
+    let limit = TimeLimits::default().stripe;
+    check_key(key, state.default_stripe_api_base.as_ref(), types, limit).await
 }
 
 /// The Test Connection result, one line per data type.
-pub(crate) fn check_view(result: &Result<StripeCheck, String>) -> Markup {
+pub(crate) fn check_view<E: std::fmt::Display>(result: &Result<StripeCheck, E>) -> Markup {
     match result {
         Err(e) => html! {
             div.check role="status" { p { (mark(false)) " " (e) } }
@@ -384,7 +378,7 @@ pub(crate) async fn key_submit(
         }
     };
     let types = draft(&state, &session).types;
-    let result = run_check(&state, &key, &types).await;
+    let result = check_pasted_key(&state, &key, &types).await;
     state.drafts.with(&session.id, |d| {
         d.wizard.key = Some(key);
         d.wizard.check = Some(result);
@@ -401,7 +395,7 @@ pub(crate) async fn check_submit(
     let Some(key) = d.key else {
         return Redirect::to("/configurations/new/key").into_response();
     };
-    let result = run_check(&state, &key, &d.types).await;
+    let result = check_pasted_key(&state, &key, &d.types).await;
     state
         .drafts
         .with(&session.id, |d| d.wizard.check = Some(result));
@@ -641,7 +635,7 @@ mod tests {
                 },
             ],
         };
-        let html = check_view(&Ok(check)).into_string();
+        let html = check_view(&Ok::<_, String>(check)).into_string();
         assert!(!html.contains("<script>"), "{html}");
         assert!(!html.contains("<b>1"), "{html}");
         assert!(
@@ -650,7 +644,8 @@ mod tests {
         );
         assert!(html.contains("rak_charge_read"), "{html}");
         assert!(html.contains("<strong>Charges</strong> to Read"), "{html}");
-        let failed = check_view(&Err("<img src=x onerror=alert(1)>".into())).into_string();
+        let failed =
+            check_view(&Err::<StripeCheck, _>("<img src=x onerror=alert(1)>")).into_string();
         assert!(!failed.contains("<img"), "{failed}");
     }
 
