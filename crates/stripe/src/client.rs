@@ -21,7 +21,7 @@ use url::Url;
 
 use crate::error::{error_from_response, parse_error_body, scrub, StripeError};
 use crate::key::{ApiKey, Mode};
-use crate::limiter::{normalize_endpoint, Adaptation, RateBudget};
+use crate::limiter::{gate_key, Adaptation, RateBudget};
 use crate::retry::{next_delay, RetryPolicy, RetrySignal};
 
 /// Stripe's API.
@@ -392,7 +392,8 @@ impl StripeClient {
             }
             None => None,
         };
-        let endpoint = normalize_endpoint(path);
+        // Connect: requests for connected accounts wait at the platform's gates (see gate_key).
+        let endpoint = gate_key(self.account.as_deref(), path);
         let started = tokio::time::Instant::now();
         let mut retries_done = 0u32;
         loop {

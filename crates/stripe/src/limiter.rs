@@ -67,6 +67,28 @@ pub fn normalize_endpoint(path: &str) -> String {
     out
 }
 
+/// The key of the gate an attempt waits at: a request on `path` made for `stripe_account`
+/// (the `Stripe-Account` header; `None` for the key's own account).
+///
+/// Connect. Stripe: "rate limits are measured in API requests per second, per Stripe
+/// account. The global rate limit applies to total API usage per account, while some
+/// endpoints have additional limits of their own" (<https://docs.stripe.com/rate-limits>);
+/// its Connect guide adds only that "Stripe has established rate limits and allocations for
+/// API endpoints" (<https://docs.stripe.com/connect/authentication>). Neither says whether a
+/// request a platform makes with `Stripe-Account` counts against the platform's limits, the
+/// connected account's, or both. We take the conservative reading: it counts against the
+/// platform's. So the connected account is deliberately *not* part of the key: the platform
+/// and every connected account it reaches share one global gate and one gate per endpoint
+/// (every clone of a client, `with_account` included, shares one budget), and syncing N
+/// connected accounts never sends more than the platform's own limits allow. Whatever Stripe
+/// does, that stays within every reading (the connected account's own limits are the same
+/// figures and are never exceeded either). The emulator charges such a request to both
+/// accounts, the strictest reading on its side.
+pub fn gate_key(stripe_account: Option<&str>, path: &str) -> String {
+    let _shared_with_the_platform = stripe_account;
+    normalize_endpoint(path)
+}
+
 fn is_version_segment(segment: &str) -> bool {
     segment
         .strip_prefix('v')
@@ -333,6 +355,39 @@ mod tests {
         for (path, endpoint) in cases {
             assert_eq!(normalize_endpoint(path), endpoint, "{path}");
         }
+    }
+
+    #[test]
+    fn connected_accounts_share_the_platforms_gates() {
+        let platform = gate_key(None, "/v1/customers");
+        assert_eq!(platform, "/v1/customers");
+        assert_eq!(gate_key(Some("acct_1A"), "/v1/customers"), platform);
+        assert_eq!(gate_key(Some("acct_2B"), "/v1/customers"), platform);
+        assert_eq!(
+            gate_key(Some("acct_1A"), "/v1/invoices/in_1/lines"),
+            gate_key(None, "/v1/invoices/in_2/lines")
+        );
+        assert_ne!(gate_key(Some("acct_1A"), "/v1/invoices"), platform);
+    }
+
+    /// Requests for two connected accounts and the platform itself, on one endpoint, are paced
+    /// as one stream: 20 req/s in all, not 20 req/s each.
+    #[tokio::test]
+    async fn requests_for_connected_accounts_wait_at_the_platforms_rate() {
+        let budget = RateBudget::new(1000, 20, quick());
+        let accounts = [None, Some("acct_1A"), Some("acct_2B")];
+        let started = std::time::Instant::now();
+        // A burst of 4 (a fifth of 20), then one cell every 50 ms: 12 requests ≥ 400 ms.
+        for i in 0..12 {
+            budget
+                .acquire(&gate_key(accounts[i % 3], "/v1/customers"))
+                .await;
+        }
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_millis(380),
+            "12 requests at 20 req/s take 0.4 s whoever they are for: {waited:?}"
+        );
     }
 
     #[test]
