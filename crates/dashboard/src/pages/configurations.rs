@@ -18,7 +18,10 @@ use serde::{Deserialize, Serialize};
 
 use super::projects::database_view;
 use super::wizard::{check_view, key_input};
-use super::{all_configurations, latest_run, shell};
+use super::{
+    all_configurations, confirm_delete_view, first_schedule, latest_run, shell, toggle_form,
+    ActiveForm,
+};
 use crate::auth::Session;
 use crate::error::PageResult;
 use crate::layout::{self, badge, button_form, csrf, Nav};
@@ -274,11 +277,7 @@ fn schedule_view(session: &Session, c: &Configuration, s: Option<&Schedule>) -> 
             }
             @if let Some(s) = s {
                 div.actions {
-                    form.inline method="post" action={ "/configurations/" (c.id) "/schedule/active" } {
-                        (csrf(session))
-                        input type="hidden" name="active" value=(if s.active { "false" } else { "true" });
-                        button type="submit" { (if s.active { "Pause schedule" } else { "Resume schedule" }) }
-                    }
+                    (toggle_form(session, &format!("/configurations/{}/schedule/active", c.id), s.active, "Pause schedule", "Resume schedule"))
                     (button_form(session, &format!("/configurations/{}/schedule/delete", c.id), "Remove schedule", "danger"))
                 }
             }
@@ -295,10 +294,7 @@ pub(crate) async fn show(
     let store = state.store.as_ref();
     let c = store.configuration(ConfigurationId(id)).await?;
     let project = store.project(c.project_id).await?;
-    let schedules = store
-        .list_schedules(Some(c.id), PageRequest::default())
-        .await?
-        .items;
+    let schedule = first_schedule(store, c.id).await?;
     let (current, previous, runs) = current_and_previous(store, c.id).await?;
     let live = current.is_some();
     let progress = progress_of(
@@ -327,7 +323,7 @@ pub(crate) async fn show(
                 (if runs.len() == 1 { " run)" } else { " runs)" })
             } }
         }
-        (schedule_view(&session, &c, schedules.first()))
+        (schedule_view(&session, &c, schedule.as_ref()))
         section.card {
             h2 { "Rotate the Stripe key" }
             p { "Paste the new key: it is tested, then replaces " span.mono { (c.key_masked) } ". Data types and tables stay as they are." }
@@ -341,11 +337,7 @@ pub(crate) async fn show(
         section.card {
             h2 { "Switch on or off, delete" }
             div.actions {
-                form.inline method="post" action={ "/configurations/" (c.id) "/active" } {
-                    (csrf(&session))
-                    input type="hidden" name="active" value=(if c.active { "false" } else { "true" });
-                    button type="submit" { (if c.active { "Deactivate" } else { "Activate" }) }
-                }
+                (toggle_form(&session, &format!("/configurations/{}/active", c.id), c.active, "Deactivate", "Activate"))
                 a.button.danger href={ "/configurations/" (c.id) "/delete" } { "Delete…" }
             }
         }
@@ -439,11 +431,7 @@ pub(crate) async fn save_schedule(
             return Ok(Redirect::to(&format!("/configurations/{id}")));
         }
     };
-    let existing = store
-        .list_schedules(Some(c.id), PageRequest::default())
-        .await?
-        .items;
-    let s = match existing.first() {
+    let s = match first_schedule(store, c.id).await? {
         Some(s) => {
             store
                 .update_schedule(
@@ -474,13 +462,6 @@ pub(crate) async fn save_schedule(
     Ok(Redirect::to(&format!("/configurations/{id}")))
 }
 
-/// A toggle's field.
-#[derive(Debug, Deserialize)]
-pub(crate) struct ActiveForm {
-    /// Switch on (`true`) or off.
-    active: bool,
-}
-
 /// `POST /configurations/{id}/schedule/active`: pause or resume.
 pub(crate) async fn schedule_active(
     State(state): State<DashboardState>,
@@ -490,11 +471,7 @@ pub(crate) async fn schedule_active(
 ) -> PageResult<Redirect> {
     let store = state.store.as_ref();
     let c = store.configuration(ConfigurationId(id)).await?;
-    let existing = store
-        .list_schedules(Some(c.id), PageRequest::default())
-        .await?
-        .items;
-    if let Some(s) = existing.first() {
+    if let Some(s) = first_schedule(store, c.id).await? {
         store
             .update_schedule(
                 s.id,
@@ -522,12 +499,18 @@ pub(crate) async fn delete_schedule(
 ) -> PageResult<Redirect> {
     let store = state.store.as_ref();
     let c = store.configuration(ConfigurationId(id)).await?;
-    for s in store
-        .list_schedules(Some(c.id), PageRequest::default())
-        .await?
-        .items
-    {
-        store.delete_schedule(s.id).await?;
+    // Every page of them: the API may have added more than one.
+    loop {
+        let page = store
+            .list_schedules(Some(c.id), PageRequest::default())
+            .await?
+            .items;
+        if page.is_empty() {
+            break;
+        }
+        for s in page {
+            store.delete_schedule(s.id).await?;
+        }
     }
     state.drafts.notice(
         &session.id,
@@ -786,16 +769,9 @@ pub(crate) async fn confirm_delete(
     Path(id): Path<i64>,
 ) -> PageResult<Markup> {
     let c = state.store.configuration(ConfigurationId(id)).await?;
-    let body = html! {
-        h1 { "Delete configuration \"" (c.name) "\"?" }
-        div.card.danger-zone {
-            p { "This deletes the configuration, its schedule and its sync history from Codeless Sync. The tables already written in your database are left as they are." }
-            div.actions {
-                (button_form(&session, &format!("/configurations/{}/delete", c.id), "Delete configuration", "danger"))
-                a.button href={ "/configurations/" (c.id) } { "Keep it" }
-            }
-        }
-    };
+    let consequences = html! { "This deletes the configuration, its schedule and its sync history from Codeless Sync. The tables already written in your database are left as they are." };
+    let url = format!("/configurations/{}", c.id);
+    let body = confirm_delete_view(&session, "configuration", &c.name, &url, consequences);
     Ok(layout::page(
         shell(
             &state,

@@ -9,12 +9,16 @@ pub(crate) mod wizard;
 
 use axum::extract::State;
 use axum::Extension;
-use cls_control::{Configuration, PageRequest, Project, ProjectId, Store, StoreError, SyncRun};
+use cls_control::{
+    Configuration, ConfigurationId, PageRequest, Project, ProjectId, Schedule, Store, StoreError,
+    SyncRun,
+};
 use maud::{html, Markup};
+use serde::Deserialize;
 
 use crate::auth::Session;
 use crate::error::PageResult;
-use crate::layout::{self, Nav, Shell};
+use crate::layout::{self, button_form, csrf, Nav, Shell};
 use crate::DashboardState;
 
 /// The shell of a signed-in page, taking the session's pending notice.
@@ -59,6 +63,71 @@ pub(crate) async fn all_configurations(
         )
         .await?
         .items)
+}
+
+/// A configuration's schedule: the dashboard edits one (the API may add more; the first is
+/// shown).
+pub(crate) async fn first_schedule(
+    store: &dyn Store,
+    configuration: ConfigurationId,
+) -> Result<Option<Schedule>, StoreError> {
+    let first = PageRequest {
+        offset: 0,
+        limit: 1,
+    };
+    Ok(store
+        .list_schedules(Some(configuration), first)
+        .await?
+        .items
+        .into_iter()
+        .next())
+}
+
+/// The field of a switch ([`toggle_form`]).
+#[derive(Debug, Deserialize)]
+pub(crate) struct ActiveForm {
+    /// Switch on (`true`) or off.
+    pub active: bool,
+}
+
+/// A switch: a form posting `active` = the opposite of `active` to `action`; its button
+/// says what pressing it does (`turn_off` while on, `turn_on` while off).
+pub(crate) fn toggle_form(
+    session: &Session,
+    action: &str,
+    active: bool,
+    turn_off: &str,
+    turn_on: &str,
+) -> Markup {
+    html! {
+        form.inline method="post" action=(action) {
+            (csrf(session))
+            input type="hidden" name="active" value=(if active { "false" } else { "true" });
+            button type="submit" { (if active { turn_off } else { turn_on }) }
+        }
+    }
+}
+
+/// The confirmation step before deleting the `what` (`project`, `configuration`) named
+/// `name` whose page is `url`: what goes with it, then Delete (posting to `{url}/delete`)
+/// or Keep it (back to `url`).
+pub(crate) fn confirm_delete_view(
+    session: &Session,
+    what: &str,
+    name: &str,
+    url: &str,
+    consequences: Markup,
+) -> Markup {
+    html! {
+        h1 { "Delete " (what) " \"" (name) "\"?" }
+        div.card.danger-zone {
+            p { (consequences) }
+            div.actions {
+                (button_form(session, &format!("{url}/delete"), &format!("Delete {what}"), "danger"))
+                a.button href=(url) { "Keep it" }
+            }
+        }
+    }
 }
 
 /// A configuration's latest run, if any.

@@ -16,11 +16,13 @@ use cls_destination::{DatabaseKind, DatabaseUrl};
 use maud::{html, Markup};
 use serde::Deserialize;
 
-use super::{all_configurations, all_projects, shell};
+use super::{
+    all_configurations, all_projects, confirm_delete_view, shell, toggle_form, ActiveForm,
+};
 use crate::auth::Session;
 use crate::drafts::PendingUrl;
 use crate::error::PageResult;
-use crate::layout::{self, button_form, csrf, mark, Nav};
+use crate::layout::{self, csrf, mark, Nav};
 use crate::DashboardState;
 
 /// The kinds offered, with the hint shown for each: `(value, label, hint)`.
@@ -65,13 +67,6 @@ pub(crate) struct ProjectForm {
     /// `test` or `save`.
     #[serde(default)]
     action: String,
-}
-
-/// The toggle form.
-#[derive(Debug, Deserialize)]
-pub(crate) struct ActiveForm {
-    /// Switch on (`true`) or off.
-    active: bool,
 }
 
 /// What Test Connection found in a database, or why it could not ask.
@@ -427,11 +422,7 @@ pub(crate) async fn edit_form(
         (form_view(&session, &action, &form, Some(p.database_url.masked()), None, None))
         h2 { "Switch on or off, delete" }
         div.actions {
-            form.inline method="post" action={ "/projects/" (p.id) "/active" } {
-                (csrf(&session))
-                input type="hidden" name="active" value=(if p.active { "false" } else { "true" });
-                button type="submit" { (if p.active { "Deactivate" } else { "Activate" }) }
-            }
+            (toggle_form(&session, &format!("/projects/{}/active", p.id), p.active, "Deactivate", "Activate"))
             a.button.danger href={ "/projects/" (p.id) "/delete" } { "Delete…" }
         }
     };
@@ -489,16 +480,9 @@ pub(crate) async fn confirm_delete(
     let store = state.store.as_ref();
     let p = store.project(ProjectId(id)).await?;
     let n = all_configurations(store, Some(p.id)).await?.len();
-    let body = html! {
-        h1 { "Delete project \"" (p.name) "\"?" }
-        div.card.danger-zone {
-            p { "This deletes the project, its " (n) " configuration(s), their schedules and sync history from Codeless Sync. The tables already written in your database are left as they are." }
-            div.actions {
-                (button_form(&session, &format!("/projects/{}/delete", p.id), "Delete project", "danger"))
-                a.button href={ "/projects/" (p.id) } { "Keep it" }
-            }
-        }
-    };
+    let consequences = html! { "This deletes the project, its " (n) " configuration(s), their schedules and sync history from Codeless Sync. The tables already written in your database are left as they are." };
+    let url = format!("/projects/{}", p.id);
+    let body = confirm_delete_view(&session, "project", &p.name, &url, consequences);
     Ok(layout::page(
         shell(&state, &session, "Delete project", Nav::Projects),
         body,
