@@ -22,7 +22,7 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::backfill::{backfill_stream, Pacer};
-use crate::cursor::{latest_events_cursor, store_cursor, EventsCursor};
+use crate::cursor::{latest_events_cursor, load_cursor, store_cursor, EventsCursor};
 use crate::plan::{backfill_start, plan_streams, BackfillStart, Stream};
 use crate::report::{Progress, RunStatus, SyncReport, TypeReport, TypeStatus};
 
@@ -500,20 +500,15 @@ pub async fn run_full_sync(
                     None
                 }
             };
-            // The range ends after the second the cursor was read in (on either clock): every
-            // object created before the cursor's event is in it; later ones are also replayed
-            // from the events, which is harmless.
-            let read_at = chrono::Utc::now().timestamp();
-            let end = options
-                .now
-                .unwrap_or_else(|| read_at.max(cursor.as_ref().map_or(read_at, |c| c.created)) + 1);
+            let end = range_end(
+                options.now,
+                chrono::Utc::now().timestamp(),
+                cursor.as_ref().map(|c| c.created),
+            );
+            let stored = load_cursor(dest.as_ref(), &account.id).await?;
+            let (version, cursor) = backfill_position(cursor, stored.as_ref(), now_ms);
             let run = RunState {
-                // On Stripe's clock (the cursor's second), so the events after the cursor
-                // outrank what this backfill reads: see `crate::events` for why.
-                version: crate::events::backfill_version(
-                    cursor.as_ref().map(|c| c.created),
-                    now_ms,
-                ),
+                version,
                 end,
                 cursor,
                 streams: plan_streams(&options.types)
@@ -679,6 +674,47 @@ pub async fn run_full_sync(
     Ok(report)
 }
 
+/// The version a fresh full sync's rows carry, and the cursor it stores when it completes.
+///
+/// On Stripe's clock (the cursor's second `S`), so the events after the cursor outrank what
+/// this backfill reads: see `crate::events` for why. Usually that is `S * 1_000_000 - 1`. But
+/// when an earlier run already applied events of that very second (the stored cursor is in
+/// second `S`, at rank `r`), its rows carry versions up to `S * 1_000_000 + r`: a backfill
+/// below them could neither update those rows nor mark deleted the objects deleted since, and
+/// would still say it succeeded. The backfill then takes rank `r + 1` of second `S`, and so does
+/// its cursor, so the events the next run replays after it (ranks from `r + 2`) still win.
+fn backfill_position(
+    cursor: Option<EventsCursor>,
+    stored: Option<&EventsCursor>,
+    now_ms: i64,
+) -> (i64, Option<EventsCursor>) {
+    match cursor {
+        Some(mut c) => match stored.filter(|s| s.created == c.created) {
+            Some(s) => {
+                c.rank = s.rank.saturating_add(1).min(crate::events::MAX_RANK);
+                (crate::events::event_version(c.created, c.rank), Some(c))
+            }
+            None => (
+                crate::events::backfill_version(Some(c.created), now_ms),
+                Some(c),
+            ),
+        },
+        None => (crate::events::backfill_version(None, now_ms), None),
+    }
+}
+
+/// Where a fresh full sync's `created` range ends (exclusive): after the second the events
+/// cursor was read in, on either clock. Every object created before the cursor's event is in
+/// the range; later ones are also replayed from the events, which is harmless. A `now` (the
+/// caller's clock) behind Stripe's never ends the range before the cursor: the objects in
+/// between would be neither walked now nor replayed later (their events precede the cursor),
+/// and the reconciliation would mark rows of them deleted — a "succeeded" run with data
+/// missing.
+fn range_end(now: Option<i64>, read_at: i64, cursor_created: Option<i64>) -> i64 {
+    let clock = now.unwrap_or(read_at + 1);
+    cursor_created.map_or(clock, |c| clock.max(c + 1))
+}
+
 fn type_report(
     ctx: &RunCtx,
     t: &'static DataType,
@@ -745,6 +781,45 @@ mod tests {
         assert_eq!(account_in_message(m).as_deref(), Some("acct_1Nuz9"));
         assert_eq!(account_in_message("no account here"), None);
         assert_eq!(account_in_message("account 'acct_'"), None);
+    }
+
+    #[test]
+    fn the_range_reaches_the_events_cursor_whatever_the_clock() {
+        // The real clock: after the later of the read and the cursor.
+        assert_eq!(range_end(None, 1_000, Some(900)), 1_001);
+        assert_eq!(range_end(None, 1_000, Some(1_200)), 1_201);
+        assert_eq!(range_end(None, 1_000, None), 1_001);
+        // A caller's clock ahead of Stripe's is kept as given.
+        assert_eq!(range_end(Some(5_000), 1_000, Some(1_200)), 5_000);
+        // Behind Stripe's (jumped back): the range still reaches the cursor.
+        assert_eq!(range_end(Some(700), 1_000, Some(1_200)), 1_201);
+        assert_eq!(range_end(Some(700), 1_000, None), 700);
+    }
+
+    #[test]
+    fn a_backfill_outranks_the_events_already_applied_in_its_cursor_second() {
+        let at = |created: i64, rank: u32| EventsCursor {
+            event_id: Some("evt_1".into()),
+            created,
+            types: vec![],
+            rank,
+        };
+        // Usually just below the cursor's second.
+        let (v, c) = backfill_position(Some(at(100, 0)), Some(&at(90, 7)), 5);
+        assert_eq!(v, 100 * 1_000_000 - 1);
+        assert_eq!(c.map(|c| c.rank), Some(0));
+        let (v, _) = backfill_position(Some(at(100, 0)), None, 5);
+        assert_eq!(v, 100 * 1_000_000 - 1);
+        // An earlier run applied second 100 up to rank 7: the backfill's rows outrank them,
+        // and the events after its cursor outrank the backfill.
+        let (v, c) = backfill_position(Some(at(100, 0)), Some(&at(100, 7)), 5);
+        assert_eq!(v, crate::events::event_version(100, 8));
+        assert!(v > crate::events::event_version(100, 7));
+        let c = c.expect("a cursor");
+        let next = crate::events::Sequencer::after(c.created, c.rank).next(100);
+        assert!(crate::events::event_version(100, next) > v);
+        // No events permission: the local clock.
+        assert_eq!(backfill_position(None, Some(&at(100, 7)), 5).0, 5_000);
     }
 
     #[test]
