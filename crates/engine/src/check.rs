@@ -1,5 +1,5 @@
-//! Test Connection, Stripe side: is the key valid, whose account is it, and which of the chosen
-//! data types can it read.
+//! Test Connection, Stripe side: is the key valid, whose account is it, which of the chosen
+//! data types can it read, and which connected accounts (Stripe Connect) can it reach.
 //!
 //! Each data type is probed with the cheapest request that needs its permission: one object of
 //! its list (`limit=1`). A child list needs a parent id, so it is probed on the first parent
@@ -46,6 +46,21 @@ pub struct StripeCheck {
     pub account_name: Option<String>,
     /// Per chosen data type, in catalog order.
     pub types: Vec<TypeAccess>,
+    /// Stripe Connect: the connected accounts the key can reach (what a sync with connected
+    /// accounts would copy besides the key's own account).
+    pub connected: ConnectedAccess,
+}
+
+/// The connected accounts a key can reach, as Test Connection reports them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ConnectedAccess {
+    /// Every connected account `/v1/accounts` lists (none for an account that is not a
+    /// platform).
+    pub accounts: Vec<crate::connect::ConnectedAccount>,
+    /// Why they could not be listed, when they could not, and what to do. Only matters when
+    /// connected accounts are to be synced; the key's own account is unaffected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl StripeCheck {
@@ -137,6 +152,19 @@ pub async fn check_stripe(
             results.insert(top.name, r);
         }
     }
+    let connected = match crate::connect::list_connected_accounts(client, &counters).await {
+        Ok(accounts) => ConnectedAccess {
+            accounts,
+            error: None,
+        },
+        Err(e) => ConnectedAccess {
+            accounts: Vec::new(),
+            error: Some(format!(
+                "the connected accounts could not be listed ({e}); to sync them, use a key of \
+                 the Connect platform that may read connected accounts"
+            )),
+        },
+    };
     let mut out = Vec::new();
     for t in types {
         let Some(p) = t.parent else {
@@ -165,5 +193,6 @@ pub async fn check_stripe(
         account_id,
         account_name,
         types: out,
+        connected,
     })
 }

@@ -6,10 +6,12 @@
 //! - [`events`]: what one Stripe event does to the tables and the version it writes with (pure);
 //! - [`incremental`]: following the events feed from the stored cursor, and the apply path
 //!   shared with webhooks;
-//! - [`report`]: progress events and the per-data-type summary.
+//! - [`report`]: progress events and the per-data-type summary;
+//! - [`connect`]: Stripe Connect — a platform's run that also copies each connected account.
 
 pub mod backfill;
 pub mod check;
+pub mod connect;
 pub mod cursor;
 pub mod events;
 pub mod incremental;
@@ -17,7 +19,10 @@ pub mod plan;
 pub mod report;
 pub mod run;
 
-pub use check::{check_stripe, StripeCheck, TypeAccess};
+pub use check::{check_stripe, ConnectedAccess, StripeCheck, TypeAccess};
+pub use connect::{
+    list_connected_accounts, run_sync_with_connected, ConnectReport, ConnectedAccount,
+};
 pub use cursor::{load_cursor, store_cursor, EventsCursor, EVENTS_CURSOR_KEY};
 pub use events::{backfill_version, event_version, EventSource, Sequencer, SkipReason};
 pub use incremental::{

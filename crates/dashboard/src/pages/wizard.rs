@@ -634,6 +634,7 @@ mod tests {
                     error: Some("<img src=x onerror=alert(1)>".into()),
                 },
             ],
+            connected: Default::default(),
         };
         let html = check_view(&Ok::<_, String>(check)).into_string();
         assert!(!html.contains("<script>"), "{html}");
