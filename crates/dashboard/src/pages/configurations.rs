@@ -30,6 +30,12 @@ use crate::DashboardState;
 /// Runs read to find the current one and the last finished one.
 const RECENT_RUNS: u64 = 20;
 
+/// Whether a configuration syncs, in words: `active`, or why it is paused.
+fn state_text(c: &Configuration) -> String {
+    c.paused()
+        .map_or_else(|| "active".to_string(), |p| p.to_string())
+}
+
 /// Configurations with their latest run, as a table.
 pub(crate) fn table(rows: &[(&Configuration, Option<SyncRun>)]) -> Markup {
     html! {
@@ -42,7 +48,7 @@ pub(crate) fn table(rows: &[(&Configuration, Option<SyncRun>)]) -> Markup {
                             td { a href={ "/configurations/" (c.id) } { (c.name) } }
                             td.mono { (c.key_masked) }
                             td { (c.data_types.len()) }
-                            td { @match c.paused() { Some(p) => { (p.to_string()) }, None => { "active" } } }
+                            td { (state_text(c)) }
                             td { @match run {
                                 Some(r) => { a href={ "/runs/" (r.id) } { (badge(r.status.as_str())) } " " (r.created_at.format("%Y-%m-%d %H:%M")) }
                                 None => { span.muted { "never synced" } }
@@ -312,7 +318,7 @@ pub(crate) async fn show(
             dt { "Project" } dd { a href={ "/projects/" (project.id) } { (project.name) } " " span.mono.muted { (project.database_url.masked()) } }
             dt { "Stripe key" } dd { span.mono { (c.key_masked) } " (" (c.key_kind) ", " (c.key_mode) " mode)" }
             dt { "Data types" } dd { (c.data_types.join(", ")) }
-            dt { "State" } dd { @match c.paused() { Some(p) => { (p.to_string()) }, None => { "active" } } }
+            dt { "State" } dd { (state_text(&c)) }
         }
         @if !runs.is_empty() {
             (progress_view(&format!("/configurations/{}/progress", c.id), &progress))
