@@ -149,8 +149,12 @@ pub fn verify(
         // `verify_slice` compares in constant time.
         .find(|sig| mac.clone().verify_slice(sig).is_ok())
         .ok_or(SignatureError::Mismatch)?;
-    let age = now - header.timestamp;
-    if age.abs() > tolerance {
+    // `t` is whatever the sender wrote: `now - t` can overflow i64 (a panic in debug builds;
+    // in release it wrapped, and t = now + i64::MIN came out as an age of i64::MIN, whose
+    // `abs()` stays negative: accepted). Found by fuzzing; computed in i128 instead.
+    let age = i128::from(now) - i128::from(header.timestamp);
+    if age.abs() > i128::from(tolerance) {
+        let age = i64::try_from(age).unwrap_or(if age < 0 { i64::MIN } else { i64::MAX });
         return Err(SignatureError::OutsideTolerance { age, tolerance });
     }
     Ok(Verified {
@@ -186,7 +190,7 @@ impl ReplayGuard {
         if self
             .seen
             .get(&v.signature)
-            .is_some_and(|t| now - *t <= tolerance)
+            .is_some_and(|t| now.saturating_sub(*t) <= tolerance)
         {
             return Err(SignatureError::Replayed);
         }
@@ -196,7 +200,7 @@ impl ReplayGuard {
     /// Remembers `v` as accepted. Called once its event is stored: a delivery that failed
     /// (database down → 500) may be retried with the same signature.
     pub fn accept(&mut self, v: &Verified, now: i64, tolerance: i64) {
-        self.seen.retain(|_, t| now - *t <= tolerance);
+        self.seen.retain(|_, t| now.saturating_sub(*t) <= tolerance);
         self.seen.insert(v.signature.clone(), v.timestamp);
     }
 }
@@ -250,6 +254,34 @@ mod tests {
             Err(SignatureError::OutsideTolerance { age: -301, .. })
         ));
         assert!(verify(BODY, Some(&header), &secret(), NOW + 300, 300).is_ok());
+    }
+
+    /// Regression (found by fuzzing): a genuine signature with an extreme `t` overflowed
+    /// `now - t`; one with t = now + i64::MIN was even accepted in release builds.
+    #[test]
+    fn extreme_timestamps_are_refused_without_overflow() {
+        for t in [
+            i64::MIN,
+            i64::MIN + 1,
+            NOW.wrapping_add(i64::MIN),
+            -1,
+            i64::MAX,
+        ] {
+            let header = sign(BODY, &secret(), t);
+            let got = verify(BODY, Some(&header), &secret(), NOW, 300);
+            assert!(
+                matches!(got, Err(SignatureError::OutsideTolerance { .. })),
+                "t={t}: {got:?}"
+            );
+        }
+        let header = sign(BODY, &secret(), i64::MIN);
+        assert_eq!(
+            verify(BODY, Some(&header), &secret(), i64::MAX, 300),
+            Err(SignatureError::OutsideTolerance {
+                age: i64::MAX,
+                tolerance: 300
+            })
+        );
     }
 
     #[test]
