@@ -154,7 +154,7 @@ impl ListPage {
         if let Some(object) = map.get("object") {
             if object != "list" {
                 return Err(StripeError::Decode {
-                    message: format!("expected a list object, got object {object}"),
+                    message: format!("expected a list object, got object {}", brief(object)),
                 });
             }
         }
@@ -183,6 +183,26 @@ impl ListPage {
             has_more,
             url,
         })
+    }
+}
+
+/// Longest part of an answer quoted in an error: messages go to logs and into a run's stored
+/// errors, so they must not grow with what a server sends.
+const QUOTE_CHARS: usize = 40;
+
+/// A JSON value named in an error: a short string quoted whole, anything else by its kind.
+fn brief(value: &Value) -> String {
+    match value {
+        Value::String(s) if s.chars().count() <= QUOTE_CHARS => format!("{s:?}"),
+        Value::String(s) => {
+            let head: String = s.chars().take(QUOTE_CHARS).collect();
+            format!("{head:?}… ({} characters)", s.chars().count())
+        }
+        Value::Null => "null".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::Array(_) => "(an array)".into(),
+        Value::Object(_) => "(an object)".into(),
     }
 }
 
@@ -625,6 +645,80 @@ mod tests {
                 Err(StripeError::Decode { .. })
             ));
         }
+    }
+
+    /// The decoder's bad-input catalogue: each case with its exact message, which never
+    /// grows with the answer (found by fuzzing: a huge `object` value was quoted whole).
+    #[test]
+    fn bad_list_pages_get_short_specific_messages() {
+        let huge = "x".repeat(100_000);
+        let cases = [
+            (serde_json::json!([]), "expected a list object, got something else"),
+            (serde_json::json!(null), "expected a list object, got something else"),
+            (serde_json::json!("list"), "expected a list object, got something else"),
+            (
+                serde_json::json!({"object": "customer", "has_more": false, "data": []}),
+                "expected a list object, got object \"customer\"",
+            ),
+            (
+                serde_json::json!({"object": huge, "has_more": false, "data": []}),
+                "expected a list object, got object \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"… (100000 characters)",
+            ),
+            (
+                serde_json::json!({"object": [huge], "has_more": false, "data": []}),
+                "expected a list object, got object (an array)",
+            ),
+            (
+                serde_json::json!({"object": {"a": 1}, "has_more": false, "data": []}),
+                "expected a list object, got object (an object)",
+            ),
+            (
+                serde_json::json!({"object": 7, "has_more": false, "data": []}),
+                "expected a list object, got object 7",
+            ),
+            (
+                serde_json::json!({"object": "list", "has_more": false}),
+                "the list has no `data` array",
+            ),
+            (
+                serde_json::json!({"object": "list", "has_more": false, "data": null}),
+                "the list has no `data` array",
+            ),
+            (
+                serde_json::json!({"object": "list", "data": []}),
+                "the list has no `has_more` flag",
+            ),
+            (
+                serde_json::json!({"object": "list", "has_more": "true", "data": []}),
+                "the list has no `has_more` flag",
+            ),
+            (
+                serde_json::json!({"object": "list", "has_more": 1, "data": []}),
+                "the list has no `has_more` flag",
+            ),
+        ];
+        for (page, want) in cases {
+            match ListPage::from_value(page, "/v1/customers") {
+                Err(StripeError::Decode { message }) => assert_eq!(message, want),
+                other => panic!("{want}: {other:?}"),
+            }
+        }
+        // Extra fields, a mistyped `url` and odd objects are kept as sent: the page's `data`
+        // is stored as Stripe gave it.
+        let page = ListPage::from_value(
+            serde_json::json!({"object": "list", "has_more": false, "url": 5, "extra": [1],
+                "data": [{"id": "cus_1", "object": "unicorn", "x": {"deep": [null]}}, 7]}),
+            "/v1/customers",
+        )
+        .expect("a list");
+        assert_eq!(page.url, "/v1/customers");
+        assert_eq!(
+            page.data,
+            vec![
+                serde_json::json!({"id": "cus_1", "object": "unicorn", "x": {"deep": [null]}}),
+                serde_json::json!(7)
+            ]
+        );
     }
 
     #[test]
