@@ -458,7 +458,7 @@ async fn write_chunk(
                 let total = ctx.count(child, objs.len() as u64);
                 let job = WriteJob::Rows {
                     data_type: child,
-                    rows: rows_from(objs, ctx.version),
+                    rows: rows_from(child, objs, ctx.version),
                     checkpoint: None,
                 };
                 if tx.send(job).await.is_err() {
@@ -483,7 +483,7 @@ async fn write_chunk(
     });
     let n = parents.len() as u64;
     let (data_type, rows) = if stream.store {
-        (stream.walk, rows_from(parents, ctx.version))
+        (stream.walk, rows_from(stream.walk, parents, ctx.version))
     } else {
         (stream.accounting_type(), Vec::new())
     };
@@ -507,18 +507,40 @@ async fn write_chunk(
     true
 }
 
-/// Turns objects into rows of one version; objects without an id cannot be stored.
-pub(crate) fn rows_from(objects: Vec<Value>, version: i64) -> Vec<Row> {
+/// Turns objects of `data_type`'s list into rows of one version. Objects without an id cannot
+/// be stored; objects whose `object` names another type (a list never mixes types, so a
+/// proxy or an API change is at work) would be stored as something they are not: both are
+/// left out with a warning.
+pub(crate) fn rows_from(data_type: &DataType, objects: Vec<Value>, version: i64) -> Vec<Row> {
     objects
         .into_iter()
         .filter_map(|object| {
-            let Some(id) = object.get("id").and_then(Value::as_str) else {
+            let Some(id) = object
+                .get("id")
+                .and_then(Value::as_str)
+                .filter(|id| !id.is_empty())
+            else {
                 tracing::warn!(
+                    data_type = data_type.name,
                     object = %object.get("object").unwrap_or(&serde_json::Value::Null),
                     "Stripe returned an object without an id; it cannot be stored"
                 );
                 return None;
             };
+            if let Some(other) = object
+                .get("object")
+                .and_then(Value::as_str)
+                .filter(|o| *o != data_type.object)
+            {
+                tracing::warn!(
+                    data_type = data_type.name,
+                    id,
+                    object = other,
+                    expected = data_type.object,
+                    "Stripe's list returned an object of another type; it is not stored"
+                );
+                return None;
+            }
             let id = id.to_string();
             Some(Row {
                 id,
@@ -597,13 +619,19 @@ mod tests {
     }
 
     #[test]
-    fn rows_keep_the_object_whole_and_skip_objects_without_id() {
+    fn rows_keep_the_object_whole_and_skip_objects_without_id_or_of_another_type() {
         let objs = vec![
-            serde_json::json!({"id": "cus_1", "object": "customer"}),
+            serde_json::json!({"id": "cus_1", "object": "customer", "extra": {"kept": [1]}}),
             serde_json::json!({"object": "customer"}),
+            serde_json::json!({"id": 7, "object": "customer"}),
+            serde_json::json!({"id": "", "object": "customer"}),
+            serde_json::json!({"id": "ch_1", "object": "charge"}),
+            serde_json::json!({"id": "uni_1", "object": "unicorn"}),
         ];
-        let rows = rows_from(objs, 42);
+        let customers = cls_catalog::find("customers").expect("in the catalog");
+        let rows = rows_from(customers, objs, 42);
         assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].object["extra"], serde_json::json!({"kept": [1]}));
         assert_eq!(rows[0].id, "cus_1");
         assert_eq!(rows[0].version, 42);
         assert_eq!(rows[0].object["object"], "customer");
