@@ -485,6 +485,16 @@ fn check_name(what: &str, name: &str) -> Result<String, StoreError> {
             reason: format!("the {what} name is empty: give it a name people will recognise"),
         });
     }
+    // PostgreSQL's `text` cannot hold NUL (the SQLite state could, so the two stores would
+    // disagree), and line breaks or escape codes garble logs, terminals and the dashboard.
+    if trimmed.chars().any(char::is_control) {
+        return Err(StoreError::Invalid {
+            field: "name",
+            reason: format!(
+                "the {what} name contains control characters (a line break, tab, NUL or terminal escape code): give it a name of plain text"
+            ),
+        });
+    }
     if trimmed.chars().count() > 200 {
         return Err(StoreError::Invalid {
             field: "name",
@@ -623,5 +633,26 @@ mod tests {
         assert!(check_schema("Stripe").is_err());
         assert!(check_schema("a;drop").is_err());
         assert!(check_schema("").is_err());
+    }
+
+    #[test]
+    fn names_keep_unicode_and_refuse_control_characters() {
+        for good in ["Entrepôt 🇫🇷", "مستودع", "倉庫", "<b>x</b> & 'y'"] {
+            assert_eq!(check_name("project", good).ok().as_deref(), Some(good));
+        }
+        for bad in [
+            "a\u{0}b",
+            "two\nlines",
+            "red \u{1b}[31m",
+            "tab\there",
+            "del\u{7f}",
+        ] {
+            let err = check_name("project", bad).err().map(|e| e.to_string());
+            assert!(
+                err.as_deref()
+                    .is_some_and(|e| e.contains("control characters")),
+                "{bad:?}: {err:?}"
+            );
+        }
     }
 }
