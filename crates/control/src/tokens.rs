@@ -89,8 +89,12 @@ pub(crate) async fn new_api_token() -> Result<NewApiToken, StoreError> {
     let mut bytes = [0u8; PREFIX_HEX_CHARS / 2];
     OsRng.fill_bytes(&mut bytes);
     let prefix = format!("{API_TOKEN_START}{}", hex::encode(bytes));
-    let secret = Alphanumeric.sample_string(&mut OsRng, SECRET_CHARS);
-    let token = SecretString::from(format!("{prefix}_{secret}"));
+    // Built in place inside the secret: no plain copy of the token outlives this function.
+    let mut text = String::with_capacity(prefix.len() + 1 + SECRET_CHARS);
+    text.push_str(&prefix);
+    text.push('_');
+    Alphanumeric.append_string(&mut OsRng, &mut text, SECRET_CHARS);
+    let token = SecretString::from(text);
     let hash = hash_secret(token.clone()).await?;
     Ok(NewApiToken {
         prefix,
@@ -382,9 +386,9 @@ fn dummy_hash() -> &'static str {
 
 /// A new session token and the SHA-256 (hex) stored for it.
 pub(crate) fn new_session_token() -> (SecretString, String) {
-    let token = Alphanumeric.sample_string(&mut OsRng, 43);
-    let hash = session_token_hash(&token);
-    (SecretString::from(token), hash)
+    let token = SecretString::from(Alphanumeric.sample_string(&mut OsRng, 43));
+    let hash = session_token_hash(token.expose_secret());
+    (token, hash)
 }
 
 /// The SHA-256 (hex) a session token is stored and looked up as.

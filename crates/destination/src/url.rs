@@ -226,4 +226,12 @@ mod tests {
             .to_string();
         assert!(!err.contains("topsecret"), "{err}");
     }
+
+    /// The URL (and so its password) is held in a type that zeroes it on drop (stops
+    /// compiling otherwise).
+    #[test]
+    fn the_url_is_held_where_it_is_zeroed_on_drop() {
+        fn zeroed_on_drop<T: zeroize::ZeroizeOnDrop + ?Sized>(_: &T) {}
+        zeroed_on_drop(&ok("postgres://app:s3cr3t@db.example.com/x").secret);
+    }
 }

@@ -317,6 +317,13 @@ mod tests {
         assert_eq!(format!("{:?}", secret()), "WebhookSecret(whsec_****)");
     }
 
+    /// The secret is held in a type that zeroes it on drop (stops compiling otherwise).
+    #[test]
+    fn the_secret_is_held_where_it_is_zeroed_on_drop() {
+        fn zeroed_on_drop<T: zeroize::ZeroizeOnDrop + ?Sized>(_: &T) {}
+        zeroed_on_drop(&secret().0);
+    }
+
     #[test]
     fn the_same_signed_delivery_is_refused_the_second_time() {
         let mut guard = ReplayGuard::default();

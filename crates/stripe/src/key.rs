@@ -376,4 +376,17 @@ mod tests {
         assert_eq!(Mode::Test.to_string(), "test");
         assert_eq!(Mode::Live.to_string(), "live");
     }
+
+    /// Only types that zero their memory on drop may hold the key text: this stops compiling
+    /// if the field becomes a plain `String`. (Reading freed memory to watch it being zeroed
+    /// would take `unsafe`, which the workspace forbids; `secrecy` tests the zeroing itself.)
+    #[test]
+    fn the_key_text_is_held_where_it_is_zeroed_on_drop() {
+        fn zeroed_on_drop<T: zeroize::ZeroizeOnDrop + ?Sized>(_: &T) {}
+        let key = parse(REAL_LOOKING).expect("valid");
+        zeroed_on_drop(&key.secret);
+        let clone = key.clone();
+        drop(key);
+        assert_eq!(clone.expose_secret(), REAL_LOOKING, "clones own their copy");
+    }
 }
