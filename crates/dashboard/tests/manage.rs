@@ -454,3 +454,56 @@ async fn test_connection_on_a_configuration_resumes_what_the_system_paused_only_
     assert!(body.contains("Connection test passed."));
     assert!(!app.store.schedule(schedule.id).await.expect("s").active);
 }
+
+#[tokio::test]
+async fn test_connection_fails_where_cls_may_not_create_tables_and_shows_the_sql() {
+    let app = spawn_app(3).await;
+    let c = client();
+    let csrf = app.sign_in(&c).await;
+    let (project, config) = configuration(&app, FULL_KEY).await;
+    // Creates the file, then points the project at it read-only.
+    let made = cls_control::check_database(
+        &project.database_url,
+        &project.schema,
+        &[],
+        std::time::Duration::from_secs(30),
+    )
+    .await;
+    assert!(made.is_ok_and(|d| d.passed()));
+    let read_only = format!("sqlite://{}?mode=ro", app.dir.join("dest.db").display());
+    app.store
+        .update_project(
+            project.id,
+            cls_control::ProjectPatch {
+                database_url: Some(DatabaseUrl::parse(&read_only).expect("url")),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("read-only");
+    let schedule = app
+        .store
+        .create_schedule(NewSchedule {
+            configuration_id: config.id,
+            cadence: Cadence::Every(Every::Day),
+            mode: SyncMode::Incremental,
+        })
+        .await
+        .expect("schedule");
+    app.store
+        .pause_schedule(schedule.id, "the database refused to create tables")
+        .await
+        .expect("pause");
+
+    let check = format!("/configurations/{}/check", config.id);
+    let body = app
+        .post(&c, &check, &[("csrf", &csrf)])
+        .await
+        .text()
+        .await
+        .expect("body");
+    // The key reads everything, but a ✗ on the database is never a pass.
+    assert!(body.contains("Connection test failed"), "{body}");
+    assert!(body.contains("CREATE TABLE"), "{body}");
+    assert!(!app.store.schedule(schedule.id).await.expect("s").active);
+}
