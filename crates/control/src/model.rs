@@ -289,6 +289,11 @@ pub struct Configuration {
     /// The Stripe webhook signing secret (`whsec_…`) that deliveries for this configuration
     /// are checked with (decrypted; `Debug` shows `[REDACTED]`); `None` when not set.
     pub webhook_secret: Option<SecretString>,
+    /// Stripe Connect: a run also copies every connected account of the key's platform
+    /// (listed from `/v1/accounts`, read with `Stripe-Account`), after the platform's own
+    /// data, into the same tables — each row carries its account's `account_id`. Off by
+    /// default; set with [`crate::Store::set_include_connected_accounts`].
+    pub include_connected_accounts: bool,
     /// When it was created.
     pub created_at: DateTime<Utc>,
     /// When it last changed.

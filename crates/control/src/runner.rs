@@ -61,8 +61,8 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use cls_destination::DestinationError;
 use cls_engine::{
-    run_sync, EngineError, Progress, ProgressFn, RequestedMode, SyncOptions, SyncReport,
-    TypeReport, TypeStatus,
+    run_sync, run_sync_with_connected, EngineError, Progress, ProgressFn, RequestedMode,
+    SyncOptions, SyncReport, TypeReport, TypeStatus,
 };
 use cls_stripe::{ClientConfig, RequestCounters, StripeClient, StripeError};
 use tokio::sync::{oneshot, watch};
@@ -761,6 +761,17 @@ async fn sync(
         SyncMode::Full => RequestedMode::Full,
         SyncMode::Incremental => RequestedMode::Incremental,
     };
+    if configuration.include_connected_accounts {
+        // Stripe Connect: the platform, then each connected account; the run records the
+        // accounts folded into one report (counts summed per data type, a data type failed
+        // in any account failed with the account named), see `cls_engine::connect`.
+        return match run_sync_with_connected(&client, Arc::from(dest), &options, mode, progress)
+            .await
+        {
+            Ok(report) => Ended::from_report(configuration, &report.aggregate()),
+            Err(e) => Ended::engine_error(configuration, project, &e),
+        };
+    }
     match run_sync(&client, Arc::from(dest), &options, mode, progress).await {
         Ok(report) => Ended::from_report(configuration, &report),
         Err(e) => Ended::engine_error(configuration, project, &e),

@@ -261,6 +261,15 @@ pub trait Store: Send + Sync + fmt::Debug {
         id: ConfigurationId,
         patch: ConfigurationPatch,
     ) -> Result<Configuration, StoreError>;
+    /// Stripe Connect: whether runs of the configuration also sync the connected accounts of
+    /// its key's platform (see [`Configuration::include_connected_accounts`]). A setter of its
+    /// own rather than a [`NewConfiguration`]/[`ConfigurationPatch`] field, so adding it
+    /// changed no caller's struct literal.
+    async fn set_include_connected_accounts(
+        &self,
+        id: ConfigurationId,
+        include: bool,
+    ) -> Result<Configuration, StoreError>;
     /// Deletes a configuration with its schedules and runs.
     async fn delete_configuration(&self, id: ConfigurationId) -> Result<(), StoreError>;
 

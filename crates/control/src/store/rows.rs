@@ -71,6 +71,8 @@ pub(super) struct ConfigurationRow {
     pub project_active: bool,
     /// `webhook_secret_sealed`.
     pub webhook_secret_sealed: Option<String>,
+    /// `include_connected_accounts`.
+    pub include_connected_accounts: bool,
     /// `created_at`.
     pub created_at: DateTime<Utc>,
     /// `updated_at`.
@@ -320,6 +322,7 @@ impl ConfigurationRow {
                 .webhook_secret_sealed
                 .map(|sealed| key.open(&Sealed::from_stored(sealed)))
                 .transpose()?,
+            include_connected_accounts: self.include_connected_accounts,
             created_at: self.created_at,
             updated_at: self.updated_at,
         })

@@ -42,7 +42,8 @@ const PROJECT_SELECT: &str = "SELECT id, name, kind, database_url_sealed, schema
 const CONFIGURATION_SELECT: &str = "SELECT c.id, c.name, c.project_id, c.provider, \
      c.stripe_key_sealed, c.key_kind, c.key_mode, c.key_masked, c.data_types, \
      c.stripe_api_base, c.active, p.active AS project_active, c.webhook_secret_sealed, \
-     c.created_at, c.updated_at FROM configurations c JOIN projects p ON p.id = c.project_id";
+     c.include_connected_accounts, c.created_at, c.updated_at \
+     FROM configurations c JOIN projects p ON p.id = c.project_id";
 
 const SCHEDULE_SELECT: &str = "SELECT s.id, s.configuration_id, s.cadence, s.cron_expression, \
      s.mode, s.active, s.paused_reason, c.active AS configuration_active, \
@@ -369,6 +370,24 @@ impl Store for SqliteStore {
         .bind(Utc::now())
         .bind(patch.webhook_secret.is_some())
         .bind(webhook)
+        .execute(&self.pool)
+        .await?;
+        found(done.rows_affected(), Entity::Configuration, id.0)?;
+        self.configuration(id).await
+    }
+
+    async fn set_include_connected_accounts(
+        &self,
+        id: ConfigurationId,
+        include: bool,
+    ) -> Result<Configuration, StoreError> {
+        let done = sqlx::query(
+            "UPDATE configurations SET include_connected_accounts = $2, updated_at = $3 \
+             WHERE id = $1",
+        )
+        .bind(id.0)
+        .bind(include)
+        .bind(Utc::now())
         .execute(&self.pool)
         .await?;
         found(done.rows_affected(), Entity::Configuration, id.0)?;
