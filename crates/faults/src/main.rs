@@ -58,7 +58,9 @@ fn trials(seed: u64, only: Option<&str>) -> Vec<(Fault, u64)> {
         .collect()
 }
 
-async fn run(args: Args) -> anyhow::Result<Report> {
+/// Runs the matrix (once, or in rounds until the deadline); the report and each round's first
+/// seed (trial `i` of a round uses that seed + `i`).
+async fn run(args: Args) -> anyhow::Result<(Report, Vec<u64>)> {
     let harness = Harness {
         cls_bin: match args.cls {
             Some(p) => p,
@@ -69,17 +71,17 @@ async fn run(args: Args) -> anyhow::Result<Report> {
     let first = args.seed.unwrap_or_else(|| rand::thread_rng().gen());
     eprintln!("cls-faults: first seed {first}");
     if !args.soak {
-        return Ok(run_matrix(
-            &harness,
-            &trials(first, args.only.as_deref()),
-            args.concurrency,
-        )
-        .await);
+        let trials = trials(first, args.only.as_deref());
+        let report = run_matrix(&harness, &trials, args.concurrency).await;
+        return Ok((report, vec![first]));
     }
     let deadline = Instant::now() + Duration::from_secs(args.minutes * 60);
     let mut report = Report::default();
     let mut seed = first;
+    let mut rounds = Vec::new();
     while Instant::now() < deadline {
+        rounds.push(seed);
+        eprintln!("cls-faults: round {} with first seed {seed}", rounds.len());
         let round = run_matrix(
             &harness,
             &trials(seed, args.only.as_deref()),
@@ -92,7 +94,7 @@ async fn run(args: Args) -> anyhow::Result<Report> {
         merge(&mut report, round);
         seed = rand::thread_rng().gen();
     }
-    Ok(report)
+    Ok((report, rounds))
 }
 
 fn merge(into: &mut Report, round: Report) {
@@ -126,8 +128,9 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(args)) {
-        Ok(report) => {
+        Ok((report, rounds)) => {
             println!("{}", report.render());
+            println!("rounds: {}; first seed of each: {rounds:?}", rounds.len());
             if report.passed() {
                 ExitCode::SUCCESS
             } else {
