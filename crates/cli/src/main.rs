@@ -37,6 +37,8 @@ enum Command {
     Bench(commands::bench::BenchArgs),
     /// Run the service: dashboard, REST API, scheduler, workers and metrics.
     Serve(commands::serve::ServeArgs),
+    /// Run the scheduler and workers only, as one of several nodes sharing a PostgreSQL state.
+    Worker(commands::worker::WorkerArgs),
     /// Try Codeless Sync offline: a seeded Stripe emulator synced into SQLite under ./cls-data.
     Demo(commands::demo::DemoArgs),
     /// Administer the state: REST API tokens.
@@ -69,6 +71,7 @@ fn main() -> ExitCode {
             Command::Admin(args) => commands::admin::run(args).await,
             Command::RotateMasterKey(args) => commands::admin::rotate(args).await,
             Command::Serve(args) => commands::serve::run(args).await,
+            Command::Worker(args) => commands::worker::run(args).await,
         }
     });
     match result {

@@ -89,6 +89,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<Outcome> {
             api_requests_per_minute: 600,
             secure_cookies: false,
             key_source,
+            lease: super::LeaseArgs::default(),
         },
     )?;
     let listener = bind(args.host, args.port).await?;

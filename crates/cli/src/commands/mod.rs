@@ -9,6 +9,7 @@ pub mod emulator;
 pub mod listen;
 pub mod serve;
 pub mod sync;
+pub mod worker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use cls_catalog::DataType;
+use cls_control::runner::RunnerConfig;
 use cls_control::{KeySource, MasterKey, StateUrl, Store};
 use cls_destination::DatabaseUrl;
 use cls_stripe::{ApiKey, ClientConfig, StripeClient};
@@ -173,5 +175,55 @@ impl StateArgs {
         let key = MasterKey::load(&self.data_dir)?;
         let source = key.source().clone();
         Ok((cls_control::open(&self.url()?, key).await?, source))
+    }
+}
+
+/// Run leases: how long a run's heartbeat stays valid and how often it is renewed. Hidden:
+/// the defaults suit production, and tests shorten them. Every node sharing a state must use
+/// the same values — a node with a shorter lease would take over runs that are alive.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct LeaseArgs {
+    /// Seconds a running run's heartbeat stays valid; a run silent for longer is taken over
+    /// by another node.
+    #[arg(long, env = "CLS_LEASE_SECONDS", default_value_t = 60, hide = true)]
+    pub lease_seconds: u64,
+    /// Seconds between a running run's heartbeats (well under the lease).
+    #[arg(long, env = "CLS_HEARTBEAT_SECONDS", default_value_t = 5, hide = true)]
+    pub heartbeat_seconds: u64,
+}
+
+impl Default for LeaseArgs {
+    fn default() -> Self {
+        LeaseArgs {
+            lease_seconds: 60,
+            heartbeat_seconds: 5,
+        }
+    }
+}
+
+impl LeaseArgs {
+    /// The runner's configuration with these leases (and a fresh worker id).
+    pub fn runner_config(&self, stripe_api_base: Option<url::Url>) -> anyhow::Result<RunnerConfig> {
+        if self.heartbeat_seconds == 0
+            || self.lease_seconds < self.heartbeat_seconds.saturating_mul(2)
+        {
+            anyhow::bail!(
+                "--lease-seconds ({}) must be at least twice --heartbeat-seconds ({}), which must be at least 1: a run whose heartbeat is late once would otherwise be taken over while alive",
+                self.lease_seconds,
+                self.heartbeat_seconds
+            );
+        }
+        let lease = i64::try_from(self.lease_seconds)
+            .ok()
+            .and_then(chrono::Duration::try_seconds)
+            .ok_or_else(|| {
+                anyhow::anyhow!("--lease-seconds {} is too large", self.lease_seconds)
+            })?;
+        Ok(RunnerConfig {
+            stripe_api_base,
+            lease,
+            heartbeat_every: std::time::Duration::from_secs(self.heartbeat_seconds),
+            ..RunnerConfig::default()
+        })
     }
 }

@@ -7,7 +7,9 @@
 //!
 //! Shutdown (Ctrl-C or SIGTERM) is graceful: the listener stops accepting, requests in flight
 //! finish, no new run is claimed, and runs in flight get `--grace-seconds` to finish; any
-//! still running after that stop at their last checkpoint and resume on the next start.
+//! still running after that stop at their last checkpoint and are released, so another node
+//! sharing the state (`cls worker`, another `cls serve`) resumes them at once — or this one on
+//! its next start.
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -16,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use cls_control::runner::{Runner, RunnerConfig, SystemClock};
+use cls_control::runner::{Runner, SystemClock};
 use cls_control::service::{run_service, ServiceConfig};
 use cls_control::{Clock, KeySource, Store};
 use cls_dashboard::DashboardState;
@@ -25,7 +27,7 @@ use cls_server::AppState;
 use secrecy::ExposeSecret;
 use tokio::sync::watch;
 
-use super::{Outcome, StateArgs};
+use super::{LeaseArgs, Outcome, StateArgs};
 
 /// Arguments of `cls serve`.
 #[derive(Debug, Args)]
@@ -58,6 +60,9 @@ pub struct ServeArgs {
     /// (through a reverse proxy).
     #[arg(long, env = "CLS_SECURE_COOKIES")]
     pub secure_cookies: bool,
+    /// Run leases and heartbeats (the same on every node sharing the state).
+    #[command(flatten)]
+    pub lease: LeaseArgs,
 }
 
 /// Runs `cls serve` until interrupted.
@@ -75,6 +80,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<Outcome> {
             api_requests_per_minute: args.api_requests_per_minute,
             secure_cookies: args.secure_cookies,
             key_source,
+            lease: args.lease,
         },
     )?;
     let listener = bind(args.host, args.port).await?;
@@ -113,6 +119,8 @@ pub struct ServiceOptions {
     pub secure_cookies: bool,
     /// Where the master key came from, for the dashboard's settings page.
     pub key_source: KeySource,
+    /// Run leases and heartbeats.
+    pub lease: LeaseArgs,
 }
 
 /// The service over one state store: the runner its workers step, and every HTTP route
@@ -133,10 +141,9 @@ impl Service {
         let runner = Runner::with_config(
             store.clone(),
             clock.clone(),
-            RunnerConfig {
-                stripe_api_base: options.stripe_api_base.clone(),
-                ..RunnerConfig::default()
-            },
+            options
+                .lease
+                .runner_config(options.stripe_api_base.clone())?,
         );
         let mut api = AppState::new(store.clone(), runner.clone(), clock, metrics);
         api.default_stripe_api_base = options.stripe_api_base.clone();
@@ -205,7 +212,7 @@ pub async fn bind(host: std::net::IpAddr, port: u16) -> anyhow::Result<tokio::ne
 }
 
 /// Parses `--stripe-api-base`.
-fn parse_api_base(raw: &str) -> anyhow::Result<url::Url> {
+pub(crate) fn parse_api_base(raw: &str) -> anyhow::Result<url::Url> {
     let url = url::Url::parse(raw).with_context(|| {
         format!("--stripe-api-base `{raw}` is not a URL: use e.g. http://127.0.0.1:12111 for a local emulator")
     })?;
@@ -218,7 +225,7 @@ fn parse_api_base(raw: &str) -> anyhow::Result<url::Url> {
 }
 
 /// Resolves on Ctrl-C, or on SIGTERM on Unix (what `docker stop` and systemd send).
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
