@@ -162,6 +162,20 @@ fn print_human(r: &CheckResult) {
                 Some(e) => println!("  {} {}: {e}", mark(t.readable), t.data_type),
             }
         }
+        // Stripe Connect: informative only (the key's own account is what the test is about).
+        match (&s.connected.error, s.connected.accounts.len()) {
+            (Some(e), _) => println!("  ! connected accounts: {e}"),
+            (None, 0) => println!("  - no connected accounts (not a Connect platform)"),
+            (None, n) => {
+                println!("  {} {n} connected account(s) reachable:", mark(true));
+                for a in &s.connected.accounts {
+                    match &a.name {
+                        Some(name) => println!("      {} ({name})", a.id),
+                        None => println!("      {}", a.id),
+                    }
+                }
+            }
+        }
     }
     if r.database.is_some() || r.database_error.is_some() {
         println!("Database");

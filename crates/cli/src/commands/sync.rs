@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 
 use clap::Args;
-use cls_engine::{run_sync, RequestedMode, RunStatus, SyncOptions};
+use cls_engine::{run_sync, run_sync_with_connected, RequestedMode, RunStatus, SyncOptions};
 use secrecy::SecretString;
 
 use super::{parse_database_url, parse_types, Outcome, StripeArgs};
@@ -35,6 +35,11 @@ pub struct SyncArgs {
     /// of this account into this database exists, else full.
     #[arg(long, value_enum, default_value_t = ModeArg::Auto, env = "CLS_SYNC_MODE")]
     pub mode: ModeArg,
+    /// Stripe Connect: after the key's own (platform) account, also copy every connected
+    /// account it lists in /v1/accounts, read on its behalf (Stripe-Account), into the same
+    /// tables; each row carries its account's account_id. The summary is printed per account.
+    #[arg(long)]
+    pub connected_accounts: bool,
 }
 
 /// `--mode` values.
@@ -73,6 +78,40 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<Outcome> {
         now: None,
         sequential: false,
     };
+    if args.connected_accounts {
+        let report = run_sync_with_connected(
+            &client,
+            Arc::from(dest),
+            &options,
+            args.mode.into(),
+            Arc::new(move |p| progress_view.update(p)),
+        )
+        .await;
+        view.finish();
+        let report = report?;
+        let status = report.status();
+        if args.json {
+            let mut out = serde_json::to_value(&report)?;
+            if let Some(map) = out.as_object_mut() {
+                map.insert("status".into(), serde_json::to_value(status)?);
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        } else {
+            for (i, r) in report.accounts.iter().enumerate() {
+                let role = if i == 0 {
+                    "platform"
+                } else {
+                    "connected account"
+                };
+                println!("\n{role} {}", r.account_id);
+                print_summary(r);
+            }
+            if let Some(e) = &report.listing_error {
+                println!("\nThe connected accounts could not be listed, so only the platform was copied: {e}");
+            }
+        }
+        return Ok(outcome(status));
+    }
     let report = run_sync(
         &client,
         Arc::from(dest),
@@ -88,9 +127,13 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<Outcome> {
     } else {
         print_summary(&report);
     }
-    Ok(match report.status {
+    Ok(outcome(report.status))
+}
+
+fn outcome(status: RunStatus) -> Outcome {
+    match status {
         RunStatus::Succeeded => Outcome::Success,
         RunStatus::Partial => Outcome::Partial,
         RunStatus::Failed => Outcome::Failed,
-    })
+    }
 }
