@@ -65,6 +65,11 @@ pub struct EmulatorArgs {
     /// printed.
     #[arg(long, requires = "webhook_url")]
     pub webhook_secret: Option<String>,
+    /// Stripe Connect: make the account a platform with this many connected accounts, each
+    /// with its own smaller data set; `/v1/accounts` lists them and `Stripe-Account: acct_…`
+    /// reads one.
+    #[arg(long, default_value_t = 0)]
+    pub connected_accounts: usize,
 }
 
 /// Checks the webhook flags: both or neither, an http(s) URL, a `whsec_` secret.
@@ -106,6 +111,7 @@ pub async fn run(args: EmulatorArgs) -> anyhow::Result<Outcome> {
     config.rate_limits = args.rate_limits == Switch::On;
     config.latency_ms = args.latency_ms;
     config.fault_rate = args.fault_rate;
+    config.connected_accounts = args.connected_accounts;
     let webhook_url = webhooks.as_ref().map(|(url, _)| url.clone());
     if let Some((url, secret)) = webhooks {
         config.webhook_url = Some(url);
@@ -122,6 +128,12 @@ pub async fn run(args: EmulatorArgs) -> anyhow::Result<Outcome> {
         .with_context(|| format!("cannot listen on {addr}: choose another --port"))?;
     println!("Stripe API emulator listening on {}", running.base_url);
     println!("mode: {}", mode.as_str());
+    if !running.state.connected.is_empty() {
+        println!("connected accounts (send Stripe-Account: <id>):");
+        for account in &running.state.connected {
+            println!("  {}", account.id);
+        }
+    }
     if let Some(url) = &webhook_url {
         println!("webhooks: every new event is POSTed to {url} (signed; secret not shown)");
     }
