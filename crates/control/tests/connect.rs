@@ -128,6 +128,66 @@ async fn postgres_state_keeps_the_connected_accounts_option() {
     db.drop_now().await;
 }
 
+/// A state database from before the migration: configurations made then read as "off" once
+/// `20261126000004_connect.sql` is applied (the column is dropped and the migration's record
+/// removed to stand for the older database; reopening applies it again).
+async fn an_older_state_database_gets_the_option_off(url: &StateUrl, key: MasterKey) {
+    let store = must(cls_control::open(url, key.clone()).await);
+    let dir = must(tempfile::tempdir());
+    let dest = format!("sqlite://{}", dir.path().join("dest.db").display());
+    let c = configuration(store.as_ref(), &dest, None).await;
+    must(store.set_include_connected_accounts(c.id, true).await);
+    drop(store);
+    let undo = [
+        "ALTER TABLE configurations DROP COLUMN include_connected_accounts",
+        "DELETE FROM _sqlx_migrations WHERE version = 20261126000004",
+    ];
+    if url.kind() == cls_destination::DatabaseKind::Sqlite {
+        let pool = must(sqlx::SqlitePool::connect(url.expose()).await);
+        for sql in undo {
+            must(sqlx::query(sql).execute(&pool).await);
+        }
+        pool.close().await;
+    } else {
+        let pool = must(sqlx::PgPool::connect(url.expose()).await);
+        for sql in undo {
+            let sql = sql
+                .replace("configurations", "cls_control.configurations")
+                .replace("_sqlx_migrations", "cls_control._sqlx_migrations");
+            must(sqlx::query(&sql).execute(&pool).await);
+        }
+        pool.close().await;
+    }
+    let store = must(cls_control::open(url, key).await);
+    let again = must(store.configuration(c.id).await);
+    assert!(
+        !again.include_connected_accounts,
+        "off for what existed before"
+    );
+    assert_eq!(again.name, c.name, "the configuration itself is untouched");
+    assert!(
+        must(store.set_include_connected_accounts(c.id, true).await).include_connected_accounts
+    );
+}
+
+#[tokio::test]
+async fn sqlite_state_migrates_older_configurations_to_off() {
+    let dir = must(tempfile::tempdir());
+    let url = must(StateUrl::parse(&format!(
+        "sqlite://{}",
+        dir.path().join("state.db").display()
+    )));
+    an_older_state_database_gets_the_option_off(&url, MasterKey::generate()).await;
+}
+
+#[tokio::test]
+async fn postgres_state_migrates_older_configurations_to_off() {
+    let db = TestDb::new().await;
+    let url = must(StateUrl::parse(&db.url));
+    an_older_state_database_gets_the_option_off(&url, MasterKey::generate()).await;
+    db.drop_now().await;
+}
+
 /// A run of a configuration with the option on copies the platform and each of its two
 /// connected accounts (rows keyed by account), and is recorded as one succeeded run whose
 /// counts are the accounts' summed; with the option off, only the platform's rows.
