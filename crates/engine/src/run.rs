@@ -398,6 +398,45 @@ async fn reconcile(
     Ok(deleted)
 }
 
+/// Attempts of one write set when the database fails in a way that may pass by itself (a
+/// restart, a dropped connection, too many connections: [`DestinationError::is_retriable`]).
+/// A set is one transaction, so a failed attempt left nothing behind and writing it again is
+/// safe (an insert-only set whose commit did land falls back to upserting, see
+/// [`WriteSet::insert_only`]).
+const WRITE_ATTEMPTS: u32 = 5;
+
+/// Wait before the second attempt of a write set, doubled before each next one: 7.5 s in all,
+/// about what a PostgreSQL restart or a failover takes.
+const WRITE_RETRY_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Runs `op` until it succeeds, fails in a way `retriable` refuses, or has been tried
+/// `attempts` times, waiting `first_wait` (doubled each time) between attempts.
+async fn retry_while<T, E, F, Fut>(
+    attempts: u32,
+    first_wait: std::time::Duration,
+    retriable: impl Fn(&E) -> bool,
+    mut op: F,
+) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let mut wait = first_wait;
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Err(e) if retriable(&e) && attempt < attempts => {
+                tracing::warn!(error = %e, attempt, "writing to the database failed; trying again");
+                tokio::time::sleep(wait).await;
+                wait = wait.saturating_mul(2);
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Writes the jobs in arrival order, many per transaction: after one job arrives, whatever
 /// else is already queued (up to [`SET_MAX_ROWS`] rows or [`SET_MAX_JOBS`] jobs) joins it in
 /// one [`WriteSet`], without waiting for more. Order matters and is kept: a page's checkpoint
@@ -442,7 +481,13 @@ async fn write_loop(
             insert_only,
         };
         if !written.is_empty() {
-            let got = dest.write_set(written).await?;
+            let got = retry_while(
+                WRITE_ATTEMPTS,
+                WRITE_RETRY_WAIT,
+                DestinationError::is_retriable,
+                || dest.write_set(written.clone()),
+            )
+            .await?;
             let mut m = stats.lock().unwrap_or_else(|p| p.into_inner());
             for (name, s) in got {
                 *m.entry(name).or_default() += s;
@@ -820,6 +865,53 @@ mod tests {
         assert!(crate::events::event_version(100, next) > v);
         // No events permission: the local clock.
         assert_eq!(backfill_position(None, Some(&at(100, 7)), 5).0, 5_000);
+    }
+
+    #[tokio::test]
+    async fn a_write_is_retried_while_the_database_is_restarting_and_no_longer() {
+        use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+        // "busy" stands for a restarting database, "full" for a full disk.
+        let retriable = |e: &&str| *e == "busy";
+        let wait = std::time::Duration::from_millis(1);
+        let calls = AtomicU32::new(0);
+        let got = retry_while(5, wait, retriable, || {
+            let n = calls.fetch_add(1, Relaxed);
+            async move {
+                if n < 2 {
+                    Err("busy")
+                } else {
+                    Ok(n)
+                }
+            }
+        })
+        .await;
+        assert_eq!(got, Ok(2), "two failures, then the write lands");
+
+        let calls = AtomicU32::new(0);
+        let got: Result<(), _> = retry_while(3, wait, retriable, || {
+            calls.fetch_add(1, Relaxed);
+            async { Err("busy") }
+        })
+        .await;
+        assert_eq!(got, Err("busy"));
+        assert_eq!(
+            calls.into_inner(),
+            3,
+            "bounded: gives up after the attempts"
+        );
+
+        let calls = AtomicU32::new(0);
+        let got: Result<(), _> = retry_while(5, wait, retriable, || {
+            calls.fetch_add(1, Relaxed);
+            async { Err("full") }
+        })
+        .await;
+        assert_eq!(got, Err("full"));
+        assert_eq!(
+            calls.into_inner(),
+            1,
+            "a full disk needs a person: no retry"
+        );
     }
 
     #[test]
