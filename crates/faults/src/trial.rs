@@ -54,11 +54,12 @@ pub async fn run_matrix(h: &Harness, trials: &[(Fault, u64)], concurrency: usize
         .buffer_unordered(concurrency.max(1));
     while let Some(trial) = done.next().await {
         eprintln!(
-            "cls-faults: {} (seed {}): {:?} in {:.0} s",
+            "cls-faults: {} (seed {}): {:?} in {:.0} s [{}]",
             trial.fault.name(),
             trial.seed,
             trial.verdict,
-            trial.seconds
+            trial.seconds,
+            trial.notes.join("; ")
         );
         report.add(trial);
     }
