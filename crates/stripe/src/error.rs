@@ -62,7 +62,9 @@ pub enum StripeError {
         message: String,
     },
     /// 5xx (or an unexpected status) after every retry.
-    #[error("Stripe answered HTTP {status} ({message}) even after retrying: Stripe may be having trouble (see status.stripe.com); run the sync again later")]
+    // Whether it was retried is in the message ("gave up after N attempts"): with
+    // `Stripe-Should-Retry: false` it was not, and saying so would send people the wrong way.
+    #[error("Stripe answered HTTP {status} ({message}): Stripe may be having trouble (see status.stripe.com); run the sync again later")]
     Server {
         /// HTTP status.
         status: u16,
@@ -397,6 +399,20 @@ mod tests {
                 message: "HTTP 502 with an empty body".into()
             }
         );
+    }
+
+    #[test]
+    fn a_server_error_claims_no_retry_it_did_not_make() {
+        let once = StripeError::Server {
+            status: 503,
+            message: "An unknown error occurred".into(),
+        };
+        let text = once.to_string();
+        assert!(
+            text.starts_with("Stripe answered HTTP 503 (An unknown error occurred): "),
+            "{text}"
+        );
+        assert!(!text.contains("retrying"), "{text}");
     }
 
     #[test]
