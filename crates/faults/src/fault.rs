@@ -150,7 +150,7 @@ impl Fault {
     /// Lowercase words one of which a failed run's message must contain to name this fault.
     pub fn cause_words(&self) -> &'static [&'static str] {
         match self {
-            Fault::ServerErrors { .. } => &["http 50", "even after retrying"],
+            Fault::ServerErrors { .. } => &["stripe answered http 50"],
             Fault::RateLimitStorm | Fault::RateLimitOverdrive => &["429", "rate limit"],
             Fault::ConnectionResets | Fault::TruncatedBodies | Fault::SlowPages => &[
                 "could not talk to stripe",
