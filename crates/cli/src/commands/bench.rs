@@ -12,7 +12,11 @@
 //!   walk — measured in-process on a smaller account of the same shape (its throughput is bound
 //!   by latency, not by size), for the speed-up ratio;
 //! - a database-bound run (no limits, no latency) next to a plain `COPY` of the same JSON rows
-//!   into the same PostgreSQL: the destination's own ceiling.
+//!   into the same PostgreSQL: the destination's own ceiling;
+//! - with `--parts workers`, runs per minute for 1, 2 and 3 `cls worker` processes sharing a
+//!   PostgreSQL state over several rate-limited accounts ([`workers`]).
+
+mod workers;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -64,13 +68,27 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Which parts to run: `limits` (test and live mode under Stripe's limits), `baseline`
-    /// (the sequential walk), `database` (database-bound ingest next to plain COPY).
+    /// (the sequential walk), `database` (database-bound ingest next to plain COPY),
+    /// `workers` (runs per minute for 1, 2 and 3 `cls worker` processes; not in the default).
     #[arg(
         long,
         value_delimiter = ',',
         default_value = "limits,baseline,database"
     )]
     pub parts: Vec<Part>,
+    /// Workers part: configurations (one full run each) per measurement.
+    #[arg(long, default_value_t = 24)]
+    pub worker_configurations: usize,
+    /// Workers part: emulated Stripe accounts (test mode, 25 req/s each) the configurations
+    /// are spread over.
+    #[arg(long, default_value_t = 4)]
+    pub worker_accounts: usize,
+    /// Workers part: customers in each account.
+    #[arg(long, default_value_t = 120)]
+    pub worker_customers: usize,
+    /// Workers part: runs each `cls worker` process executes at once (`--workers`).
+    #[arg(long, default_value_t = 2)]
+    pub workers_per_process: usize,
 }
 
 /// A part of the benchmark.
@@ -82,6 +100,8 @@ pub enum Part {
     Baseline,
     /// Database-bound ingest next to plain COPY.
     Database,
+    /// Runs per minute for 1, 2 and 3 `cls worker` processes.
+    Workers,
 }
 
 /// The data types benchmarked: every list that is walked by pages. Payment methods are left
@@ -222,6 +242,8 @@ struct BenchReport {
     baseline: Option<Baseline>,
     #[serde(skip_serializing_if = "Option::is_none")]
     database_bound: Option<DatabaseBound>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workers: Option<workers::WorkersFigures>,
 }
 
 /// A scratch database on the benchmark server, dropped by [`Scratch::drop_now`].
@@ -529,6 +551,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
         None
     };
 
+    let workers = if args.parts.contains(&Part::Workers) {
+        Some(workers::measure(&args).await?)
+    } else {
+        None
+    };
+
     let report = BenchReport {
         objects_requested: args.objects,
         customers,
@@ -537,9 +565,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Outcome> {
         modes,
         baseline,
         database_bound,
+        workers,
     };
+    let workers_only =
+        report.modes.is_empty() && report.baseline.is_none() && report.database_bound.is_none();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if workers_only {
+        if let Some(w) = &report.workers {
+            workers::print(w);
+        }
     } else {
         print_report(&report);
     }
@@ -648,4 +683,7 @@ fn print_report(r: &BenchReport) {
         peak,
         verdict(peak < 300.0)
     );
+    if let Some(w) = &r.workers {
+        workers::print(w);
+    }
 }
