@@ -24,6 +24,8 @@
 //! Words: a *trial* is one fault tried once (one emulator, one fresh database, one or more
 //! runs); a *run* is one `cls sync`; the *export* is the emulator's view of the whole account.
 
+#![warn(missing_docs)]
+
 pub mod fault;
 pub mod judge;
 pub mod pg;
