@@ -1211,3 +1211,49 @@ async fn a_read_only_database_gets_the_create_table_sql() -> TestResult {
     );
     Ok(())
 }
+
+/// Stripe Connect's option: off unless asked, set at creation, switched by PATCH.
+#[tokio::test]
+async fn connected_accounts_are_opt_in_and_switchable() -> TestResult {
+    let app = spawn_app(None).await;
+    let project = app.sqlite_project().await?;
+    let plain = app
+        .configuration(project, FULL_KEY, "http://127.0.0.1:9", &["customers"])
+        .await?;
+    assert_eq!(plain.data()["include_connected_accounts"], json!(false));
+    let platform = app
+        .post(
+            "/api/configurations",
+            json!({"name": "Platform", "project_id": project, "stripe_api_key": FULL_KEY,
+                   "data_types": ["customers"], "include_connected_accounts": true}),
+        )
+        .await?;
+    assert_eq!(platform.status, StatusCode::CREATED, "{}", platform.body);
+    assert_eq!(platform.data()["include_connected_accounts"], json!(true));
+    let id = platform.id();
+    let off = app
+        .patch(
+            &format!("/api/configurations/{id}"),
+            json!({"include_connected_accounts": false}),
+        )
+        .await?;
+    assert_eq!(off.status, StatusCode::OK, "{}", off.body);
+    assert_eq!(off.data()["include_connected_accounts"], json!(false));
+    let read = app
+        .send(
+            Method::GET,
+            &format!("/api/configurations/{id}"),
+            None,
+            None,
+        )
+        .await?;
+    assert_eq!(read.data()["include_connected_accounts"], json!(false));
+    let bad = app
+        .patch(
+            &format!("/api/configurations/{id}"),
+            json!({"include_connected_accounts": "yes"}),
+        )
+        .await?;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.body);
+    Ok(())
+}

@@ -73,6 +73,8 @@ pub struct ConfigurationView {
     pub stripe_api_base: Option<String>,
     /// Whether a webhook signing secret is set (the secret itself is never shown).
     pub webhook_secret_set: bool,
+    /// Stripe Connect: whether runs also sync the connected accounts the key reaches.
+    pub include_connected_accounts: bool,
     /// Off: it does not sync.
     pub active: bool,
     /// Why it does not sync, when it does not (it or its project is switched off).
@@ -96,6 +98,7 @@ impl From<&Configuration> for ConfigurationView {
             tables: c.table_names(),
             stripe_api_base: c.stripe_api_base.as_deref().map(mask_url),
             webhook_secret_set: c.has_webhook_secret(),
+            include_connected_accounts: c.include_connected_accounts,
             active: c.active,
             paused: c.paused().map(|p| p.to_string()),
             created_at: c.created_at,
@@ -136,6 +139,10 @@ pub struct CreateConfiguration {
     /// The Stripe webhook signing secret (`whsec_…`) for real-time updates.
     #[serde(default)]
     pub webhook_secret: Option<String>,
+    /// Stripe Connect: with a platform's key, also sync every connected account the key
+    /// reaches (listed from `/v1/accounts`), each row carrying its `account_id`. Default false.
+    #[serde(default)]
+    pub include_connected_accounts: Option<bool>,
 }
 
 /// Changes to a configuration; absent fields stay as they are. `project_id`, `data_types`,
@@ -156,6 +163,9 @@ pub struct PatchConfiguration {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub webhook_secret: Option<Option<String>>,
+    /// Stripe Connect: also sync the connected accounts the key reaches (on or off).
+    #[serde(default)]
+    pub include_connected_accounts: Option<bool>,
     /// Fixed after creation: refused.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Object>)]
@@ -303,6 +313,15 @@ pub async fn create(
         }
         Err(e) => return Err(e.into()),
     };
+    let configuration = match body.include_connected_accounts {
+        Some(true) => {
+            state
+                .store
+                .set_include_connected_accounts(configuration.id, true)
+                .await?
+        }
+        _ => configuration,
+    };
     Ok(Envelope::created(ConfigurationView::from(&configuration)))
 }
 
@@ -364,7 +383,7 @@ pub async fn patch(
     if let Some((field, _)) = fixed.iter().find(|(_, given)| *given) {
         return Err(ApiError::invalid(
             field,
-            "is fixed after creation and cannot be changed: create a new configuration with the value you want (then delete this one); name, active, stripe_api_key and webhook_secret can change",
+            "is fixed after creation and cannot be changed: create a new configuration with the value you want (then delete this one); name, active, stripe_api_key, webhook_secret and include_connected_accounts can change",
         ));
     }
     let patch = ConfigurationPatch {
@@ -377,7 +396,10 @@ pub async fn patch(
             Some(Some(raw)) => Some(Some(parse_webhook_secret(&raw)?)),
         },
     };
-    let configuration = state.store.update_configuration(id, patch).await?;
+    let mut configuration = state.store.update_configuration(id, patch).await?;
+    if let Some(on) = body.include_connected_accounts {
+        configuration = state.store.set_include_connected_accounts(id, on).await?;
+    }
     Ok(Envelope::ok(ConfigurationView::from(&configuration)))
 }
 
