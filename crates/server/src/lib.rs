@@ -70,6 +70,9 @@ pub struct WebhookState {
     pub account_id: String,
     /// The chosen data types.
     pub types: Vec<&'static DataType>,
+    /// Stripe Connect: apply events of connected accounts (those naming an `account`) under
+    /// that account, instead of skipping them.
+    pub connected_accounts: bool,
     /// Tolerance of the signature's timestamp, in seconds.
     pub tolerance: i64,
     /// The receiver's clock (unix seconds); tests may fix it.
@@ -92,6 +95,7 @@ impl WebhookState {
             client,
             account_id,
             types,
+            connected_accounts: false,
             tolerance: DEFAULT_TOLERANCE_SECS,
             clock: || chrono::Utc::now().timestamp(),
             replay: Mutex::new(ReplayGuard::default()),
@@ -159,21 +163,31 @@ async fn deliver(state: &WebhookState, headers: &HeaderMap, body: &Bytes) -> Res
         .and_then(Value::as_str)
         .unwrap_or("?")
         .to_string();
-    // A Connect event names the connected account; this receiver stores one account's data.
+    // A Connect event names the connected account it happened on. A receiver that syncs
+    // connected accounts stores it under that account (fetching its child lists as that
+    // account); one that does not skips it.
+    let mut account_id = state.account_id.as_str();
+    let mut client = state.client.clone();
     if let Some(account) = event.get("account").and_then(Value::as_str) {
         if account != state.account_id {
-            accept();
-            return (
-                StatusCode::OK,
-                Json(json!({"received": true, "id": id, "skipped": "event of another account"})),
-            )
-                .into_response();
+            if !state.connected_accounts || !account.starts_with("acct_") {
+                accept();
+                return (
+                    StatusCode::OK,
+                    Json(
+                        json!({"received": true, "id": id, "skipped": "event of another account"}),
+                    ),
+                )
+                    .into_response();
+            }
+            account_id = account;
+            client = client.map(|c| c.with_account(Some(account.to_string())));
         }
     }
     let applied = apply_events(
-        state.client.as_ref(),
+        client.as_ref(),
         state.dest.as_ref(),
-        &state.account_id,
+        account_id,
         &state.types,
         std::slice::from_ref(&event),
         EventSource::Webhook,

@@ -170,13 +170,9 @@ impl Receivers {
             .await
             .map_err(|e| e.to_string())?;
         dest.prepare(&types).await.map_err(|e| e.to_string())?;
-        let state = Arc::new(WebhookState::new(
-            secret,
-            Arc::from(dest),
-            Some(client),
-            account_id,
-            types,
-        ));
+        let mut state = WebhookState::new(secret, Arc::from(dest), Some(client), account_id, types);
+        state.connected_accounts = configuration.include_connected_accounts;
+        let state = Arc::new(state);
         built.insert(
             configuration.id,
             Built {

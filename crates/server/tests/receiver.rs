@@ -64,11 +64,13 @@ async fn name_in_destination(file: &std::path::Path, id: &str) -> Option<String>
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", file.display()))
         .await
         .ok()?;
-    let row = sqlx::query("select name from customers where id = ?")
-        .bind(id)
-        .fetch_optional(&pool)
-        .await
-        .ok()??;
+    let row = sqlx::query(
+        "select name from customers where id = ? and account_id <> 'acct_1ConnectedTest'",
+    )
+    .bind(id)
+    .fetch_optional(&pool)
+    .await
+    .ok()??;
     pool.close().await;
     row.get("name")
 }
@@ -228,6 +230,40 @@ async fn deliveries_reach_their_configurations_database() -> TestResult {
         Some("Grace")
     );
 
+    // Stripe Connect: an event naming a connected account is skipped unless the
+    // configuration syncs connected accounts; then it is stored under that account.
+    let mut connected = event("evt_a9", &customer, "Connected Co");
+    connected["account"] = json!("acct_1ConnectedTest");
+    let (status, answer) = post(&http, &endpoint, &connected, rotated).await?;
+    assert_eq!(status, 200, "{answer}");
+    assert!(answer["skipped"].is_string(), "{answer}");
+    assert_eq!(rows_of(&dest_file, &cid).await, 1);
+    store
+        .set_include_connected_accounts(with_secret.id, true)
+        .await?;
+    connected["id"] = json!("evt_a10");
+    let (status, answer) = post(&http, &endpoint, &connected, rotated).await?;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(rows_of(&dest_file, &cid).await, 2, "one row per account");
+    assert_eq!(
+        name_in_destination(&dest_file, &cid).await.as_deref(),
+        Some("Grace")
+    );
+
     emulator.shutdown().await;
     Ok(())
+}
+
+/// How many accounts hold a row with this id.
+async fn rows_of(file: &std::path::Path, id: &str) -> i64 {
+    let Ok(pool) = sqlx::SqlitePool::connect(&format!("sqlite://{}", file.display())).await else {
+        return -1;
+    };
+    let n = sqlx::query_scalar("select count(*) from customers where id = ?")
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap_or(-1);
+    pool.close().await;
+    n
 }
