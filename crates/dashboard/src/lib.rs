@@ -143,6 +143,10 @@ pub fn router(state: DashboardState) -> Router {
         )
         .route("/configurations/{id}/active", post(c::set_active))
         .route(
+            "/configurations/{id}/connected-accounts",
+            post(c::set_connected_accounts),
+        )
+        .route(
             "/configurations/{id}/delete",
             get(c::confirm_delete).post(c::delete),
         )
@@ -202,6 +206,7 @@ pub const PROTECTED_ROUTES: &[(&str, &str)] = &[
     ("POST", "/configurations/1/key"),
     ("POST", "/configurations/1/webhook-secret"),
     ("POST", "/configurations/1/active"),
+    ("POST", "/configurations/1/connected-accounts"),
     ("GET", "/configurations/1/delete"),
     ("POST", "/configurations/1/delete"),
     ("GET", "/configurations/1/runs"),

@@ -507,3 +507,48 @@ async fn test_connection_fails_where_cls_may_not_create_tables_and_shows_the_sql
     assert!(body.contains("CREATE TABLE"), "{body}");
     assert!(!app.store.schedule(schedule.id).await.expect("s").active);
 }
+
+#[tokio::test]
+async fn stripe_connect_is_switched_on_and_off_from_the_configuration_page() {
+    let app = spawn_app(3).await;
+    let c = client();
+    let csrf = app.sign_in(&c).await;
+    let (_, config) = configuration(&app, FULL_KEY).await;
+    let page_path = format!("/configurations/{}", config.id);
+    let path = format!("{page_path}/connected-accounts");
+    let page = app.get_ok(&c, &page_path).await;
+    assert!(page.contains("Also sync connected accounts"), "{page}");
+    assert!(
+        !app.store
+            .configuration(config.id)
+            .await
+            .expect("config")
+            .include_connected_accounts
+    );
+
+    app.post_redirect(&c, &path, &[("csrf", &csrf), ("active", "true")])
+        .await;
+    assert!(
+        app.store
+            .configuration(config.id)
+            .await
+            .expect("config")
+            .include_connected_accounts
+    );
+    let page = app.get_ok(&c, &page_path).await;
+    assert!(page.contains("Stop syncing connected accounts"), "{page}");
+    assert!(
+        page.contains("connected accounts the key reaches are synced too"),
+        "{page}"
+    );
+
+    app.post_redirect(&c, &path, &[("csrf", &csrf), ("active", "false")])
+        .await;
+    assert!(
+        !app.store
+            .configuration(config.id)
+            .await
+            .expect("config")
+            .include_connected_accounts
+    );
+}

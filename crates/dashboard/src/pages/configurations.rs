@@ -341,6 +341,17 @@ pub(crate) async fn show(
         }
         (webhook_view(&session, &c))
         section.card {
+            h2 { "Stripe Connect" }
+            @if c.include_connected_accounts {
+                p { "Each run also syncs every connected account this platform key reaches, into the same tables; each row's " span.mono { "account_id" } " says whose it is." }
+            } @else {
+                p { "Is this a Connect platform? Runs can also sync every connected account the key reaches, into the same tables, each row carrying its " span.mono { "account_id" } "." }
+            }
+            div.actions {
+                (toggle_form(&session, &format!("/configurations/{}/connected-accounts", c.id), c.include_connected_accounts, "Stop syncing connected accounts", "Also sync connected accounts"))
+            }
+        }
+        section.card {
             h2 { "Switch on or off, delete" }
             div.actions {
                 (toggle_form(&session, &format!("/configurations/{}/active", c.id), c.active, "Deactivate", "Activate"))
@@ -765,6 +776,26 @@ pub(crate) async fn set_active(
         true,
         format!("Configuration \"{}\" {what}.", c.name),
     );
+    Ok(Redirect::to(&format!("/configurations/{id}")))
+}
+
+/// `POST /configurations/{id}/connected-accounts`: Stripe Connect on or off.
+pub(crate) async fn set_connected_accounts(
+    State(state): State<DashboardState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<i64>,
+    Form(form): Form<ActiveForm>,
+) -> PageResult<Redirect> {
+    let c = state
+        .store
+        .set_include_connected_accounts(ConfigurationId(id), form.active)
+        .await?;
+    let text = if c.include_connected_accounts {
+        "From the next run, the connected accounts the key reaches are synced too."
+    } else {
+        "Connected accounts are no longer synced; their rows already copied stay in the tables."
+    };
+    state.drafts.notice(&session.id, true, text.to_string());
     Ok(Redirect::to(&format!("/configurations/{id}")))
 }
 

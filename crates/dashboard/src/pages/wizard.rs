@@ -287,6 +287,21 @@ pub(crate) fn check_view<E: std::fmt::Display>(result: &Result<StripeCheck, E>) 
                         }
                     }
                 }
+                @if !c.connected.accounts.is_empty() {
+                    p { "Stripe Connect: this platform key reaches "
+                        (c.connected.accounts.len())
+                        (if c.connected.accounts.len() == 1 { " connected account" } else { " connected accounts" })
+                        " (synced when the configuration's Stripe Connect option is on): "
+                        @for (i, a) in c.connected.accounts.iter().take(20).enumerate() {
+                            @if i > 0 { ", " }
+                            span.mono { (a.id) } @if let Some(n) = &a.name { " (" (n) ")" }
+                        }
+                        @if c.connected.accounts.len() > 20 { ", …" }
+                    }
+                }
+                @if let Some(e) = &c.connected.error {
+                    p.muted { "Connected accounts: " (e) }
+                }
                 @if c.all_readable() {
                     p.ok { "Every chosen data type can be read." }
                 } @else {
