@@ -161,7 +161,9 @@ pub fn payment(
     } else {
         None
     };
-    if succeed && g.chance(0.04) {
+    // Each follow-up below is drawn first (so accounts where it fits are unchanged) and then
+    // dropped when its earliest time would be after the anchor: history ends there.
+    if succeed && g.chance(0.04) && t + 3600 <= g.anchor {
         let full = g.chance(0.6);
         let ramount = if full { amount } else { (amount / 2).max(50) };
         let rt = g.time_between(t + 3600, (t + 20 * 86_400).min(g.anchor));
@@ -193,7 +195,7 @@ pub fn payment(
         amount_refunded = ramount;
         refunds.push(r);
     }
-    if succeed && g.chance(0.008) {
+    if succeed && g.chance(0.008) && t + 86_400 <= g.anchor {
         disputed = true;
         let dt = g.time_between(t + 86_400, (t + 40 * 86_400).min(g.anchor));
         let did = g.id("dp_");
@@ -231,7 +233,7 @@ pub fn payment(
         g.put(&d, None, dt);
         g.event(dt, "charge.dispute.created", &d, None);
     }
-    if succeed && g.chance(0.006) {
+    if succeed && g.chance(0.006) && t + 3600 <= g.anchor {
         let et = g.time_between(t + 3600, (t + 10 * 86_400).min(g.anchor));
         let e = super::shaped(
             g.mode,
