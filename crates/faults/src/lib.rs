@@ -21,6 +21,9 @@
 //! - [`trial`]: one fault, one seed: set up, inject, run, judge, recover, tear down.
 //! - [`report`]: the table of every fault tried, how many times, and the outcomes.
 //!
+//! `CLS_FAULTS_DEBUG=1` prints what each emulator-fault trial's runs said (for replaying a
+//! failing seed with `cls-faults --seed S --only NAME`).
+//!
 //! Words: a *trial* is one fault tried once (one emulator, one fresh database, one or more
 //! runs); a *run* is one `cls sync`; the *export* is the emulator's view of the whole account.
 

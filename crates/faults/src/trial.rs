@@ -180,6 +180,9 @@ async fn emulator_fault(h: &Harness, t: &mut Trial) -> Outcome {
                 .map_err(|e| format!("cannot run cls: {e}"))?
         };
         t.notes.push(faults_served(&emu).await);
+        if std::env::var_os("CLS_FAULTS_DEBUG").is_some() {
+            eprintln!("DEBUG first run: {end:?}");
+        }
         let verdict = judge(&end, &emu, &db.url, t.fault).await?;
         if t.fault == Fault::AllRequestsFail {
             t.notes.push(format!("gave up after {} s", end.seconds));
@@ -210,6 +213,9 @@ async fn emulator_fault(h: &Harness, t: &mut Trial) -> Outcome {
                 .await
                 .map_err(|e| format!("cannot run cls: {e}"))?
         };
+        if std::env::var_os("CLS_FAULTS_DEBUG").is_some() {
+            eprintln!("DEBUG recovery run: {end:?}");
+        }
         let v = recovered(verdict, &end, &twin, &db.url, t).await;
         twin.shutdown().await;
         v
