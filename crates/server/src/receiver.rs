@@ -96,16 +96,18 @@ async fn receive(
         Ok(s) => s,
         Err(e) => return refuse(StatusCode::BAD_REQUEST, e.to_string()),
     };
+    // Anyone can reach this endpoint: the signature is checked before any work is done for
+    // the delivery (a Stripe request, a connection to the project's database) and before an
+    // answer can say anything about that database. `deliver` checks it again, with replays.
+    let header = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok());
+    let now = Utc::now().timestamp();
+    if let Err(e) = webhook::verify(&body, header, &secret, now, webhook::DEFAULT_TOLERANCE_SECS) {
+        tracing::warn!(configuration_id = id, error = %e, "webhook delivery refused");
+        return refuse(StatusCode::BAD_REQUEST, e.to_string());
+    }
     if let Some(paused) = configuration.paused() {
-        let header = headers
-            .get("stripe-signature")
-            .and_then(|v| v.to_str().ok());
-        let now = Utc::now().timestamp();
-        if let Err(e) =
-            webhook::verify(&body, header, &secret, now, webhook::DEFAULT_TOLERANCE_SECS)
-        {
-            return refuse(StatusCode::BAD_REQUEST, e.to_string());
-        }
         return (
             StatusCode::OK,
             Json(json!({"received": true, "skipped": paused.to_string()})),

@@ -267,3 +267,80 @@ async fn rows_of(file: &std::path::Path, id: &str) -> i64 {
     pool.close().await;
     n
 }
+
+/// A delivery that is not signed with the configuration's secret is refused before anything
+/// else happens: no Stripe request, no connection to the project's database, and nothing about
+/// that database (its host, its user) in the answer. Anyone can reach these endpoints.
+#[tokio::test]
+async fn unsigned_deliveries_do_no_work_and_reveal_nothing() -> TestResult {
+    let emulator = cls_testkit::emulator::spawn_emulator(5, 4).await;
+    let dir = tempfile::tempdir()?;
+    let url = StateUrl::parse(&format!(
+        "sqlite://{}",
+        dir.path().join("state.db").display()
+    ))?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url, MasterKey::generate()).await?);
+    // Nothing listens on port 1: building this configuration's receiver fails.
+    let project = store
+        .create_project(NewProject {
+            name: "warehouse".into(),
+            database_url: DatabaseUrl::parse(
+                "postgres://warehouse_user:hunter2@127.0.0.1:1/warehouse",
+            )?,
+            schema: None,
+        })
+        .await?;
+    let configuration = store
+        .create_configuration(NewConfiguration {
+            name: "stripe".into(),
+            project_id: project.id,
+            key: ApiKey::parse("rk_test_cls_emulator")?,
+            data_types: vec![cls_catalog::find("customers").ok_or("customers")?],
+            stripe_api_base: None,
+            webhook_secret: Some(SecretString::from(SECRET.to_string())),
+        })
+        .await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let router =
+        cls_server::configured_webhooks(store.clone(), Some(url::Url::parse(&emulator.base_url)?));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let http = reqwest::Client::new();
+    let endpoint = format!("{base}/webhooks/stripe/{}", configuration.id);
+    let body = event("evt_a1", &json!({"id": "cus_X", "object": "customer"}), "X");
+
+    let unsigned = http
+        .post(&endpoint)
+        .body(serde_json::to_vec(&body)?)
+        .send()
+        .await?;
+    let status = unsigned.status().as_u16();
+    let answer = unsigned.text().await?;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.contains("Stripe-Signature"), "{answer}");
+    let (status, answer) = post(
+        &http,
+        &endpoint,
+        &body,
+        "whsec_someoneElsesSecret9876543210",
+    )
+    .await?;
+    assert_eq!(status, 400, "{answer}");
+    for hidden in ["127.0.0.1", "warehouse_user", "database"] {
+        assert!(!answer.to_string().contains(hidden), "{hidden}: {answer}");
+    }
+    let stats: Value = http
+        .get(format!("{}/_emulator/stats", emulator.base_url))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(stats["requests_total"], json!(0), "{stats}");
+
+    // Signed: now the receiver is built, and its failure is Stripe's to retry.
+    let (status, answer) = post(&http, &endpoint, &body, SECRET).await?;
+    assert_eq!(status, 500, "{answer}");
+
+    emulator.shutdown().await;
+    Ok(())
+}
