@@ -147,12 +147,14 @@ impl Receivers {
         secret: WebhookSecret,
     ) -> Result<Arc<WebhookState>, String> {
         let stamp = (configuration.updated_at, project.updated_at);
-        let mut built = self.built.lock().await;
-        if let Some(b) = built.get(&configuration.id) {
+        if let Some(b) = self.built.lock().await.get(&configuration.id) {
             if b.stamp == stamp {
                 return Ok(b.state.clone());
             }
         }
+        // Built without holding the map: a configuration whose Stripe API or database is
+        // slow to answer must not hold up the deliveries of every other configuration. Two
+        // first deliveries of one configuration may both build; the later one is kept.
         let mut types = Vec::new();
         for name in &configuration.data_types {
             let t = cls_catalog::find(name).ok_or_else(|| {
@@ -175,7 +177,7 @@ impl Receivers {
         let mut state = WebhookState::new(secret, Arc::from(dest), Some(client), account_id, types);
         state.connected_accounts = configuration.include_connected_accounts;
         let state = Arc::new(state);
-        built.insert(
+        self.built.lock().await.insert(
             configuration.id,
             Built {
                 stamp,

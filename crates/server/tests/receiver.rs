@@ -344,3 +344,89 @@ async fn unsigned_deliveries_do_no_work_and_reveal_nothing() -> TestResult {
     emulator.shutdown().await;
     Ok(())
 }
+
+/// One configuration whose receiver takes long to build (its Stripe API does not answer)
+/// holds up nobody else's deliveries.
+#[tokio::test]
+async fn a_slow_configuration_does_not_hold_up_the_others() -> TestResult {
+    let emulator = cls_testkit::emulator::spawn_emulator(5, 4).await;
+    // A Stripe API that accepts connections and never answers; says when it was reached.
+    let black_hole = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let hole_url = format!("http://{}", black_hole.local_addr()?);
+    let (reached, mut reached_rx) = tokio::sync::mpsc::channel::<()>(8);
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = black_hole.accept().await {
+            held.push(socket);
+            let _ = reached.try_send(());
+        }
+    });
+    let dir = tempfile::tempdir()?;
+    let url = StateUrl::parse(&format!(
+        "sqlite://{}",
+        dir.path().join("state.db").display()
+    ))?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url, MasterKey::generate()).await?);
+    let dest_file = dir.path().join("dest.db");
+    let project = store
+        .create_project(NewProject {
+            name: "warehouse".into(),
+            database_url: DatabaseUrl::parse(&format!("sqlite://{}", dest_file.display()))?,
+            schema: None,
+        })
+        .await?;
+    let new = |name: &str,
+               base: Option<url::Url>|
+     -> Result<NewConfiguration, Box<dyn std::error::Error>> {
+        Ok(NewConfiguration {
+            name: name.into(),
+            project_id: project.id,
+            key: ApiKey::parse("rk_test_cls_emulator")?,
+            data_types: vec![cls_catalog::find("customers").ok_or("customers")?],
+            stripe_api_base: base,
+            webhook_secret: Some(SecretString::from(SECRET.to_string())),
+        })
+    };
+    let slow = store
+        .create_configuration(new("slow", Some(url::Url::parse(&hole_url)?))?)
+        .await?;
+    let fine = store.create_configuration(new("fine", None)?).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let router =
+        cls_server::configured_webhooks(store.clone(), Some(url::Url::parse(&emulator.base_url)?));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let http = reqwest::Client::new();
+    let customer = json!({"id": "cus_Slow", "object": "customer", "name": "x"});
+
+    let slow_delivery = {
+        let http = http.clone();
+        let endpoint = format!("{base}/webhooks/stripe/{}", slow.id);
+        let body = event("evt_a1", &customer, "Slow");
+        tokio::spawn(async move {
+            post(&http, &endpoint, &body, SECRET)
+                .await
+                .map(|r| r.0)
+                .ok()
+        })
+    };
+    // The slow configuration's receiver is being built (its Stripe API was reached).
+    tokio::time::timeout(std::time::Duration::from_secs(30), reached_rx.recv()).await?;
+
+    let endpoint = format!("{base}/webhooks/stripe/{}", fine.id);
+    let answered = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        post(
+            &http,
+            &endpoint,
+            &event("evt_a2", &customer, "Fine"),
+            SECRET,
+        ),
+    )
+    .await;
+    let (status, answer) = answered.map_err(|_| "the other configuration's delivery waited")??;
+    assert_eq!(status, 200, "{answer}");
+    slow_delivery.abort();
+    emulator.shutdown().await;
+    Ok(())
+}
