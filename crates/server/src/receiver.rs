@@ -83,7 +83,11 @@ async fn receive(
     };
     let configuration = match receivers.store.configuration(ConfigurationId(id)).await {
         Ok(c) => c,
-        Err(StoreError::NotFound { .. }) => return not_found(),
+        Err(StoreError::NotFound { .. }) => {
+            // Deleted: its receiver (and its connection to the database) goes with it.
+            receivers.forget(ConfigurationId(id)).await;
+            return not_found();
+        }
         Err(e) => return unavailable(&e),
     };
     let Some(raw_secret) = configuration.webhook_secret.as_ref() else {
@@ -116,7 +120,10 @@ async fn receive(
     }
     let project = match receivers.store.project(configuration.project_id).await {
         Ok(p) => p,
-        Err(StoreError::NotFound { .. }) => return not_found(),
+        Err(StoreError::NotFound { .. }) => {
+            receivers.forget(configuration.id).await;
+            return not_found();
+        }
         Err(e) => return unavailable(&e),
     };
     let state = match receivers.state_for(configuration, &project, secret).await {
@@ -139,6 +146,11 @@ fn unavailable(e: &StoreError) -> Response {
 }
 
 impl Receivers {
+    /// Drops a configuration's receiver, if one was built.
+    async fn forget(&self, id: ConfigurationId) {
+        self.built.lock().await.remove(&id);
+    }
+
     /// The configuration's receiver, built (or rebuilt after a change) when needed.
     async fn state_for(
         &self,

@@ -430,3 +430,80 @@ async fn a_slow_configuration_does_not_hold_up_the_others() -> TestResult {
     emulator.shutdown().await;
     Ok(())
 }
+
+/// Files of this process open on `file` (Linux: /proc/self/fd).
+fn open_handles(file: &std::path::Path) -> usize {
+    let Ok(target) = file.canonicalize() else {
+        return 0;
+    };
+    std::fs::read_dir("/proc/self/fd")
+        .map(|fds| {
+            fds.filter_map(Result::ok)
+                .filter(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l == target))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// A deleted configuration's receiver goes with it: its connection to the project's
+/// database is closed at its next delivery (a 404), not kept for the life of the server.
+#[tokio::test]
+async fn a_deleted_configurations_receiver_lets_go_of_its_database() -> TestResult {
+    let emulator = cls_testkit::emulator::spawn_emulator(5, 4).await;
+    let dir = tempfile::tempdir()?;
+    let url = StateUrl::parse(&format!(
+        "sqlite://{}",
+        dir.path().join("state.db").display()
+    ))?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url, MasterKey::generate()).await?);
+    let dest_file = dir.path().join("dest.db");
+    let project = store
+        .create_project(NewProject {
+            name: "warehouse".into(),
+            database_url: DatabaseUrl::parse(&format!("sqlite://{}", dest_file.display()))?,
+            schema: None,
+        })
+        .await?;
+    let configuration = store
+        .create_configuration(NewConfiguration {
+            name: "stripe".into(),
+            project_id: project.id,
+            key: ApiKey::parse("rk_test_cls_emulator")?,
+            data_types: vec![cls_catalog::find("customers").ok_or("customers")?],
+            stripe_api_base: None,
+            webhook_secret: Some(SecretString::from(SECRET.to_string())),
+        })
+        .await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let router =
+        cls_server::configured_webhooks(store.clone(), Some(url::Url::parse(&emulator.base_url)?));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let http = reqwest::Client::new();
+    let endpoint = format!("{base}/webhooks/stripe/{}", configuration.id);
+    let customer = json!({"id": "cus_Gone", "object": "customer", "name": "x"});
+
+    let (status, answer) = post(&http, &endpoint, &event("evt_a1", &customer, "A"), SECRET).await?;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        open_handles(&dest_file) > 0,
+        "the receiver holds the database"
+    );
+
+    store.delete_configuration(configuration.id).await?;
+    let (status, answer) = post(&http, &endpoint, &event("evt_a2", &customer, "B"), SECRET).await?;
+    assert_eq!(status, 404, "{answer}");
+    // The driver closes a dropped connection on its own thread: wait for it, within bounds.
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while open_handles(&dest_file) > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the deleted receiver's database is still open"
+    );
+    emulator.shutdown().await;
+    Ok(())
+}
