@@ -7,13 +7,21 @@
 //!   redirect to `/login`. For a POST it also reads the form's `csrf` field and compares it
 //!   with the session's CSRF token; a missing or different token is a 403. Guarding in one
 //!   layer means no handler can forget it.
+//! - Wrong sign-ins are counted per peer address (`SignInThrottle`): after a few, that
+//!   peer's sign-ins are refused unchecked for a while, as the REST API refuses a client
+//!   guessing tokens.
 //! - The sign-in form itself has no session yet: it carries a double-submit token (a random
 //!   value in both a cookie and the form), so another site cannot sign a browser into an
 //!   account of its choosing.
 
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use axum::body::{to_bytes, Body};
-use axum::extract::{Query, Request, State};
-use axum::http::{Method, StatusCode};
+use axum::extract::{ConnectInfo, Query, Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
@@ -39,6 +47,50 @@ pub const SESSION_TTL_HOURS: i64 = 12;
 pub const ADMIN_USERNAME: &str = "admin";
 /// Largest form body read by the CSRF check.
 const MAX_FORM_BYTES: usize = 256 * 1024;
+/// Wrong sign-ins a peer may make within [`SIGN_IN_WINDOW`] before it must wait.
+const MAX_FAILED_SIGN_INS: u32 = 10;
+/// The window failed sign-ins are counted over, and the longest wait.
+const SIGN_IN_WINDOW: Duration = Duration::from_secs(300);
+/// Peers remembered beyond which those whose window has passed are forgotten.
+const SIGN_IN_PEERS_MAX: usize = 10_000;
+
+/// Failed sign-ins per peer address. Passwords are checked with argon2, slow on purpose:
+/// without a bound, a client could guess passwords as fast as the server hashes them and
+/// spend its CPU doing so. After [`MAX_FAILED_SIGN_INS`] wrong ones within
+/// [`SIGN_IN_WINDOW`], the peer's sign-ins are refused (`429`) unchecked until the window
+/// has passed — the right password too, so a guess cannot be confirmed. A peer whose
+/// address is unknown (no `ConnectInfo`) shares one allowance with all such peers.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SignInThrottle {
+    /// Peer → (start of its window, wrong sign-ins in it).
+    failed: Arc<Mutex<FailedSignIns>>,
+}
+
+/// Peer (`None`: address unknown) → (start of its window, wrong sign-ins in it).
+type FailedSignIns = HashMap<Option<IpAddr>, (Instant, u32)>;
+
+impl SignInThrottle {
+    /// How long `peer` must still wait, if it made too many wrong sign-ins.
+    fn wait(&self, peer: Option<IpAddr>) -> Option<Duration> {
+        let failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        let (since, count) = *failed.get(&peer)?;
+        let left = SIGN_IN_WINDOW.checked_sub(since.elapsed())?;
+        (count >= MAX_FAILED_SIGN_INS && !left.is_zero()).then_some(left)
+    }
+
+    /// Counts a wrong sign-in of `peer`.
+    fn failed(&self, peer: Option<IpAddr>) {
+        let mut failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        if failed.len() >= SIGN_IN_PEERS_MAX {
+            failed.retain(|_, (since, _)| since.elapsed() < SIGN_IN_WINDOW);
+        }
+        let entry = failed.entry(peer).or_insert((Instant::now(), 0));
+        if entry.0.elapsed() >= SIGN_IN_WINDOW {
+            *entry = (Instant::now(), 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+    }
+}
 
 /// The signed-in person, as handlers see it.
 #[derive(Debug, Clone)]
@@ -257,6 +309,7 @@ pub(crate) async fn login_form(
 /// `POST /login`.
 pub(crate) async fn login(
     State(state): State<DashboardState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     jar: CookieJar,
     Form(form): Form<LoginForm>,
 ) -> Response {
@@ -267,6 +320,24 @@ pub(crate) async fn login(
         )
         .into_response();
     }
+    let peer = peer.map(|Extension(ConnectInfo(addr))| addr.ip());
+    if let Some(wait) = state.sign_ins.wait(peer) {
+        tracing::warn!("dashboard sign-in refused unchecked: too many wrong passwords");
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let minutes = secs.div_ceil(60);
+        let page = login_page(
+            &form.csrf,
+            &form.next,
+            &form.username,
+            Some(&format!("Too many wrong sign-ins from this address: wait {minutes} minute(s), then sign in again. The admin password was printed once when cls first started.")),
+        );
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, HeaderValue::from(secs))],
+            page,
+        )
+            .into_response();
+    }
     let password = SecretString::from(form.password);
     let user = match state
         .store
@@ -276,6 +347,7 @@ pub(crate) async fn login(
         Ok(u) => u,
         Err(StoreError::Unauthorized { .. }) => {
             tracing::warn!("dashboard sign-in refused");
+            state.sign_ins.failed(peer);
             let page = login_page(
                 &form.csrf,
                 &form.next,

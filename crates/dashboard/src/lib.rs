@@ -58,6 +58,8 @@ pub struct DashboardState {
     pub master_key_source: Option<KeySource>,
     /// In-memory wizard drafts and notices, keyed by session.
     drafts: drafts::Drafts,
+    /// Wrong sign-ins per peer, to stop password guessing.
+    sign_ins: auth::SignInThrottle,
 }
 
 impl DashboardState {
@@ -76,6 +78,7 @@ impl DashboardState {
             secure_cookies,
             master_key_source: None,
             drafts: drafts::Drafts::default(),
+            sign_ins: auth::SignInThrottle::default(),
         }
     }
 

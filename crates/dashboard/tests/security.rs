@@ -362,3 +362,46 @@ async fn changing_the_password_signs_out_other_browsers_and_keeps_this_one() {
         .await;
     assert_eq!(res.status(), 303);
 }
+
+#[tokio::test]
+async fn a_client_guessing_passwords_is_stopped_before_the_password_is_checked() {
+    let app = spawn_app(3).await;
+    let c = client();
+    let csrf = common::csrf_of(&app.get_ok(&c, "/login").await);
+    let attempt = |password: &'static str| {
+        let c = c.clone();
+        let csrf = csrf.clone();
+        let url = app.url("/login");
+        async move {
+            c.post(url)
+                .form(&[
+                    ("username", "admin"),
+                    ("password", password),
+                    ("csrf", csrf.as_str()),
+                ])
+                .send()
+                .await
+                .expect("post /login")
+        }
+    };
+    let mut refused_at = None;
+    for n in 1..=50 {
+        let res = attempt("not-the-password").await;
+        if res.status() == 429 {
+            refused_at = Some(n);
+            assert!(res.headers().contains_key("retry-after"));
+            let body = res.text().await.expect("body");
+            assert!(body.contains("Too many"), "{body}");
+            break;
+        }
+        assert_eq!(res.status(), 401, "attempt {n}");
+    }
+    let refused_at = refused_at.expect("50 wrong passwords in a row were all checked");
+    assert!(
+        refused_at > 5,
+        "a person mistyping a few times is not refused"
+    );
+    // Even the right password waits: a guesser must not learn it was right.
+    let password: &'static str = Box::leak(app.password.clone().into_boxed_str());
+    assert_eq!(attempt(password).await.status(), 429);
+}
