@@ -22,7 +22,9 @@
 //! - a cancel request stops the run at its next heartbeat and records it `canceled`;
 //!   stopping anywhere is safe, since every write the engine commits carries its checkpoint
 //!   in the same transaction, and the next run resumes from there;
-//! - a worker that lost its lease stops and records nothing: the new owner does;
+//! - a worker that lost its lease stops and records nothing: the new owner does; so does a
+//!   worker none of whose heartbeats got through for a whole lease (the state database
+//!   away or hung), since by then another worker may hold the run;
 //! - a node shutting down stops its runs at a checkpoint and releases their leases
 //!   ([`Runner::run_next_until`], [`Store::release_run`]), so another node takes them over
 //!   at once instead of after the lease;
@@ -505,6 +507,16 @@ impl Runner {
         let mut awaiting_account = true;
         let mut budget: Option<Budget> = None;
         let every = self.config.heartbeat_every;
+        // When the last heartbeat that got through was sent: once a whole lease has passed
+        // since, another node may have taken the run over, so this one stops (it fences
+        // itself) instead of writing alongside the new owner until a heartbeat gets through
+        // again — which, with a hung connection to the state database, might be never.
+        let lease = self
+            .config
+            .lease
+            .to_std()
+            .unwrap_or(std::time::Duration::from_secs(60));
+        let mut beat_at = tokio::time::Instant::now();
         let mut beat = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let stop = loop {
@@ -531,13 +543,22 @@ impl Runner {
                 () = released(&mut release) => break Stop::Release,
                 _ = beat.tick() => {
                     let stats = snapshot(&live);
-                    match self
-                        .store
-                        .heartbeat(run.id, &self.config.worker_id, self.clock.now(), Some(stats))
-                        .await
-                    {
+                    let sent = tokio::time::Instant::now();
+                    let left = lease.saturating_sub(sent.duration_since(beat_at));
+                    let heartbeat = self.store.heartbeat(
+                        run.id,
+                        &self.config.worker_id,
+                        self.clock.now(),
+                        Some(stats),
+                    );
+                    let Ok(answered) = tokio::time::timeout(left, heartbeat).await else {
+                        tracing::warn!(run_id = %run.id, "no heartbeat got through for a whole lease: another worker may have taken the run over; stopping it");
+                        break Stop::LeaseLost;
+                    };
+                    match answered {
                         Ok(h) if h.cancel_requested => break Stop::Cancel,
                         Ok(_) => {
+                            beat_at = sent;
                             if let Some(budget) = &budget {
                                 match self.share_budget(run, budget).await {
                                     Ok(()) => {}
@@ -551,10 +572,15 @@ impl Runner {
                         Err(StoreError::LeaseLost { .. } | StoreError::NotFound { .. }) => {
                             break Stop::LeaseLost
                         }
-                        // The state database is away for a moment: keep syncing; if it stays
-                        // away past the lease, another worker takes over and the next
-                        // heartbeat that gets through says so.
-                        Err(e) => tracing::warn!(run_id = %run.id, error = %e, "heartbeat failed"),
+                        // The state database is away for a moment: keep syncing, within the
+                        // lease; past it, another worker may have taken over: stop.
+                        Err(e) => {
+                            tracing::warn!(run_id = %run.id, error = %e, "heartbeat failed");
+                            if beat_at.elapsed() >= lease {
+                                tracing::warn!(run_id = %run.id, "no heartbeat got through for a whole lease: another worker may have taken the run over; stopping it");
+                                break Stop::LeaseLost;
+                            }
+                        }
                     }
                 }
             }

@@ -900,3 +900,60 @@ async fn runs_are_counted_in_metrics() {
     assert!(stats.requests > 0);
     w.finish().await;
 }
+
+/// A worker whose heartbeats stop getting through (here the state database is locked by
+/// someone else; a network partition is the same) stops its run once a whole lease has
+/// passed without one: by then another node may have taken the run over, and two engines
+/// must not write one configuration at once. It records nothing; the run stays running for
+/// the taker.
+#[tokio::test]
+async fn a_worker_cut_off_from_the_state_stops_its_run_after_the_lease() {
+    use sqlx::{Connection, Executor};
+    let mut config = EmulatorConfig::new(11, 2000);
+    config.latency_ms = 1000;
+    let emulator = spawn_emulator_with(config).await;
+    let dir = must(tempfile::tempdir());
+    let state = dir.path().join("state.db");
+    let url = must(StateUrl::parse(&format!("sqlite://{}", state.display())));
+    let store: Arc<dyn Store> =
+        Arc::new(must(SqliteStore::open(&url, MasterKey::generate()).await));
+    let w = World::with(store, Some(dir), None, emulator).await;
+    let c = w
+        .configuration("rk_test_cls_emulator", &["customers"])
+        .await;
+    let id = must(w.runner.sync_now(c.id, SyncMode::Full).await).run().id;
+    let a = Runner::with_config(
+        w.store.clone(),
+        w.clock.clone(),
+        RunnerConfig {
+            worker_id: "worker-a".to_string(),
+            lease: Duration::seconds(1),
+            heartbeat_every: std::time::Duration::from_millis(50),
+            ..RunnerConfig::default()
+        },
+    );
+    let mut step = Box::pin(a.step());
+    tokio::select! {
+        out = &mut step => panic!("the run ended before it could be cut off: {out:?}"),
+        () = w.until_progress(id) => {}
+    }
+    let mut locker =
+        must(sqlx::SqliteConnection::connect(&format!("sqlite://{}", state.display())).await);
+    must(locker.execute("BEGIN EXCLUSIVE").await);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(4), &mut step).await;
+    must(locker.execute("ROLLBACK").await);
+    let executed = must(must(
+        out.map_err(|_| "the worker kept its run without heartbeats"),
+    ))
+    .executed
+    .unwrap_or_else(|| panic!("the step lost its run"));
+    assert!(executed.lease_lost, "{:?}", executed.run);
+    let run = must(w.store.run(id).await);
+    assert_eq!(
+        run.status,
+        RunStatus::Running,
+        "nothing recorded: {:?}",
+        run.errors
+    );
+    w.finish().await;
+}
