@@ -59,7 +59,10 @@ const SIGN_IN_PEERS_MAX: usize = 10_000;
 /// spend its CPU doing so. After [`MAX_FAILED_SIGN_INS`] wrong ones within
 /// [`SIGN_IN_WINDOW`], the peer's sign-ins are refused (`429`) unchecked until the window
 /// has passed — the right password too, so a guess cannot be confirmed. A peer whose
-/// address is unknown (no `ConnectInfo`) shares one allowance with all such peers.
+/// address is unknown (no `ConnectInfo`) shares one allowance with all such peers; as with
+/// the REST API's limits, `X-Forwarded-For` is not trusted, so behind a reverse proxy every
+/// browser shares the proxy's allowance (a guesser there delays everyone's sign-in, by at
+/// most [`SIGN_IN_WINDOW`]).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SignInThrottle {
     /// Peer → (start of its window, wrong sign-ins in it).
