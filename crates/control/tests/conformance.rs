@@ -1587,6 +1587,61 @@ mod scenarios {
         assert_eq!(a_now.stats, stats, "progress so far is kept");
         assert_eq!(s.share_account(a.0, "e", acct, at(75), LEASE).await?, 2);
 
+        // A run is held under the lease of the worker holding it: a node configured with a
+        // shorter lease does not take over a run that is alive under a longer one.
+        for id in [a.0, d.0] {
+            s.finish_run(
+                id,
+                "e",
+                RunUpdate {
+                    status: Some(RunStatus::Succeeded),
+                    ended_at: Some(at(80)),
+                    ..RunUpdate::default()
+                },
+            )
+            .await?;
+        }
+        s.finish_run(
+            c.0,
+            c.1,
+            RunUpdate {
+                status: Some(RunStatus::Succeeded),
+                ended_at: Some(at(80)),
+                ..RunUpdate::default()
+            },
+        )
+        .await?;
+        let long = s
+            .create_configuration(new_configuration("long lease", p.id))
+            .await?;
+        let held = s.queue_run(manual(long.id)).await?.run().clone();
+        let hour = chrono::Duration::hours(1);
+        let four = chrono::Duration::seconds(4);
+        let got = s
+            .claim_next_run(at(100), "slow", hour)
+            .await?
+            .ok_or_else(none)?;
+        assert_eq!(got.id, held.id);
+        for (claimant, when) in [("e", 110), ("e", 3_000)] {
+            let r = s.claim_next_run(at(when), claimant, four).await?;
+            assert!(
+                r.is_none(),
+                "taken over at {when} s under a 4 s lease: {r:?}"
+            );
+        }
+        let taken = s
+            .claim_next_run(at(100 + 3_601), "e", four)
+            .await?
+            .ok_or_else(none)?;
+        assert_eq!(taken.id, held.id, "silent past its own lease");
+        // Now held under e's 4 s lease: silent for 5 s, anyone takes it over.
+        let again = s
+            .claim_next_run(at(100 + 3_606), "f", hour)
+            .await?
+            .ok_or_else(none)?;
+        assert_eq!(again.id, held.id);
+        assert_eq!(again.worker_id.as_deref(), Some("f"));
+
         let missing = RunId(777_777);
         assert!(not_found(
             &s.release_run(missing, "a").await.err().ok_or_else(none)?,

@@ -323,11 +323,14 @@ pub trait Store: Send + Sync + fmt::Debug {
         slot: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
     /// Claims a run for `worker`, atomically (two workers never claim the same run, and a
-    /// configuration never has two live running runs). First a *running* run whose
-    /// heartbeat is older than `now - lease` (its worker died): it is taken over, same id,
-    /// worker and heartbeat set to this one and `now`; the engine resumes from its
-    /// checkpoints. Otherwise the oldest queued run whose configuration has no running run,
-    /// marked running since `now`. `None` when nothing can start.
+    /// configuration never has two live running runs). First a *running* run silent for
+    /// longer than the lease its worker holds it under (its worker died; `lease` for runs
+    /// claimed before leases were recorded): it is taken over, same id, worker, heartbeat
+    /// and lease set to this one's and `now`; the engine resumes from its checkpoints.
+    /// Otherwise the oldest queued run whose configuration has no running run, marked
+    /// running since `now` under `lease`. `None` when nothing can start. Every run records
+    /// the lease it is held under, so a node configured with a shorter lease never takes
+    /// over a run that is alive under a longer one.
     async fn claim_next_run(
         &self,
         now: DateTime<Utc>,
@@ -355,8 +358,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Records that `worker`'s running run `id` syncs the Stripe account `account` (the rate
     /// budget's key, e.g. `acct_123/test`) and says how many live runs share that account
     /// now, this one included: running runs registered with the same account whose heartbeat
-    /// is not older than `now - lease`, on any node. The runner divides the account's rate
-    /// budget by that number, and asks again after every heartbeat.
+    /// is within the lease its worker holds it under (`lease` when none is recorded), on any
+    /// node. The runner divides the account's rate budget by that number, and asks again
+    /// after every heartbeat.
     /// [`StoreError::LeaseLost`] when the run is no longer this worker's.
     async fn share_account(
         &self,
@@ -558,6 +562,16 @@ fn limit_offset(page: PageRequest) -> (i64, i64) {
 /// over.
 fn released_heartbeat() -> DateTime<Utc> {
     DateTime::<Utc>::UNIX_EPOCH
+}
+
+/// A lease in whole seconds as recorded on a run, rounded up (a run is never taken over
+/// sooner than its worker's lease says).
+fn lease_seconds(lease: chrono::Duration) -> i64 {
+    lease
+        .num_milliseconds()
+        .saturating_add(999)
+        .div_euclid(1000)
+        .max(1)
 }
 
 /// The number of runs sharing an account, from a SQL count (the asking run at least).

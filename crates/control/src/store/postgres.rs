@@ -25,9 +25,9 @@ use super::rows::{
     ScheduleRow, SessionRow, UserRow,
 };
 use super::{
-    canceled_before_start, check_name, check_schema, found, lease_lost, limit_offset,
-    released_heartbeat, sharing, status_counts, unique_or, Entity, QueuedRun, StateUrl, Store,
-    StoreError,
+    canceled_before_start, check_name, check_schema, found, lease_lost, lease_seconds,
+    limit_offset, released_heartbeat, sharing, status_counts, unique_or, Entity, QueuedRun,
+    StateUrl, Store, StoreError,
 };
 use crate::model::{
     ApiToken, ApiTokenId, Configuration, ConfigurationId, ConfigurationPatch, Heartbeat,
@@ -702,21 +702,29 @@ impl Store for PostgresStore {
         // configuration can start until it is done. SKIP LOCKED passes over a run another
         // node is taking over (or its worker is beating) right now; a heartbeat committed
         // since this statement began is re-checked against the row's newest version.
+        // Silent for longer than the lease its worker holds it under (the claimant's for runs
+        // claimed before leases were recorded).
         let stale: Option<i64> = sqlx::query_scalar(
             "SELECT id FROM sync_runs WHERE status = 'running' \
-             AND COALESCE(heartbeat_at, started_at, created_at) < $1 \
+             AND COALESCE(heartbeat_at, started_at, created_at) \
+             + make_interval(secs => COALESCE(lease_seconds, $2)::DOUBLE PRECISION) < $1 \
              ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
         )
-        .bind(now - lease)
+        .bind(now)
+        .bind(lease_seconds(lease))
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(id) = stale {
-            sqlx::query("UPDATE sync_runs SET worker_id = $2, heartbeat_at = $3 WHERE id = $1")
-                .bind(id)
-                .bind(worker)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "UPDATE sync_runs SET worker_id = $2, heartbeat_at = $3, lease_seconds = $4 \
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .bind(worker)
+            .bind(now)
+            .bind(lease_seconds(lease))
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
             tracing::warn!(
                 run_id = id,
@@ -754,11 +762,12 @@ impl Store for PostgresStore {
         }
         sqlx::query(
             "UPDATE sync_runs SET status = 'running', started_at = $2, worker_id = $3, \
-             heartbeat_at = $2 WHERE id = $1",
+             heartbeat_at = $2, lease_seconds = $4 WHERE id = $1",
         )
         .bind(id)
         .bind(now)
         .bind(worker)
+        .bind(lease_seconds(lease))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -835,13 +844,16 @@ impl Store for PostgresStore {
         if registered.rows_affected() == 0 {
             return Err(lease_lost(self.exists("sync_runs", id.0).await?, id));
         }
+        // Live: within the lease its own worker holds it under.
         let live: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM sync_runs WHERE status = 'running' AND budget_account = $1 \
-             AND (id = $2 OR heartbeat_at >= $3)",
+             AND (id = $2 OR COALESCE(heartbeat_at, started_at, created_at) \
+             + make_interval(secs => COALESCE(lease_seconds, $4)::DOUBLE PRECISION) >= $3)",
         )
         .bind(account)
         .bind(id.0)
-        .bind(now - lease)
+        .bind(now)
+        .bind(lease_seconds(lease))
         .fetch_one(&self.pool)
         .await?;
         Ok(sharing(live))

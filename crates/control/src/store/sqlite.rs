@@ -23,9 +23,9 @@ use super::rows::{
     ScheduleRow, SessionRow, UserRow,
 };
 use super::{
-    canceled_before_start, check_name, check_schema, found, lease_lost, limit_offset,
-    released_heartbeat, sharing, status_counts, unique_or, Entity, QueuedRun, StateUrl, Store,
-    StoreError,
+    canceled_before_start, check_name, check_schema, found, lease_lost, lease_seconds,
+    limit_offset, released_heartbeat, sharing, status_counts, unique_or, Entity, QueuedRun,
+    StateUrl, Store, StoreError,
 };
 use crate::model::{
     ApiToken, ApiTokenId, Configuration, ConfigurationId, ConfigurationPatch, Heartbeat,
@@ -693,15 +693,18 @@ impl Store for SqliteStore {
         // Each statement runs under SQLite's single write lock, so no other claim can slip
         // between a choice and its update. A dead worker's run first: it holds its
         // configuration, so nothing else of that configuration can start until it is done.
+        // Silent for longer than the lease its worker holds it under (the claimant's for runs
+        // claimed before leases were recorded).
         let taken: Option<i64> = sqlx::query_scalar(
-            "UPDATE sync_runs SET worker_id = $2, heartbeat_at = $1 WHERE id = \
+            "UPDATE sync_runs SET worker_id = $2, heartbeat_at = $1, lease_seconds = $3 WHERE id = \
              (SELECT id FROM sync_runs WHERE status = 'running' \
-             AND COALESCE(heartbeat_at, started_at, created_at) < $3 ORDER BY id LIMIT 1) \
+             AND julianday(COALESCE(heartbeat_at, started_at, created_at)) \
+             + COALESCE(lease_seconds, $3) / 86400.0 < julianday($1) ORDER BY id LIMIT 1) \
              RETURNING id",
         )
         .bind(now)
         .bind(worker)
-        .bind(now - lease)
+        .bind(lease_seconds(lease))
         .fetch_optional(&self.pool)
         .await?;
         if let Some(id) = taken {
@@ -714,13 +717,14 @@ impl Store for SqliteStore {
         }
         let claimed: Option<i64> = sqlx::query_scalar(
             "UPDATE sync_runs SET status = 'running', started_at = $1, worker_id = $2, \
-             heartbeat_at = $1 WHERE id = \
+             heartbeat_at = $1, lease_seconds = $3 WHERE id = \
              (SELECT r.id FROM sync_runs r WHERE r.status = 'queued' AND NOT EXISTS \
              (SELECT 1 FROM sync_runs x WHERE x.configuration_id = r.configuration_id \
              AND x.status = 'running') ORDER BY r.id LIMIT 1) RETURNING id",
         )
         .bind(now)
         .bind(worker)
+        .bind(lease_seconds(lease))
         .fetch_optional(&self.pool)
         .await?;
         match claimed {
@@ -799,13 +803,16 @@ impl Store for SqliteStore {
         if registered.rows_affected() == 0 {
             return Err(lease_lost(self.exists("sync_runs", id.0).await?, id));
         }
+        // Live: within the lease its own worker holds it under.
         let live: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM sync_runs WHERE status = 'running' AND budget_account = $1 \
-             AND (id = $2 OR heartbeat_at >= $3)",
+             AND (id = $2 OR julianday(COALESCE(heartbeat_at, started_at, created_at)) \
+             + COALESCE(lease_seconds, $4) / 86400.0 >= julianday($3))",
         )
         .bind(account)
         .bind(id.0)
-        .bind(now - lease)
+        .bind(now)
+        .bind(lease_seconds(lease))
         .fetch_one(&self.pool)
         .await?;
         Ok(sharing(live))
