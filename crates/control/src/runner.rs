@@ -460,17 +460,21 @@ impl Runner {
 
     /// Registers the run's Stripe account and gives its client its share of the account's
     /// rate budget (module doc). `Err(LeaseLost)` when the run is no longer this worker's.
+    /// Bounded by one heartbeat interval, so a slow or locked state database never holds up
+    /// the heartbeats (the share stays as it was until the next try).
     async fn share_budget(&self, run: &SyncRun, budget: &Budget) -> Result<(), StoreError> {
-        let live = self
-            .store
-            .share_account(
-                run.id,
-                &self.config.worker_id,
-                &budget.account,
-                self.clock.now(),
-                self.config.lease,
-            )
-            .await?;
+        let asked = self.store.share_account(
+            run.id,
+            &self.config.worker_id,
+            &budget.account,
+            self.clock.now(),
+            self.config.lease,
+        );
+        let Ok(answered) = tokio::time::timeout(self.config.heartbeat_every, asked).await else {
+            tracing::warn!(run_id = %run.id, "the state database did not say in time how many runs share the account; keeping the current share");
+            return Ok(());
+        };
+        let live = answered?;
         if budget.client.rate_share() != live {
             tracing::info!(run_id = %run.id, account = %budget.account, runs = live, "the account's rate budget is shared by this many runs");
         }
