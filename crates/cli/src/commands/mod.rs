@@ -179,8 +179,10 @@ impl StateArgs {
 }
 
 /// Run leases: how long a run's heartbeat stays valid and how often it is renewed. Hidden:
-/// the defaults suit production, and tests shorten them. Every node sharing a state must use
-/// the same values — a node with a shorter lease would take over runs that are alive.
+/// the defaults suit production, and tests shorten them. Keep them the same on every node
+/// sharing a state: each run records the lease it is held under, so a node with a shorter
+/// lease does not take over a live run of a node with a longer one, but a node beating
+/// rarely re-reads its share of an account's rate budget rarely too.
 #[derive(Debug, Clone, Copy, Args)]
 pub struct LeaseArgs {
     /// Seconds a running run's heartbeat stays valid; a run silent for longer is taken over
