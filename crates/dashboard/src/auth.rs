@@ -116,8 +116,15 @@ pub async fn ensure_admin(store: &dyn Store) -> Result<Option<(String, SecretStr
         return Ok(None);
     }
     let password = SecretString::from(random_text(20));
-    store.create_user(ADMIN_USERNAME, &password).await?;
-    Ok(Some((ADMIN_USERNAME.to_string(), password)))
+    match store.create_user(ADMIN_USERNAME, &password).await {
+        Ok(_) => Ok(Some((ADMIN_USERNAME.to_string(), password))),
+        // Another node sharing this state created it since the count: theirs stands (and
+        // they print its password), as if it had existed when this node started.
+        Err(StoreError::Invalid {
+            field: "username", ..
+        }) if store.user_count().await? > 0 => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// For `cls demo`, a throwaway local install: gives the admin account a new one-time

@@ -405,3 +405,32 @@ async fn a_client_guessing_passwords_is_stopped_before_the_password_is_checked()
     let password: &'static str = Box::leak(app.password.clone().into_boxed_str());
     assert_eq!(attempt(password).await.status(), 429);
 }
+
+/// Nodes sharing one fresh state start together: each may find no user and create the
+/// admin; exactly one does, and the others start as if it had existed (none fails to start).
+#[tokio::test]
+async fn nodes_starting_together_create_one_admin_and_all_start() {
+    use cls_control::{MasterKey, SqliteStore, StateUrl, Store};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = StateUrl::parse(&format!(
+        "sqlite://{}",
+        dir.path().join("state.db").display()
+    ))
+    .expect("state url");
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(
+        SqliteStore::open(&url, MasterKey::generate())
+            .await
+            .expect("open"),
+    );
+    let (a, b, c) = tokio::join!(
+        cls_dashboard::ensure_admin(store.as_ref()),
+        cls_dashboard::ensure_admin(store.as_ref()),
+        cls_dashboard::ensure_admin(store.as_ref()),
+    );
+    let started: Vec<_> = [a, b, c]
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|e| panic!("a node failed to start: {e}")))
+        .collect();
+    assert_eq!(started.iter().filter(|c| c.is_some()).count(), 1);
+    assert_eq!(store.user_count().await.expect("count"), 1);
+}
