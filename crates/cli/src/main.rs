@@ -77,8 +77,46 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code.into(),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_text(&e));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// An error and its causes in one line, each cause once: many of the library's errors already
+/// quote their cause in their own message, and printing the chain again would say it twice.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_text;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("could not talk to Stripe ({0}): check the network")]
+    struct Quoting(#[source] std::io::Error);
+
+    #[test]
+    fn causes_already_quoted_are_not_repeated() {
+        let io = std::io::Error::other("connection refused");
+        let e = anyhow::Error::new(Quoting(io)).context("reading the account");
+        assert_eq!(
+            error_text(&e),
+            "reading the account: could not talk to Stripe (connection refused): check the network"
+        );
+        let plain = anyhow::anyhow!("root cause").context("outer");
+        assert_eq!(error_text(&plain), "outer: root cause");
     }
 }
