@@ -568,10 +568,11 @@ async fn three_workers_one_killed_every_run_completes_once() {
         elapsed.as_secs_f64(),
         held_ids.len(),
     );
-    // Without sharing, two runs of one account at once each take its whole budget and draw
-    // dozens of 429s here; with it, the sum exceeds the limit only until the next heartbeat.
+    // Without sharing, two runs of one account at once each take its whole budget: this test
+    // then drew 14–21 429s in ~1,600 requests. With it, the sum exceeds a limit only until
+    // the next heartbeat: 0–5 seen. The bound (0.7%, ~11) sits between.
     assert!(
-        limited * 200 <= requests,
+        limited * 1000 <= requests * 7,
         "{limited} of {requests} requests were rate limited: the accounts' budgets did not hold across workers"
     );
 
