@@ -56,7 +56,7 @@ use crate::state::AppState;
         schedules::delete,
         api_keys::create, api_keys::list, api_keys::revoke,
     ),
-    modifiers(&BearerAuth),
+    modifiers(&BearerAuth, &PathIds),
     security(("bearer" = [])),
     tags(
         (name = "projects", description = "Destination databases"),
@@ -120,6 +120,49 @@ impl Modify for BearerAuth {
                     .build(),
             ),
         );
+    }
+}
+
+/// Declares the `400` every route with a path id gives when the id is not a whole number
+/// that fits an `int64` (`/api/runs/abc`, `/api/runs/9223372036854775808`): [`extract::parse_id`]
+/// refuses it before the handler runs, whatever the handler itself documents.
+struct PathIds;
+
+impl Modify for PathIds {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let has_path_id = op
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| p.parameter_in == utoipa::openapi::path::ParameterIn::Path);
+                if has_path_id && !op.responses.responses.contains_key("400") {
+                    op.responses.responses.insert(
+                        "400".to_string(),
+                        ResponseBuilder::new()
+                            .description("The path's `id` is not an id: a whole number, as the list routes show them")
+                            .content(
+                                "application/json",
+                                ContentBuilder::new()
+                                    .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
+                                    .build(),
+                            )
+                            .build()
+                            .into(),
+                    );
+                }
+            }
+        }
     }
 }
 
@@ -206,6 +249,15 @@ mod tests {
                 assert!(ids.insert(id.clone()), "operationId `{id}` is used twice");
                 assert!(op.responses.responses.contains_key("401"), "{id}");
                 assert!(op.responses.responses.contains_key("429"), "{id}");
+                let path_id = op
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| p.parameter_in == utoipa::openapi::path::ParameterIn::Path);
+                assert!(
+                    !path_id || op.responses.responses.contains_key("400"),
+                    "{id} takes a path id, so it documents the 400 a bad one gets"
+                );
             }
         }
         assert_eq!(operations, 24);
