@@ -28,6 +28,9 @@ pub enum SecretError {
     /// Empty or not starting with `whsec_`.
     #[error("a webhook signing secret starts with `whsec_` (Stripe Dashboard → Developers → Webhooks → the endpoint → Signing secret)")]
     Malformed,
+    /// Starts right but holds characters a signing secret never has.
+    #[error("the webhook signing secret holds characters Stripe's secrets never have (spaces, control characters or non-ASCII): copy it again from Stripe Dashboard → Developers → Webhooks → the endpoint → Signing secret, as plain text")]
+    Characters,
 }
 
 impl WebhookSecret {
@@ -35,9 +38,10 @@ impl WebhookSecret {
     pub fn parse(raw: &str) -> Result<Self, SecretError> {
         let raw = raw.trim();
         match raw.strip_prefix("whsec_") {
-            Some(rest) if !rest.is_empty() && !rest.contains(char::is_whitespace) => {
+            Some(rest) if rest.chars().all(|c| c.is_ascii_graphic()) && !rest.is_empty() => {
                 Ok(WebhookSecret(SecretString::from(raw.to_string())))
             }
+            Some(rest) if !rest.is_empty() => Err(SecretError::Characters),
             _ => Err(SecretError::Malformed),
         }
     }
@@ -314,6 +318,14 @@ mod tests {
         assert!(WebhookSecret::parse("sk_test_123").is_err());
         assert!(WebhookSecret::parse("whsec_").is_err());
         assert!(WebhookSecret::parse("whsec_a b").is_err());
+        for bad in ["whsec_abc\u{1}", "whsec_abc\u{7f}", "whsec_ab\u{e9}c", "whsec_a\tb"] {
+            assert_eq!(
+                WebhookSecret::parse(bad).err(),
+                Some(SecretError::Characters),
+                "{bad:?}"
+            );
+        }
+        assert!(WebhookSecret::parse(" whsec_padded0123\n").is_ok());
         assert_eq!(format!("{:?}", secret()), "WebhookSecret(whsec_****)");
     }
 
