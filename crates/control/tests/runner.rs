@@ -62,7 +62,9 @@ impl World {
     /// about 20 ms), so a run is still in flight when a test acts on it.
     async fn slow(postgres: bool) -> World {
         let mut config = EmulatorConfig::new(11, 300);
-        config.latency_ms = 20;
+        // Slow enough that a run is still in flight while a test interrupts it, even on a loaded
+        // machine (at 20 ms the run could end first under CI load).
+        config.latency_ms = 120;
         let emulator = spawn_emulator_with(config).await;
         if postgres {
             let db = TestDb::new().await;
