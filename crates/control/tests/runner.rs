@@ -63,8 +63,8 @@ impl World {
     async fn slow(postgres: bool) -> World {
         let mut config = EmulatorConfig::new(11, 300);
         // Slow enough that a run is still in flight while a test interrupts it, even on a loaded
-        // machine (at 20 ms the run could end first under CI load).
-        config.latency_ms = 120;
+        // machine: after the first page, a run has seconds left (at 20 ms it once ended first).
+        config.latency_ms = 400;
         let emulator = spawn_emulator_with(config).await;
         if postgres {
             let db = TestDb::new().await;
