@@ -318,7 +318,12 @@ mod tests {
         assert!(WebhookSecret::parse("sk_test_123").is_err());
         assert!(WebhookSecret::parse("whsec_").is_err());
         assert!(WebhookSecret::parse("whsec_a b").is_err());
-        for bad in ["whsec_abc\u{1}", "whsec_abc\u{7f}", "whsec_ab\u{e9}c", "whsec_a\tb"] {
+        for bad in [
+            "whsec_abc\u{1}",
+            "whsec_abc\u{7f}",
+            "whsec_ab\u{e9}c",
+            "whsec_a\tb",
+        ] {
             assert_eq!(
                 WebhookSecret::parse(bad).err(),
                 Some(SecretError::Characters),
