@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use cls_control::{
-    ConfigurationPatch, MasterKey, NewConfiguration, NewProject, SqliteStore, StateUrl, Store,
+    Configuration, ConfigurationPatch, MasterKey, NewConfiguration, NewProject, Project,
+    SqliteStore, StateUrl, Store,
 };
 use cls_destination::DatabaseUrl;
 use cls_server::webhook::{sign, WebhookSecret};
@@ -75,39 +76,82 @@ async fn name_in_destination(file: &std::path::Path, id: &str) -> Option<String>
     row.get("name")
 }
 
+/// State in SQLite under `dir`, one project writing to `database_url`, and the receivers served
+/// on 127.0.0.1:0 with the emulator at `api_base` as the default Stripe API.
+struct Receivers {
+    store: Arc<dyn Store>,
+    project: Project,
+    base: String,
+}
+
+impl Receivers {
+    async fn start(
+        dir: &std::path::Path,
+        database_url: &str,
+        api_base: &str,
+    ) -> Result<Receivers, Box<dyn std::error::Error>> {
+        let url = StateUrl::parse(&format!("sqlite://{}", dir.join("state.db").display()))?;
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url, MasterKey::generate()).await?);
+        let project = store
+            .create_project(NewProject {
+                name: "warehouse".into(),
+                database_url: DatabaseUrl::parse(database_url)?,
+                schema: None,
+            })
+            .await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let router =
+            cls_server::configured_webhooks(store.clone(), Some(url::Url::parse(api_base)?));
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        Ok(Receivers {
+            store,
+            project,
+            base,
+        })
+    }
+
+    /// Creates a configuration of `customers` with the emulator's key, `secret` and `api_base`.
+    async fn configuration(
+        &self,
+        name: &str,
+        secret: Option<&str>,
+        api_base: Option<url::Url>,
+    ) -> Result<Configuration, Box<dyn std::error::Error>> {
+        Ok(self
+            .store
+            .create_configuration(NewConfiguration {
+                name: name.into(),
+                project_id: self.project.id,
+                key: ApiKey::parse("rk_test_cls_emulator")?,
+                data_types: vec![cls_catalog::find("customers").ok_or("customers")?],
+                stripe_api_base: api_base,
+                webhook_secret: secret.map(|s| SecretString::from(s.to_string())),
+            })
+            .await?)
+    }
+
+    /// The webhook endpoint of a configuration.
+    fn endpoint(&self, c: &Configuration) -> String {
+        format!("{}/webhooks/stripe/{}", self.base, c.id)
+    }
+}
+
 #[tokio::test]
 async fn deliveries_reach_their_configurations_database() -> TestResult {
     let emulator = cls_testkit::emulator::spawn_emulator(5, 4).await;
     let dir = tempfile::tempdir()?;
-    let url = StateUrl::parse(&format!(
-        "sqlite://{}",
-        dir.path().join("state.db").display()
-    ))?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url, MasterKey::generate()).await?);
     let dest_file = dir.path().join("dest.db");
-    let project = store
-        .create_project(NewProject {
-            name: "warehouse".into(),
-            database_url: DatabaseUrl::parse(&format!("sqlite://{}", dest_file.display()))?,
-            schema: None,
-        })
-        .await?;
-    let new = |secret: Option<&str>| NewConfiguration {
-        name: "stripe".into(),
-        project_id: project.id,
-        key: ApiKey::parse("rk_test_cls_emulator").unwrap_or_else(|e| panic!("{e}")),
-        data_types: vec![cls_catalog::find("customers").unwrap_or_else(|| panic!("customers"))],
-        stripe_api_base: None,
-        webhook_secret: secret.map(|s| SecretString::from(s.to_string())),
-    };
-    let with_secret = store.create_configuration(new(Some(SECRET))).await?;
-    let without_secret = store.create_configuration(new(None)).await?;
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let router =
-        cls_server::configured_webhooks(store.clone(), Some(url::Url::parse(&emulator.base_url)?));
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let r = Receivers::start(
+        dir.path(),
+        &format!("sqlite://{}", dest_file.display()),
+        &emulator.base_url,
+    )
+    .await?;
+    let store = r.store.clone();
+    let base = r.base.clone();
+    let with_secret = r.configuration("stripe", Some(SECRET), None).await?;
+    let without_secret = r.configuration("stripe", None, None).await?;
     let http = reqwest::Client::new();
 
     let customers: Value = http
@@ -275,38 +319,16 @@ async fn rows_of(file: &std::path::Path, id: &str) -> i64 {
 async fn unsigned_deliveries_do_no_work_and_reveal_nothing() -> TestResult {
     let emulator = cls_testkit::emulator::spawn_emulator(5, 4).await;
     let dir = tempfile::tempdir()?;
-    let url = StateUrl::parse(&format!(
-        "sqlite://{}",
-        dir.path().join("state.db").display()
-    ))?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url, MasterKey::generate()).await?);
     // Nothing listens on port 1: building this configuration's receiver fails.
-    let project = store
-        .create_project(NewProject {
-            name: "warehouse".into(),
-            database_url: DatabaseUrl::parse(
-                "postgres://warehouse_user:hunter2@127.0.0.1:1/warehouse",
-            )?,
-            schema: None,
-        })
-        .await?;
-    let configuration = store
-        .create_configuration(NewConfiguration {
-            name: "stripe".into(),
-            project_id: project.id,
-            key: ApiKey::parse("rk_test_cls_emulator")?,
-            data_types: vec![cls_catalog::find("customers").ok_or("customers")?],
-            stripe_api_base: None,
-            webhook_secret: Some(SecretString::from(SECRET.to_string())),
-        })
-        .await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let router =
-        cls_server::configured_webhooks(store.clone(), Some(url::Url::parse(&emulator.base_url)?));
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let r = Receivers::start(
+        dir.path(),
+        "postgres://warehouse_user:hunter2@127.0.0.1:1/warehouse",
+        &emulator.base_url,
+    )
+    .await?;
+    let configuration = r.configuration("stripe", Some(SECRET), None).await?;
     let http = reqwest::Client::new();
-    let endpoint = format!("{base}/webhooks/stripe/{}", configuration.id);
+    let endpoint = r.endpoint(&configuration);
     let body = event("evt_a1", &json!({"id": "cus_X", "object": "customer"}), "X");
 
     let unsigned = http
@@ -362,40 +384,18 @@ async fn a_slow_configuration_does_not_hold_up_the_others() -> TestResult {
         }
     });
     let dir = tempfile::tempdir()?;
-    let url = StateUrl::parse(&format!(
-        "sqlite://{}",
-        dir.path().join("state.db").display()
-    ))?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url, MasterKey::generate()).await?);
     let dest_file = dir.path().join("dest.db");
-    let project = store
-        .create_project(NewProject {
-            name: "warehouse".into(),
-            database_url: DatabaseUrl::parse(&format!("sqlite://{}", dest_file.display()))?,
-            schema: None,
-        })
+    let r = Receivers::start(
+        dir.path(),
+        &format!("sqlite://{}", dest_file.display()),
+        &emulator.base_url,
+    )
+    .await?;
+    let slow = r
+        .configuration("slow", Some(SECRET), Some(url::Url::parse(&hole_url)?))
         .await?;
-    let new = |name: &str,
-               base: Option<url::Url>|
-     -> Result<NewConfiguration, Box<dyn std::error::Error>> {
-        Ok(NewConfiguration {
-            name: name.into(),
-            project_id: project.id,
-            key: ApiKey::parse("rk_test_cls_emulator")?,
-            data_types: vec![cls_catalog::find("customers").ok_or("customers")?],
-            stripe_api_base: base,
-            webhook_secret: Some(SecretString::from(SECRET.to_string())),
-        })
-    };
-    let slow = store
-        .create_configuration(new("slow", Some(url::Url::parse(&hole_url)?))?)
-        .await?;
-    let fine = store.create_configuration(new("fine", None)?).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let router =
-        cls_server::configured_webhooks(store.clone(), Some(url::Url::parse(&emulator.base_url)?));
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let fine = r.configuration("fine", Some(SECRET), None).await?;
+    let base = r.base.clone();
     let http = reqwest::Client::new();
     let customer = json!({"id": "cus_Slow", "object": "customer", "name": "x"});
 
@@ -451,36 +451,17 @@ fn open_handles(file: &std::path::Path) -> usize {
 async fn a_deleted_configurations_receiver_lets_go_of_its_database() -> TestResult {
     let emulator = cls_testkit::emulator::spawn_emulator(5, 4).await;
     let dir = tempfile::tempdir()?;
-    let url = StateUrl::parse(&format!(
-        "sqlite://{}",
-        dir.path().join("state.db").display()
-    ))?;
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&url, MasterKey::generate()).await?);
     let dest_file = dir.path().join("dest.db");
-    let project = store
-        .create_project(NewProject {
-            name: "warehouse".into(),
-            database_url: DatabaseUrl::parse(&format!("sqlite://{}", dest_file.display()))?,
-            schema: None,
-        })
-        .await?;
-    let configuration = store
-        .create_configuration(NewConfiguration {
-            name: "stripe".into(),
-            project_id: project.id,
-            key: ApiKey::parse("rk_test_cls_emulator")?,
-            data_types: vec![cls_catalog::find("customers").ok_or("customers")?],
-            stripe_api_base: None,
-            webhook_secret: Some(SecretString::from(SECRET.to_string())),
-        })
-        .await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let router =
-        cls_server::configured_webhooks(store.clone(), Some(url::Url::parse(&emulator.base_url)?));
-    tokio::spawn(async move { axum::serve(listener, router).await });
+    let r = Receivers::start(
+        dir.path(),
+        &format!("sqlite://{}", dest_file.display()),
+        &emulator.base_url,
+    )
+    .await?;
+    let store = r.store.clone();
+    let configuration = r.configuration("stripe", Some(SECRET), None).await?;
     let http = reqwest::Client::new();
-    let endpoint = format!("{base}/webhooks/stripe/{}", configuration.id);
+    let endpoint = r.endpoint(&configuration);
     let customer = json!({"id": "cus_Gone", "object": "customer", "name": "x"});
 
     let (status, answer) = post(&http, &endpoint, &event("evt_a1", &customer, "A"), SECRET).await?;
