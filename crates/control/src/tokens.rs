@@ -18,7 +18,8 @@
 //!   stored, so a copy of the state database signs nobody in.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -127,9 +128,54 @@ pub(crate) fn api_token_prefix(token: &str) -> Result<&str, StoreError> {
 pub(crate) struct TokenCache {
     /// SHA-256 of a token → the token's id and when it was verified.
     verified: Mutex<HashMap<[u8; 32], (i64, Instant)>>,
+    /// SHA-256 of a token → the turn to verify it. Requests with one token that all miss the
+    /// cache at once (every [`CACHE_TTL`] for a busy client) wait for the first one's argon2
+    /// run instead of each starting their own: argon2 takes ~19 MiB per run, and the load
+    /// soak (`scripts/soak.sh`) saw eight at once every minute grow the server's memory by
+    /// ~60 MiB a step, kept by the allocator's per-thread arenas.
+    in_flight: Mutex<HashMap<[u8; 32], Arc<tokio::sync::Mutex<()>>>>,
+    /// argon2 verifications run, for tests.
+    verifications: AtomicU64,
+}
+
+/// A turn to verify one token; leaving it forgets the turn when nobody else waits for it.
+struct VerifyTurn<'a> {
+    cache: &'a TokenCache,
+    digest: [u8; 32],
+    gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for VerifyTurn<'_> {
+    fn drop(&mut self) {
+        let mut map = self
+            .cache
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        // Clones are made under this lock: two references (the map's and ours) mean no one
+        // else waits for this turn. A request cancelled while waiting drops its clone, so the
+        // entry never outlives its last user.
+        if map
+            .get(&self.digest)
+            .is_some_and(|g| Arc::ptr_eq(g, &self.gate) && Arc::strong_count(g) == 2)
+        {
+            map.remove(&self.digest);
+        }
+    }
 }
 
 impl TokenCache {
+    /// The turn to verify the token with SHA-256 `digest` (shared by concurrent callers).
+    fn turn(&self, digest: [u8; 32]) -> VerifyTurn<'_> {
+        let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let gate = map.entry(digest).or_default().clone();
+        VerifyTurn {
+            cache: self,
+            digest,
+            gate,
+        }
+    }
+
     fn hit(&self, digest: &[u8; 32], id: i64) -> bool {
         let map = self.verified.lock().unwrap_or_else(|p| p.into_inner());
         map.get(digest)
@@ -296,12 +342,18 @@ async fn check_api_token(
     }
     let id = stored.token.id.0;
     if !cache.hit(&digest, id) {
-        if !verify_secret(Some(stored.hash), SecretString::from(token)).await? {
-            return Err(StoreError::Unauthorized {
-                reason: refused::UNKNOWN_TOKEN,
-            });
+        let turn = cache.turn(digest);
+        let _held = turn.gate.lock().await;
+        // Whoever held the turn before may have just verified this very token.
+        if !cache.hit(&digest, id) {
+            cache.verifications.fetch_add(1, Ordering::Relaxed);
+            if !verify_secret(Some(stored.hash), SecretString::from(token)).await? {
+                return Err(StoreError::Unauthorized {
+                    reason: refused::UNKNOWN_TOKEN,
+                });
+            }
+            cache.remember(digest, id);
         }
-        cache.remember(digest, id);
     }
     Ok(stored.token)
 }
@@ -415,6 +467,53 @@ async fn blocking<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The load soak's finding: eight requests with one token missing the cache at once ran
+    /// argon2 eight times (and grew memory by ~60 MiB each minute); now they run it once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_checks_of_one_token_verify_it_once() -> Result<(), StoreError> {
+        let new = new_api_token().await?;
+        let cache = Arc::new(TokenCache::default());
+        let stored = |new: &NewApiToken| StoredApiToken {
+            token: ApiToken {
+                id: crate::model::ApiTokenId(7),
+                name: "soak".into(),
+                prefix: new.prefix.clone(),
+                created_at: Utc::now(),
+                last_used_at: None,
+                revoked_at: None,
+            },
+            hash: new.hash.clone(),
+        };
+        let checks = (0..8).map(|_| {
+            let cache = cache.clone();
+            let token = new.token.expose_secret().to_string();
+            let row = stored(&new);
+            tokio::spawn(async move { check_api_token(&cache, &token, Some(row)).await })
+        });
+        for check in futures::future::join_all(checks).await {
+            let found =
+                check.map_err(|_| StoreError::Hash(argon2::password_hash::Error::Crypto))??;
+            assert_eq!(found.id.0, 7);
+        }
+        assert_eq!(cache.verifications.load(Ordering::Relaxed), 1);
+        assert!(cache
+            .in_flight
+            .lock()
+            .map(|m| m.is_empty())
+            .unwrap_or(false));
+        // A wrong token with the same row is still refused, and leaves no turn behind.
+        let wrong = format!("{}_{}", new.prefix, "x".repeat(SECRET_CHARS));
+        assert!(check_api_token(&cache, &wrong, Some(stored(&new)))
+            .await
+            .is_err());
+        assert!(cache
+            .in_flight
+            .lock()
+            .map(|m| m.is_empty())
+            .unwrap_or(false));
+        Ok(())
+    }
 
     #[tokio::test]
     async fn tokens_have_the_documented_shape() -> Result<(), StoreError> {
