@@ -147,6 +147,15 @@ impl PostgresStore {
                 .await?;
         Ok(found.is_some())
     }
+
+    /// `NotFound` for `entity` `id` unless a row with that id is in `table`.
+    async fn require(&self, table: &str, entity: Entity, id: i64) -> Result<(), StoreError> {
+        if self.exists(table, id).await? {
+            Ok(())
+        } else {
+            Err(StoreError::NotFound { entity, id })
+        }
+    }
 }
 
 #[async_trait]
@@ -256,12 +265,8 @@ impl Store for PostgresStore {
                     .into(),
             });
         }
-        if !self.exists("projects", new.project_id.0).await? {
-            return Err(StoreError::NotFound {
-                entity: Entity::Project,
-                id: new.project_id.0,
-            });
-        }
+        self.require("projects", Entity::Project, new.project_id.0)
+            .await?;
         let mut names: Vec<String> = Vec::new();
         for t in cls_catalog::CATALOG.iter() {
             if new.data_types.iter().any(|d| d.name == t.name) {
@@ -413,15 +418,12 @@ impl Store for PostgresStore {
     }
 
     async fn create_schedule(&self, new: NewSchedule) -> Result<Schedule, StoreError> {
-        if !self
-            .exists("configurations", new.configuration_id.0)
-            .await?
-        {
-            return Err(StoreError::NotFound {
-                entity: Entity::Configuration,
-                id: new.configuration_id.0,
-            });
-        }
+        self.require(
+            "configurations",
+            Entity::Configuration,
+            new.configuration_id.0,
+        )
+        .await?;
         let (cadence, cron) = cadence_columns(&new.cadence);
         let now = Utc::now();
         let id: i64 = sqlx::query_scalar(
@@ -532,15 +534,12 @@ impl Store for PostgresStore {
     }
 
     async fn create_run(&self, new: NewRun) -> Result<SyncRun, StoreError> {
-        if !self
-            .exists("configurations", new.configuration_id.0)
-            .await?
-        {
-            return Err(StoreError::NotFound {
-                entity: Entity::Configuration,
-                id: new.configuration_id.0,
-            });
-        }
+        self.require(
+            "configurations",
+            Entity::Configuration,
+            new.configuration_id.0,
+        )
+        .await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO sync_runs (configuration_id, trigger_kind, mode, status, created_at) \
              VALUES ($1, $2, $3, $4, $5) RETURNING id",
@@ -1038,12 +1037,7 @@ impl Store for PostgresStore {
         ttl: chrono::Duration,
     ) -> Result<(Session, SecretString), StoreError> {
         let new = tokens::new_session(ttl)?;
-        if !self.exists("users", user.0).await? {
-            return Err(StoreError::NotFound {
-                entity: Entity::User,
-                id: user.0,
-            });
-        }
+        self.require("users", Entity::User, user.0).await?;
         // Expired sessions are of no use to anyone: clear them as new ones are made.
         sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
             .bind(new.created_at)
