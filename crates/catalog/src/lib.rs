@@ -70,8 +70,10 @@ pub struct DataType {
     /// Top-level list endpoint (`/v1/customers`). For child types, the parent's list is walked
     /// and the children come from [`Parent::list_path`].
     pub list_path: &'static str,
-    /// Whether the list accepts `created[gte]`/`created[lt]` filters (so it can be windowed).
-    pub created_filter: bool,
+    /// The object field that the list's `created[gte]`/`created[lt]` filters apply to
+    /// (`created`; `date` for invoice items, which have no `created`), or `None` when the list
+    /// cannot filter by creation time (so it cannot be windowed).
+    pub created_field: Option<&'static str>,
     /// Extra query parameters always sent with the list (`status=all` for subscriptions, whose
     /// default hides canceled ones).
     pub list_params: &'static [(&'static str, &'static str)],
@@ -95,6 +97,17 @@ impl DataType {
     /// The table name (same as the data type's name).
     pub fn table(&self) -> &'static str {
         self.name
+    }
+
+    /// Whether the list accepts `created[gte]`/`created[lt]` filters (so it can be windowed).
+    pub fn created_filter(&self) -> bool {
+        self.created_field.is_some()
+    }
+
+    /// When `object` (one of this type's objects) was created, from the field the list's
+    /// `created` filter applies to.
+    pub fn created_of(&self, object: &serde_json::Value) -> Option<i64> {
+        object.get(self.created_field?)?.as_i64()
     }
 
     /// Whether this type is fetched through a parent.
@@ -123,7 +136,7 @@ pub static CATALOG: &[DataType] = &[
         name: "customers",
         object: "customer",
         list_path: "/v1/customers",
-        created_filter: true,
+        created_field: Some("created"),
         list_params: &[],
         parent: None,
         permission: "rak_customer_read",
@@ -154,7 +167,7 @@ pub static CATALOG: &[DataType] = &[
         name: "products",
         object: "product",
         list_path: "/v1/products",
-        created_filter: true,
+        created_field: Some("created"),
         list_params: &[],
         parent: None,
         permission: "rak_product_read",
@@ -177,7 +190,7 @@ pub static CATALOG: &[DataType] = &[
         name: "prices",
         object: "price",
         list_path: "/v1/prices",
-        created_filter: true,
+        created_field: Some("created"),
         list_params: &[],
         parent: None,
         permission: "rak_price_read",
@@ -207,7 +220,7 @@ pub static CATALOG: &[DataType] = &[
         name: "plans",
         object: "plan",
         list_path: "/v1/plans",
-        created_filter: true,
+        created_field: Some("created"),
         list_params: &[],
         parent: None,
         permission: "rak_plan_read",
@@ -231,7 +244,7 @@ pub static CATALOG: &[DataType] = &[
         name: "coupons",
         object: "coupon",
         list_path: "/v1/coupons",
-        created_filter: true,
+        created_field: Some("created"),
         list_params: &[],
         parent: None,
         permission: "rak_coupon_read",
@@ -256,7 +269,7 @@ pub static CATALOG: &[DataType] = &[
         name: "promotion_codes",
         object: "promotion_code",
         list_path: "/v1/promotion_codes",
-        created_filter: true,
+        created_field: Some("created"),
         list_params: &[],
         parent: None,
         permission: "rak_promotion_code_read",
@@ -279,7 +292,7 @@ pub static CATALOG: &[DataType] = &[
         name: "tax_rates",
         object: "tax_rate",
         list_path: "/v1/tax_rates",
-        created_filter: true,
+        created_field: Some("created"),
         list_params: &[],
         parent: None,
         permission: "rak_tax_rate_read",
@@ -302,7 +315,7 @@ pub static CATALOG: &[DataType] = &[
         name: "subscriptions",
         object: "subscription",
         list_path: "/v1/subscriptions",
-        created_filter: true,
+        created_field: Some("created"),
         // Without status=all Stripe leaves out canceled and incomplete_expired subscriptions.
         list_params: &[("status", "all")],
         parent: None,
@@ -342,7 +355,7 @@ pub static CATALOG: &[DataType] = &[
         name: "subscription_items",
         object: "subscription_item",
         list_path: "/v1/subscription_items",
-        created_filter: false,
+        created_field: None,
         list_params: &[],
         parent: Some(Parent {
             data_type: "subscriptions",
@@ -370,7 +383,7 @@ pub static CATALOG: &[DataType] = &[
         name: "subscription_schedules",
         object: "subscription_schedule",
         list_path: "/v1/subscription_schedules",
-        created_filter: true,
+        created_field: Some("created"),
         list_params: &[],
         parent: None,
         permission: "rak_subscription_read",
@@ -394,7 +407,7 @@ pub static CATALOG: &[DataType] = &[
         name: "invoices",
         object: "invoice",
         list_path: "/v1/invoices",
-        created_filter: true,
+        created_field: Some("created"),
         list_params: &[],
         parent: None,
         permission: "rak_invoice_read",
@@ -428,7 +441,7 @@ pub static CATALOG: &[DataType] = &[
         name: "invoice_line_items",
         object: "line_item",
         list_path: "/v1/invoices/{id}/lines",
-        created_filter: false,
+        created_field: None,
         list_params: &[],
         parent: Some(Parent {
             data_type: "invoices",
@@ -458,7 +471,7 @@ pub static CATALOG: &[DataType] = &[
         name: "invoiceitems",
         object: "invoiceitem",
         list_path: "/v1/invoiceitems",
-        created_filter: true,
+        created_field: Some("date"),
         list_params: &[],
         parent: None,
         permission: "rak_invoice_read",
@@ -485,7 +498,7 @@ pub static CATALOG: &[DataType] = &[
         name: "credit_notes",
         object: "credit_note",
         list_path: "/v1/credit_notes",
-        created_filter: true,
+        created_field: Some("created"),
         list_params: &[],
         parent: None,
         permission: "rak_credit_note_read",
@@ -511,7 +524,7 @@ pub static CATALOG: &[DataType] = &[
         name: "payment_intents",
         object: "payment_intent",
         list_path: "/v1/payment_intents",
-        created_filter: true,
+        created_field: Some("created"),
         list_params: &[],
         parent: None,
         permission: "rak_payment_intent_read",
@@ -537,7 +550,7 @@ pub static CATALOG: &[DataType] = &[
         name: "charges",
         object: "charge",
         list_path: "/v1/charges",
-        created_filter: true,
+        created_field: Some("created"),
         list_params: &[],
         parent: None,
         permission: "rak_charge_read",
@@ -575,7 +588,7 @@ pub static CATALOG: &[DataType] = &[
         name: "refunds",
         object: "refund",
         list_path: "/v1/refunds",
-        created_filter: true,
+        created_field: Some("created"),
         list_params: &[],
         parent: None,
         permission: "rak_refund_read",
@@ -602,7 +615,7 @@ pub static CATALOG: &[DataType] = &[
         name: "disputes",
         object: "dispute",
         list_path: "/v1/disputes",
-        created_filter: true,
+        created_field: Some("created"),
         list_params: &[],
         parent: None,
         permission: "rak_dispute_read",
@@ -625,7 +638,7 @@ pub static CATALOG: &[DataType] = &[
         name: "setup_intents",
         object: "setup_intent",
         list_path: "/v1/setup_intents",
-        created_filter: true,
+        created_field: Some("created"),
         list_params: &[],
         parent: None,
         permission: "rak_setup_intent_read",
@@ -647,7 +660,7 @@ pub static CATALOG: &[DataType] = &[
         name: "payment_methods",
         object: "payment_method",
         list_path: "/v1/customers/{id}/payment_methods",
-        created_filter: false,
+        created_field: None,
         list_params: &[],
         // Stripe lists a customer's saved payment methods only per customer: there is no
         // account-wide list of attached payment methods, so each customer costs one request.
@@ -684,7 +697,7 @@ pub static CATALOG: &[DataType] = &[
         name: "checkout_sessions",
         object: "checkout.session",
         list_path: "/v1/checkout/sessions",
-        created_filter: true,
+        created_field: Some("created"),
         list_params: &[],
         parent: None,
         permission: "rak_checkout_session_read",
@@ -711,7 +724,7 @@ pub static CATALOG: &[DataType] = &[
         name: "balance_transactions",
         object: "balance_transaction",
         list_path: "/v1/balance_transactions",
-        created_filter: true,
+        created_field: Some("created"),
         list_params: &[],
         parent: None,
         permission: "rak_balance_transaction_read",
@@ -735,7 +748,7 @@ pub static CATALOG: &[DataType] = &[
         name: "payouts",
         object: "payout",
         list_path: "/v1/payouts",
-        created_filter: true,
+        created_field: Some("created"),
         list_params: &[],
         parent: None,
         permission: "rak_payout_read",
@@ -760,7 +773,7 @@ pub static CATALOG: &[DataType] = &[
         name: "transfers",
         object: "transfer",
         list_path: "/v1/transfers",
-        created_filter: true,
+        created_field: Some("created"),
         list_params: &[],
         parent: None,
         permission: "rak_transfer_read",
@@ -784,7 +797,7 @@ pub static CATALOG: &[DataType] = &[
         name: "early_fraud_warnings",
         object: "radar.early_fraud_warning",
         list_path: "/v1/radar/early_fraud_warnings",
-        created_filter: true,
+        created_field: Some("created"),
         list_params: &[],
         parent: None,
         permission: "rak_radar_early_fraud_warning_read",
@@ -804,7 +817,7 @@ pub static CATALOG: &[DataType] = &[
         name: "reviews",
         object: "review",
         list_path: "/v1/reviews",
-        created_filter: true,
+        created_field: Some("created"),
         list_params: &[],
         parent: None,
         permission: "rak_review_read",
@@ -826,7 +839,7 @@ pub static CATALOG: &[DataType] = &[
         name: "events",
         object: "event",
         list_path: "/v1/events",
-        created_filter: true,
+        created_field: Some("created"),
         list_params: &[],
         parent: None,
         permission: "rak_event_read",

@@ -4,7 +4,9 @@
 //! A walk starts with one window. While the run has spare capacity — fewer requests in flight
 //! than the rate budget can serve at the measured latency — a walk that has more pages hands the
 //! older, untouched part of its window to a new walk ([`Window::split_remaining`]). Splitting
-//! only when capacity is idle keeps windows few, so almost every page is full.
+//! only when capacity is idle keeps windows few, so almost every page is full. When the run's
+//! walks are all busy, the stream that would finish last may still split (see
+//! [`Pacer::has_room`]): the run ends with its longest stream, so that is where a walk counts.
 //!
 //! Every page's rows reach the writer with the window's checkpoint, and a split replaces the
 //! window's checkpoint by its two parts in one transaction; the writer keeps that order, so the
@@ -35,7 +37,9 @@ const CHILD_FETCH_CONCURRENCY: usize = 8;
 /// Parents written per checkpoint when each costs a child request (payment methods).
 const PARENTS_PER_CHECKPOINT: usize = 2 * CHILD_FETCH_CONCURRENCY;
 
-/// A walk splits only when about this many objects are left in its window (three pages).
+/// A walk splits only when about this many objects are left in its window (three pages), and
+/// only when it would otherwise outlast the run (see [`Pacer::run_seconds_left`]): each window
+/// ends on a partial page, so a split that does not shorten the run only costs a request.
 const MIN_OBJECTS_TO_SPLIT: f64 = 300.0;
 
 /// Latency assumed before any request has been measured.
@@ -46,20 +50,61 @@ const DEFAULT_LATENCY: Duration = Duration::from_millis(300);
 /// fast API, a slow disk). Stripe's 100 req/s at ~250 ms need about 32.
 const MAX_WALKS: usize = 48;
 
-/// Walks of one stream at most (Stripe's 25 req/s per endpoint at ~250 ms need about 9).
-const MAX_WALKS_PER_STREAM: usize = 12;
+/// Walks of one stream at most: Stripe's 25 req/s per endpoint at ~250 ms need about 9 walks
+/// that read one page per round trip, twice that when each page also costs a round of child
+/// lists (invoices and their lines).
+const MAX_WALKS_PER_STREAM: usize = 24;
 
 /// Headroom over `rate × latency` requests in flight, so the budget never waits on a walk.
 const HEADROOM: f64 = 1.25;
 
 /// Decides when the run has room for one more walk: it shares the count of walks in flight
-/// across all streams of a run.
+/// across all streams of a run, and how long each stream still needs.
 pub(crate) struct Pacer {
     global_rps: f64,
     endpoint_rps: f64,
     active: AtomicUsize,
     /// One cursor per stream and one child list at a time (the benchmark's baseline).
     sequential: bool,
+    /// What each unfinished stream still needs, by checkpoint key.
+    streams: Mutex<HashMap<String, StreamEstimate>>,
+}
+
+/// What one stream still needs, as its walks last estimated it.
+#[derive(Debug, Clone, Copy)]
+struct StreamEstimate {
+    /// Seconds at its current walks.
+    seconds: f64,
+    /// Requests, child lists included.
+    requests: f64,
+    /// Requests on its busiest endpoint (its list, or its child list when that is busier).
+    endpoint_requests: f64,
+}
+
+/// What a stream tells the pacer when one of its walks asks for room.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StreamLoad<'a> {
+    /// The stream's checkpoint key.
+    pub key: &'a str,
+    /// Its walks in flight.
+    pub active: usize,
+    /// Mean request latency of the run.
+    pub latency: Duration,
+    /// Rounds of child lists per page (0 without children): each costs a round trip before
+    /// the walk reads its next page.
+    pub child_rounds_per_page: f64,
+    /// Child-list requests per page (0 without children).
+    pub child_requests_per_page: f64,
+    /// Pages its walks are estimated still to read.
+    pub pages_left: f64,
+}
+
+impl StreamLoad<'_> {
+    /// Seconds one walk of the stream takes per page, rate budget aside: a round trip for the
+    /// page and one per round of child lists.
+    fn cycle(&self) -> f64 {
+        self.latency.as_secs_f64() * (1.0 + self.child_rounds_per_page.max(0.0))
+    }
 }
 
 impl Pacer {
@@ -69,6 +114,7 @@ impl Pacer {
             endpoint_rps: f64::from(endpoint_rps),
             active: AtomicUsize::new(0),
             sequential,
+            streams: Mutex::new(HashMap::new()),
         }
     }
 
@@ -81,16 +127,66 @@ impl Pacer {
         }
     }
 
-    /// Whether a stream with `stream_active` walks may start another, given the mean latency.
-    fn has_room(&self, stream_active: usize, latency: Duration) -> bool {
+    /// Whether a stream may start another walk.
+    ///
+    /// - A stream takes at most the walks that keep its endpoint at its rate: one walk reads
+    ///   a page per cycle (a round trip, plus one per round of child lists).
+    /// - The run takes the walks that keep the account's rate busy at the measured latency.
+    /// - Beyond that (up to [`MAX_WALKS`]) only the stream that would finish last may split:
+    ///   the run lasts as long as its longest stream, so a walk added there shortens the run,
+    ///   and one added anywhere else only takes budget from it. Extra walks wait on the rate
+    ///   budget, which they share with the rest.
+    pub(crate) fn has_room(&self, load: StreamLoad<'_>) -> bool {
         if self.sequential {
             return false;
         }
-        let l = latency.as_secs_f64();
-        let total = ((self.global_rps * l * HEADROOM).ceil() as usize + 1).min(MAX_WALKS);
+        let l = load.latency.as_secs_f64();
+        let cycle = load.cycle();
         let per_endpoint =
-            ((self.endpoint_rps * l * HEADROOM).ceil() as usize + 1).min(MAX_WALKS_PER_STREAM);
-        self.active.load(Ordering::Relaxed) < total && stream_active < per_endpoint
+            ((self.endpoint_rps * cycle * HEADROOM).ceil() as usize + 1).min(MAX_WALKS_PER_STREAM);
+        let children = load.child_requests_per_page.max(0.0);
+        let estimate = StreamEstimate {
+            seconds: (load.pages_left * cycle / load.active.max(1) as f64)
+                .max(load.pages_left / self.endpoint_rps),
+            requests: load.pages_left * (1.0 + children),
+            endpoint_requests: load.pages_left * children.max(1.0),
+        };
+        // The longest of the other streams; `None` when no other competes for the budget
+        // (extra walks would then only wait on it).
+        let longest_other = {
+            let mut m = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+            m.insert(load.key.to_string(), estimate);
+            m.iter()
+                .filter(|(k, _)| k.as_str() != load.key)
+                .map(|(_, e)| e.seconds)
+                .reduce(f64::max)
+        };
+        let seconds_left = estimate.seconds;
+        if load.active >= per_endpoint {
+            return false;
+        }
+        let total = ((self.global_rps * l * HEADROOM).ceil() as usize + 1).min(MAX_WALKS);
+        let active = self.active.load(Ordering::Relaxed);
+        active < total
+            || (active < MAX_WALKS && longest_other.is_some_and(|other| seconds_left >= other))
+    }
+
+    /// A stream finished: it no longer competes for walks.
+    pub(crate) fn finished(&self, key: &str) {
+        self.streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+
+    /// The least time the run still needs, from what its streams last estimated: all their
+    /// requests at the account's rate, or the busiest endpoint's at the endpoint rate. A walk
+    /// that would end sooner than this is not on the run's critical path.
+    pub(crate) fn run_seconds_left(&self) -> f64 {
+        let m = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        let all: f64 = m.values().map(|e| e.requests).sum();
+        let busiest = m.values().map(|e| e.endpoint_requests).fold(0.0, f64::max);
+        (all / self.global_rps).max(busiest / self.endpoint_rps)
     }
 }
 
@@ -105,20 +201,91 @@ struct StreamShared {
     /// Set when a child list failed: checkpoints stop advancing (see `fail_child`).
     children_incomplete: AtomicBool,
     errors: Mutex<StreamErrors>,
-    /// Seconds not walked yet, per walk, and the whole range's length: the progress fraction.
-    remaining: Mutex<HashMap<u64, i64>>,
+    /// What each walk has left, and the whole range's length: the progress fraction and the
+    /// pages the stream still needs.
+    remaining: Mutex<HashMap<u64, WalkLeft>>,
     total_seconds: i64,
     next_walk: AtomicUsize,
+    /// Pages read, and rounds of child lists fetched for them.
+    pages: AtomicUsize,
+    child_rounds: AtomicUsize,
+    child_requests: AtomicUsize,
     /// Where a split may cut first (the account's creation time).
     hint: Option<i64>,
 }
 
+/// What one walk has left of its window.
+#[derive(Debug, Clone, Copy, Default)]
+struct WalkLeft {
+    /// Seconds of the window not walked yet.
+    seconds: i64,
+    /// Objects per second of `created` time on the walk's last page (0 before its first).
+    density: f64,
+    /// Objects estimated left: the density times the seconds left since the account exists.
+    objects: f64,
+}
+
 impl StreamShared {
-    fn fraction(&self, walk: u64, remaining: i64) -> f64 {
+    /// Records what a walk has left; returns the stream's progress fraction.
+    fn fraction(&self, walk: u64, left: WalkLeft) -> f64 {
         let mut m = self.remaining.lock().unwrap_or_else(|p| p.into_inner());
-        m.insert(walk, remaining.max(0));
-        let left: i64 = m.values().sum();
+        m.insert(
+            walk,
+            WalkLeft {
+                seconds: left.seconds.max(0),
+                ..left
+            },
+        );
+        let left: i64 = m.values().map(|w| w.seconds).sum();
         (1.0 - left as f64 / self.total_seconds.max(1) as f64).clamp(0.0, 1.0)
+    }
+
+    /// The density a walk measured last (0 when it has not read a page yet).
+    fn density(&self, walk: u64) -> f64 {
+        let m = self.remaining.lock().unwrap_or_else(|p| p.into_inner());
+        m.get(&walk).map_or(0.0, |w| w.density)
+    }
+
+    /// What a walk has left of `[start, end)` at `density` objects per second; nothing is
+    /// expected before the account was created.
+    fn left_in(&self, start: i64, end: i64, density: f64) -> WalkLeft {
+        let from = self.hint.map_or(start, |h| h.clamp(start, end));
+        WalkLeft {
+            seconds: end - start,
+            density,
+            objects: density * (end - from).max(0) as f64,
+        }
+    }
+
+    /// Pages the stream's walks are estimated still to read: each unfinished window ends on a
+    /// partial page.
+    fn pages_left(&self) -> f64 {
+        let m = self.remaining.lock().unwrap_or_else(|p| p.into_inner());
+        m.values()
+            .filter(|w| w.seconds > 0)
+            .map(|w| w.objects / f64::from(cls_source::PAGE_SIZE) + 1.0)
+            .sum()
+    }
+
+    /// How many of `counter` per page read so far.
+    fn per_page(&self, counter: &AtomicUsize) -> f64 {
+        let pages = self.pages.load(Ordering::Relaxed);
+        if pages == 0 {
+            return 0.0;
+        }
+        counter.load(Ordering::Relaxed) as f64 / pages as f64
+    }
+
+    /// What the stream tells the pacer.
+    fn load(&self, latency: Duration) -> StreamLoad<'_> {
+        StreamLoad {
+            key: &self.key,
+            active: self.active.load(Ordering::Relaxed),
+            latency,
+            child_rounds_per_page: self.per_page(&self.child_rounds),
+            child_requests_per_page: self.per_page(&self.child_requests),
+            pages_left: self.pages_left(),
+        }
     }
 
     fn fail(&self, types: &[&'static DataType], e: &StripeError) {
@@ -177,18 +344,22 @@ pub(crate) async fn backfill_stream(
         remaining: Mutex::new(HashMap::new()),
         total_seconds,
         next_walk: AtomicUsize::new(0),
+        pages: AtomicUsize::new(0),
+        child_rounds: AtomicUsize::new(0),
+        child_requests: AtomicUsize::new(0),
         hint,
     });
-    let (spawn_tx, mut spawn_rx) = mpsc::unbounded_channel::<WalkStart>();
+    let (spawn_tx, mut spawn_rx) = mpsc::unbounded_channel::<(u64, WalkStart)>();
     let mut walks = JoinSet::new();
     let stored = shared.stream.stored_types();
-    let launch = |walks: &mut JoinSet<()>, (w, cursor): WalkStart| {
+    let launch = |walks: &mut JoinSet<()>, (id, (w, cursor)): (u64, WalkStart)| {
         ctx.count_window(&stored);
         shared.active.fetch_add(1, Ordering::Relaxed);
         ctx.pacer.active.fetch_add(1, Ordering::Relaxed);
         walks.spawn(walk(
             ctx.clone(),
             shared.clone(),
+            id,
             w,
             cursor,
             tx.clone(),
@@ -196,7 +367,8 @@ pub(crate) async fn backfill_stream(
         ));
     };
     for s in start {
-        launch(&mut walks, s);
+        let id = shared.next_walk.fetch_add(1, Ordering::Relaxed) as u64;
+        launch(&mut walks, (id, s));
     }
     loop {
         tokio::select! {
@@ -214,6 +386,7 @@ pub(crate) async fn backfill_stream(
             },
         }
     }
+    ctx.pacer.finished(&shared.key);
     let errors = shared
         .errors
         .lock()
@@ -242,12 +415,12 @@ fn mean_latency(ctx: &RunCtx) -> Duration {
 async fn walk(
     ctx: Arc<RunCtx>,
     shared: Arc<StreamShared>,
+    id: u64,
     mut window: Window,
     mut cursor: Option<String>,
     tx: mpsc::Sender<WriteJob>,
-    spawn: mpsc::UnboundedSender<WalkStart>,
+    spawn: mpsc::UnboundedSender<(u64, WalkStart)>,
 ) {
-    let id = shared.next_walk.fetch_add(1, Ordering::Relaxed) as u64;
     // Counted out however the walk ends, a panic included, so the pacer never drifts.
     let _active = Active {
         ctx: ctx.clone(),
@@ -277,7 +450,7 @@ async fn walk_pages(
     window: &mut Window,
     cursor: &mut Option<String>,
     tx: &mpsc::Sender<WriteJob>,
-    spawn: &mpsc::UnboundedSender<WalkStart>,
+    spawn: &mpsc::UnboundedSender<(u64, WalkStart)>,
 ) {
     let stream = &shared.stream;
     let walk_counters = ctx.counters(stream.accounting_type());
@@ -314,16 +487,21 @@ async fn walk_pages(
         };
         let has_more = page.has_more;
         let next = last_id(&page.data);
-        let created = |o: Option<&Value>| o.and_then(|o| o.get("created")).and_then(Value::as_i64);
+        let created = |o: Option<&Value>| o.and_then(|o| stream.walk.created_of(o));
         let first_created = created(page.data.first());
         let last_created = created(page.data.last());
         let page_len = page.data.len();
+        shared.pages.fetch_add(1, Ordering::Relaxed);
+        let density = match (first_created, last_created) {
+            (Some(first), Some(last)) => page_len as f64 / (first - last + 1).max(1) as f64,
+            _ => shared.density(id),
+        };
         let fraction = shared.fraction(
             id,
             match (has_more, last_created) {
-                (true, Some(c)) => c - window.start,
-                (true, None) => window.len(),
-                (false, _) => 0,
+                (true, Some(c)) => shared.left_in(window.start, c, density),
+                (true, None) => shared.left_in(window.start, window.end, density),
+                (false, _) => WalkLeft::default(),
             },
         );
 
@@ -384,13 +562,14 @@ async fn walk_pages(
         // Room for another walk, and enough left for two: hand the older, untouched part of
         // this window to it. Each window ends on a partial page, so splitting a walk that is
         // nearly done would cost more requests than it saves time.
-        let room = ctx
-            .pacer
-            .has_room(shared.active.load(Ordering::Relaxed), mean_latency(ctx));
+        let load = shared.load(mean_latency(ctx));
+        let room = ctx.pacer.has_room(load);
+        // Worth it when enough is left and this walk alone would outlast the run.
         let worth = match (first_created, last_created) {
             (Some(first), Some(last)) => {
-                window.estimated_remaining(page_len, first, last, shared.hint)
-                    >= MIN_OBJECTS_TO_SPLIT
+                let objects = window.estimated_remaining(page_len, first, last, shared.hint);
+                let walk_seconds = objects / f64::from(cls_source::PAGE_SIZE) * load.cycle();
+                objects >= MIN_OBJECTS_TO_SPLIT && walk_seconds > ctx.pacer.run_seconds_left()
             }
             _ => false,
         };
@@ -398,29 +577,47 @@ async fn walk_pages(
         // Nor is a walk whose checkpoints stopped advancing (a child list failed).
         // And no split while the writer lags (its queue mostly full): another walk would only
         // hold one more page in memory waiting for it.
-        let splittable = stream.walk.created_filter
+        let splittable = stream.walk.created_filter()
             && !shared.children_incomplete.load(Ordering::Relaxed)
             && tx.capacity() * 4 >= tx.max_capacity();
+        tracing::trace!(
+            stream = %shared.key,
+            walk = id,
+            walks = load.active,
+            run_walks = ctx.pacer.active.load(Ordering::Relaxed),
+            pages_left = load.pages_left,
+            run_seconds_left = ctx.pacer.run_seconds_left(),
+            room,
+            worth,
+            splittable,
+            queued = tx.max_capacity() - tx.capacity(),
+            "page read"
+        );
         if let (true, true, true, Some(last)) = (room, worth, splittable, last_created) {
-            if let Some((keep, older)) = window.split_remaining(last, shared.hint) {
-                let retire = window.to_string();
-                let replacements = vec![
-                    Checkpoint {
-                        data_type: shared.key.clone(),
-                        window: keep.to_string(),
-                        cursor: cursor.clone(),
-                        done: false,
-                    },
-                    Checkpoint {
-                        data_type: shared.key.clone(),
-                        window: older.to_string(),
-                        cursor: None,
-                        done: false,
-                    },
-                ];
+            // A cut at the hint (the account's creation) hands off only the empty time
+            // before it; the rest is cut again at once, so the first split already shares
+            // the work.
+            let mut keep = *window;
+            let mut older = Vec::new();
+            while let Some((k, o)) = keep.split_remaining(last, shared.hint) {
+                keep = k;
+                older.push(o);
+                if Some(k.start) != shared.hint {
+                    break;
+                }
+            }
+            if !older.is_empty() {
+                let checkpoint = |w: &Window, cursor: Option<String>| Checkpoint {
+                    data_type: shared.key.clone(),
+                    window: w.to_string(),
+                    cursor,
+                    done: false,
+                };
+                let mut replacements = vec![checkpoint(&keep, cursor.clone())];
+                replacements.extend(older.iter().map(|w| checkpoint(w, None)));
                 let job = WriteJob::Split {
                     key: shared.key.clone(),
-                    retire,
+                    retire: window.to_string(),
                     replacements,
                 };
                 if tx.send(job).await.is_err() {
@@ -428,8 +625,15 @@ async fn walk_pages(
                     return;
                 }
                 *window = keep;
-                shared.fraction(id, last - keep.start);
-                let _ = spawn.send((older, None));
+                shared.fraction(id, shared.left_in(keep.start, last, density));
+                for part in older {
+                    // A new walk counts at this walk's density until it reads a page, so the
+                    // stream's estimate does not dip while it starts.
+                    let part_id = shared.next_walk.fetch_add(1, Ordering::Relaxed) as u64;
+                    shared.fraction(part_id, shared.left_in(part.start, part.end, density));
+                    tracing::debug!(stream = %shared.key, walk = id, keep = %keep, older = %part, "split a window");
+                    let _ = spawn.send((part_id, (part, None)));
+                }
             }
         }
     }
@@ -453,7 +657,7 @@ async fn write_chunk(
         if shared.child_failed(child) {
             continue;
         }
-        match read_children(ctx, child, &parents).await {
+        match read_children(ctx, shared, child, &parents).await {
             Ok(objs) => {
                 let total = ctx.count(child, objs.len() as u64);
                 let job = WriteJob::Rows {
@@ -564,6 +768,7 @@ fn last_id(objects: &[Value]) -> Option<String> {
 /// embedded page says `has_more`.
 async fn read_children(
     ctx: &RunCtx,
+    shared: &StreamShared,
     child: &'static DataType,
     parents: &[Value],
 ) -> Result<Vec<Value>, StripeError> {
@@ -580,12 +785,19 @@ async fn read_children(
             to_fetch.push((parent_id.to_string(), embedded.after));
         }
     }
+    let concurrency = ctx.pacer.child_concurrency();
+    shared
+        .child_rounds
+        .fetch_add(to_fetch.len().div_ceil(concurrency), Ordering::Relaxed);
+    shared
+        .child_requests
+        .fetch_add(to_fetch.len(), Ordering::Relaxed);
     let fetched: Vec<Vec<Value>> = futures::stream::iter(to_fetch)
         .map(|(parent_id, after)| {
             let counters = counters.clone();
             async move { fetch_children(&ctx.client, child, &parent_id, after, &counters).await }
         })
-        .buffered(ctx.pacer.child_concurrency())
+        .buffered(concurrency)
         .try_collect()
         .await?;
     out.extend(fetched.into_iter().flatten());
@@ -596,26 +808,77 @@ async fn read_children(
 mod tests {
     use super::*;
 
+    fn load(key: &str, active: usize, latency_ms: u64, pages_left: f64) -> StreamLoad<'_> {
+        StreamLoad {
+            key,
+            active,
+            latency: Duration::from_millis(latency_ms),
+            child_rounds_per_page: 0.0,
+            child_requests_per_page: 0.0,
+            pages_left,
+        }
+    }
+
     #[test]
     fn room_follows_rate_times_latency() {
         let p = Pacer::new((25, 25), false);
         // 25 req/s × 0.25 s × 1.25 ≈ 8 (+1): a ninth and tenth walk may start, not an eleventh.
         p.active.store(8, Ordering::Relaxed);
-        assert!(p.has_room(8, Duration::from_millis(250)));
+        assert!(p.has_room(load("a", 8, 250, 50.0)));
         p.active.store(10, Ordering::Relaxed);
-        assert!(!p.has_room(1, Duration::from_millis(250)));
+        assert!(!p.has_room(load("a", 1, 250, 0.0)));
         // Live mode: the account has room, but one endpoint is capped at its own rate.
         let live = Pacer::new((100, 25), false);
-        assert!(!Pacer::new((100, 25), true).has_room(0, Duration::from_secs(1)));
+        assert!(!Pacer::new((100, 25), true).has_room(load("a", 0, 1000, 50.0)));
         // Limits far above Stripe's (a database-bound run) still cap walks, and so memory.
         let unlimited = Pacer::new((1_000_000, 1_000_000), false);
-        assert!(unlimited.has_room(MAX_WALKS_PER_STREAM - 1, Duration::from_millis(5)));
-        assert!(!unlimited.has_room(MAX_WALKS_PER_STREAM, Duration::from_millis(5)));
+        assert!(unlimited.has_room(load("a", MAX_WALKS_PER_STREAM - 1, 5, 50.0)));
+        assert!(!unlimited.has_room(load("a", MAX_WALKS_PER_STREAM, 5, 50.0)));
         unlimited.active.store(MAX_WALKS, Ordering::Relaxed);
-        assert!(!unlimited.has_room(0, Duration::from_millis(5)));
+        assert!(!unlimited.has_room(load("b", 0, 5, 1e6)));
         live.active.store(12, Ordering::Relaxed);
-        assert!(live.has_room(5, Duration::from_millis(250)));
-        assert!(!live.has_room(10, Duration::from_millis(250)));
+        assert!(live.has_room(load("a", 5, 250, 50.0)));
+        assert!(!live.has_room(load("a", 10, 250, 50.0)));
+    }
+
+    #[test]
+    fn child_rounds_widen_a_streams_share_of_walks() {
+        let live = Pacer::new((100, 25), false);
+        // One page per round trip: 25 × 0.25 × 1.25 ≈ 8 (+1) walks keep the endpoint busy.
+        assert!(!live.has_room(load("invoices", 10, 250, 100.0)));
+        // A round of child lists per page halves each walk's pace: twice the walks.
+        let with_children = StreamLoad {
+            child_rounds_per_page: 1.0,
+            ..load("invoices", 10, 250, 100.0)
+        };
+        assert!(live.has_room(with_children));
+        assert!(!live.has_room(StreamLoad {
+            active: 17,
+            ..with_children
+        }));
+    }
+
+    #[test]
+    fn only_the_stream_that_finishes_last_splits_when_the_run_is_busy() {
+        let live = Pacer::new((100, 25), false);
+        // 100 × 0.25 × 1.25 ≈ 32 (+1) walks keep the account busy; all are taken.
+        live.active.store(33, Ordering::Relaxed);
+        // charges: 40 pages on 8 walks ≈ 1.25 s, alone so far: nothing to gain.
+        assert!(!live.has_room(load("charges", 8, 250, 40.0)));
+        // invoiceitems: 90 pages on 1 walk ≈ 22 s, the longest: it may split.
+        assert!(live.has_room(load("invoiceitems", 1, 250, 90.0)));
+        assert!(!live.has_room(load("charges", 8, 250, 40.0)));
+        assert!(!live.has_room(load("refunds", 1, 250, 2.0)));
+        // Once its walks bring it below another stream, it waits like the rest.
+        assert!(!live.has_room(load("invoiceitems", 8, 250, 8.0)));
+        assert!(live.has_room(load("charges", 8, 250, 40.0)));
+        // A finished stream no longer competes.
+        live.finished("invoiceitems");
+        live.finished("refunds");
+        assert!(!live.has_room(load("charges", 8, 250, 40.0)));
+        // Never beyond the hard cap on walks, which bounds memory.
+        live.active.store(MAX_WALKS, Ordering::Relaxed);
+        assert!(!live.has_room(load("charges", 1, 250, 400.0)));
     }
 
     #[test]

@@ -284,14 +284,15 @@ async fn sync_stream(
     for t in stream.stored_types() {
         (ctx.progress)(Progress::Started { data_type: t.name });
     }
-    let errors = backfill_stream(
-        ctx.clone(),
-        stream.clone(),
-        start,
-        tx.clone(),
-        account.created,
-    )
-    .await;
+    // Where objects can start: the account's creation, and for events 30 days back (Stripe
+    // keeps no older ones). Splits cut there first and estimates count from there.
+    let hint = if stream.walk.name == "events" {
+        let kept_from = run.end - crate::incremental::EVENT_RETENTION_SECS;
+        Some(account.created.map_or(kept_from, |c| c.max(kept_from)))
+    } else {
+        account.created
+    };
+    let errors = backfill_stream(ctx.clone(), stream.clone(), start, tx.clone(), hint).await;
     // Wait until this stream's rows are written before reconciling or reporting. Without an
     // answer the writer has failed: nothing may be reconciled against rows it never wrote.
     let (done_tx, done_rx) = oneshot::channel();
@@ -519,9 +520,16 @@ pub async fn run_full_sync(
 ) -> Result<SyncReport, EngineError> {
     let started = Instant::now();
     let account_counters = RequestCounters::default();
-    let account = open_run(client, dest.as_ref(), &options.types, &account_counters).await?;
-
     let now_ms = chrono::Utc::now().timestamp_millis();
+    // The events cursor is read alongside the account (one round trip instead of two before
+    // the first page); a resumed run keeps its own and drops this one.
+    let names = options.types.iter().map(|t| t.name.to_string()).collect();
+    let (account, latest_cursor) = tokio::join!(
+        open_run(client, dest.as_ref(), &options.types, &account_counters),
+        latest_events_cursor(client, &account_counters, now_ms / 1000, names),
+    );
+    let account = account?;
+
     // A run that was interrupted (killed, crashed) is continued: same range, same version
     // floor, same events cursor — changes since its first attempt must replay.
     let in_progress = dest
@@ -535,10 +543,7 @@ pub async fn run_full_sync(
             // Taken before any list is walked, so changes made during the backfill are
             // replayed by the next incremental run. Without it (no permission to read events)
             // runs stay full.
-            let names = options.types.iter().map(|t| t.name.to_string()).collect();
-            let cursor = match latest_events_cursor(client, &account_counters, now_ms / 1000, names)
-                .await
-            {
+            let cursor = match latest_cursor {
                 Ok(c) => Some(c),
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the events feed; the next run will be a full sync again");

@@ -13,5 +13,5 @@ pub mod list;
 pub mod window;
 
 pub use children::{child_list, embedded_children, fetch_children, EmbeddedChildren};
-pub use list::{fetch_page, page_query};
+pub use list::{fetch_page, page_query, PAGE_SIZE};
 pub use window::Window;

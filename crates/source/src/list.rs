@@ -22,7 +22,7 @@ pub fn page_query(
     for (k, v) in data_type.list_params {
         q.push(((*k).to_string(), (*v).to_string()));
     }
-    if let (Some(w), true) = (window, data_type.created_filter) {
+    if let (Some(w), true) = (window, data_type.created_filter()) {
         q.push(("created[gte]".to_string(), w.start.to_string()));
         q.push(("created[lt]".to_string(), w.end.to_string()));
     }

@@ -71,8 +71,9 @@ impl Window {
     /// `last_created`. What is left is `[start, last_created]`; it is cut at a second `mid` in
     /// `(start, last_created]`, so the walk keeps `[mid, end)` — which still holds
     /// `last_created`, whose remaining ties only its cursor can reach — and `[start, mid)` is
-    /// handed to a new walk. `at_least`, when inside the left part, moves the cut down to it
-    /// (e.g. the account's creation time, so one cut separates the empty years before it).
+    /// handed to a new walk. `hint`, when inside the left part, is where the cut goes instead
+    /// (the account's creation time: one cut separates the empty years before it, where
+    /// halving would probe them one empty page at a time). Otherwise the left part is halved.
     /// `None` when the left part is a single second (or `last_created` is outside the window).
     pub fn split_remaining(
         &self,
@@ -84,7 +85,7 @@ impl Window {
         }
         let half = self.start + (last_created - self.start + 1) / 2;
         let mid = match hint {
-            Some(h) if self.start < h && h < half => h,
+            Some(h) if self.start < h && h <= last_created => h,
             _ => half,
         };
         Some((
@@ -181,8 +182,13 @@ mod tests {
         // A hint inside the older part moves the cut there.
         let (keep, new) = w.split_remaining(40, Some(5)).expect("splittable");
         assert_eq!((keep.start, new.end), (5, 5));
+        // Also when it is in the newer half: all before it is expected empty.
+        let (keep, new) = w.split_remaining(40, Some(30)).expect("splittable");
+        assert_eq!((keep.start, new.end), (30, 30));
         // A hint outside is ignored.
         let (keep, _) = w.split_remaining(40, Some(90)).expect("splittable");
+        assert_eq!(keep.start, 20);
+        let (keep, _) = w.split_remaining(40, Some(0)).expect("splittable");
         assert_eq!(keep.start, 20);
     }
 
