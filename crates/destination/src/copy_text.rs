@@ -92,6 +92,20 @@ impl CopyText {
         self.text(&s);
     }
 
+    /// JSON text (compact, as `serde_json` writes it) for `jsonb`, escaped. Only text holding
+    /// a `\u0000` escape is parsed again, to replace the NUL (see the module doc).
+    pub(crate) fn json_text(&mut self, json: &str) {
+        if !json.contains("\\u0000") {
+            self.text(json);
+            return;
+        }
+        match serde_json::from_str::<Value>(json) {
+            Ok(v) => self.json(&v),
+            // Not JSON after all (never made by `PreparedRow`): PostgreSQL will refuse it.
+            Err(_) => self.text(json),
+        }
+    }
+
     /// Ends the current row.
     pub(crate) fn end_row(&mut self) {
         self.buf.push(b'\n');

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use cls_catalog::DataType;
 
-use crate::Row;
+use crate::PreparedRow;
 
 /// Columns every table has after the typed ones, in table order. Names only; each backend
 /// gives them its own types.
@@ -63,12 +63,12 @@ fn fnv(s: &str) -> u64 {
 /// Keeps one row per id: the highest version, the earliest of equal ones (the database keeps
 /// the first of equal versions too). Order of first appearance is kept. Returns the rows and
 /// how many were dropped.
-pub fn dedupe(rows: Vec<Row>) -> (Vec<Row>, u64) {
+pub fn dedupe(rows: Vec<&PreparedRow>) -> (Vec<&PreparedRow>, u64) {
     let total = rows.len();
-    let mut best: HashMap<String, usize> = HashMap::with_capacity(total);
-    let mut kept: Vec<Option<Row>> = Vec::with_capacity(total);
+    let mut best: HashMap<&str, usize> = HashMap::with_capacity(total);
+    let mut kept: Vec<Option<&PreparedRow>> = Vec::with_capacity(total);
     for row in rows {
-        match best.get(&row.id) {
+        match best.get(row.id.as_str()) {
             Some(&i) => {
                 let newer = kept[i]
                     .as_ref()
@@ -78,12 +78,12 @@ pub fn dedupe(rows: Vec<Row>) -> (Vec<Row>, u64) {
                 }
             }
             None => {
-                best.insert(row.id.clone(), kept.len());
+                best.insert(row.id.as_str(), kept.len());
                 kept.push(Some(row));
             }
         }
     }
-    let kept: Vec<Row> = kept.into_iter().flatten().collect();
+    let kept: Vec<&PreparedRow> = kept.into_iter().flatten().collect();
     let dropped = (total - kept.len()) as u64;
     (kept, dropped)
 }
@@ -100,10 +100,11 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn row(id: &str, version: i64, tag: &str) -> Row {
-        Row {
+    fn row(id: &str, version: i64, tag: &str) -> PreparedRow {
+        PreparedRow {
             id: id.into(),
-            object: json!({"id": id, "tag": tag}),
+            data: json!({"id": id, "tag": tag}).to_string(),
+            columns: Vec::new(),
             version,
             deleted: false,
         }
@@ -111,15 +112,16 @@ mod tests {
 
     #[test]
     fn dedupe_keeps_highest_then_first_version() {
-        let (rows, dropped) = dedupe(vec![
+        let all = [
             row("a", 1, "a1"),
             row("b", 5, "b5"),
             row("a", 3, "a3"),
             row("a", 3, "a3-second"),
             row("b", 4, "b4"),
-        ]);
+        ];
+        let (rows, dropped) = dedupe(all.iter().collect());
         assert_eq!(dropped, 3);
-        assert_eq!(rows, vec![row("a", 3, "a3"), row("b", 5, "b5")]);
+        assert_eq!(rows, vec![&row("a", 3, "a3"), &row("b", 5, "b5")]);
     }
 
     #[test]

@@ -51,6 +51,47 @@ pub struct Row {
     pub deleted: bool,
 }
 
+impl Row {
+    /// The row made ready for `data_type`'s table: see [`PreparedRow`].
+    pub fn prepare(self, data_type: &DataType) -> PreparedRow {
+        PreparedRow {
+            columns: data_type
+                .columns
+                .iter()
+                .map(|c| c.extract(&self.object))
+                .collect(),
+            data: self.object.to_string(),
+            id: self.id,
+            version: self.version,
+            deleted: self.deleted,
+        }
+    }
+}
+
+/// A [`Row`] made ready for its table: the object as JSON text and its typed column values.
+///
+/// Rows are prepared where they are made (by the walk that fetched the page, on any of the
+/// runtime's threads), so what waits in queues and write sets is compact text — a parsed
+/// object takes several times its JSON's size — and the one writer only streams it out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreparedRow {
+    /// Stripe id.
+    pub id: String,
+    /// The whole object as compact JSON, stored in `data`.
+    pub data: String,
+    /// The data type's typed columns, in catalog order.
+    pub columns: Vec<cls_catalog::ColumnValue>,
+    /// Ordering key (see [`Row::version`]).
+    pub version: i64,
+    /// Whether the object is deleted in Stripe (see [`Row::deleted`]).
+    pub deleted: bool,
+}
+
+/// Prepares every row for `data_type`'s table.
+pub fn prepare_rows(data_type: &DataType, rows: Vec<Row>) -> Vec<PreparedRow> {
+    rows.into_iter().map(|r| r.prepare(data_type)).collect()
+}
+
 /// Progress of one data type's backfill in one `created` window.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
@@ -107,9 +148,10 @@ pub enum CheckpointOp {
 pub struct WriteSet<'a> {
     /// The Stripe account every row and checkpoint belongs to.
     pub account_id: &'a str,
-    /// Rows per data type. A data type should appear at most once; if it appears again its
-    /// rows are appended to the first entry's (so de-duplication sees them all).
-    pub tables: Vec<(&'static DataType, Vec<Row>)>,
+    /// Rows per data type, prepared for its table. A data type should appear at most once;
+    /// if it appears again its rows are appended to the first entry's (so de-duplication sees
+    /// them all).
+    pub tables: Vec<(&'static DataType, Vec<PreparedRow>)>,
     /// Checkpoint changes, applied in order after every row is written.
     pub checkpoints: Vec<CheckpointOp>,
     /// Every row is new to its table: a first backfill into tables that were empty when it
@@ -126,14 +168,13 @@ impl WriteSet<'_> {
     }
 
     /// The tables with each data type once, rows of repeated entries appended in order.
-    pub(crate) fn merged_tables(
-        tables: Vec<(&'static DataType, Vec<Row>)>,
-    ) -> Vec<(&'static DataType, Vec<Row>)> {
-        let mut out: Vec<(&'static DataType, Vec<Row>)> = Vec::with_capacity(tables.len());
-        for (data_type, rows) in tables {
+    pub(crate) fn merged_tables(&self) -> Vec<(&'static DataType, Vec<&PreparedRow>)> {
+        let mut out: Vec<(&'static DataType, Vec<&PreparedRow>)> =
+            Vec::with_capacity(self.tables.len());
+        for (data_type, rows) in &self.tables {
             match out.iter_mut().find(|(t, _)| t.name == data_type.name) {
                 Some((_, existing)) => existing.extend(rows),
-                None => out.push((data_type, rows)),
+                None => out.push((data_type, rows.iter().collect())),
             }
         }
         out
@@ -217,9 +258,9 @@ pub trait Destination: Send + Sync {
     /// table, so both backends share it.
     async fn write(&self, batch: Batch<'_>) -> Result<WriteStats, DestinationError> {
         let stats = self
-            .write_set(WriteSet {
+            .write_set(&WriteSet {
                 account_id: batch.account_id,
-                tables: vec![(batch.data_type, batch.rows)],
+                tables: vec![(batch.data_type, prepare_rows(batch.data_type, batch.rows))],
                 insert_only: false,
                 checkpoints: batch
                     .checkpoint
@@ -238,7 +279,7 @@ pub trait Destination: Send + Sync {
     /// opens no transaction.
     async fn write_set(
         &self,
-        set: WriteSet<'_>,
+        set: &WriteSet<'_>,
     ) -> Result<Vec<(&'static str, WriteStats)>, DestinationError>;
 
     /// Saved checkpoints of one data type, ordered by window.
@@ -258,7 +299,7 @@ pub trait Destination: Send + Sync {
         retired: &str,
         replacements: &[Checkpoint],
     ) -> Result<(), DestinationError> {
-        self.write_set(WriteSet {
+        self.write_set(&WriteSet {
             account_id,
             tables: Vec::new(),
             insert_only: false,

@@ -40,7 +40,7 @@ use crate::layout::{
 };
 use crate::{
     Checkpoint, CheckpointOp, DatabaseInfo, DatabaseKind, DatabaseUrl, Destination,
-    DestinationError, Row, StoredRow, WriteSet, WriteStats,
+    DestinationError, PreparedRow, StoredRow, WriteSet, WriteStats,
 };
 
 /// How long opening a connection may take before the server counts as unreachable.
@@ -163,7 +163,7 @@ impl PgDestination {
         tx: &mut Transaction<'static, Postgres>,
         account_id: &str,
         data_type: &'static DataType,
-        rows: Vec<Row>,
+        rows: Vec<&PreparedRow>,
         stage: &str,
         insert_only: bool,
     ) -> Result<WriteStats, DestinationError> {
@@ -215,10 +215,10 @@ impl PgDestination {
             let mut out = CopyText::new();
             for row in &rows {
                 out.text(&row.id);
-                for c in data_type.columns {
-                    copy_value(&mut out, c.extract(&row.object));
+                for value in &row.columns {
+                    copy_value(&mut out, value);
                 }
-                out.json(&row.object);
+                out.json_text(&row.data);
                 out.plain(if row.deleted { "t" } else { "f" });
                 out.plain(&row.version.to_string());
                 out.end_row();
@@ -293,7 +293,7 @@ impl PgDestination {
         tx: &mut Transaction<'static, Postgres>,
         account_id: &str,
         data_type: &'static DataType,
-        rows: &[Row],
+        rows: &[&PreparedRow],
     ) -> Result<(), DestinationError> {
         let action = || Action::Write(data_type.table().to_string());
         let mut cols = vec!["\"id\"".to_string()];
@@ -312,10 +312,10 @@ impl PgDestination {
         let mut out = CopyText::new();
         for row in rows {
             out.text(&row.id);
-            for c in data_type.columns {
-                copy_value(&mut out, c.extract(&row.object));
+            for value in &row.columns {
+                copy_value(&mut out, value);
             }
-            out.json(&row.object);
+            out.json_text(&row.data);
             out.text(&account);
             out.plain(if row.deleted { "t" } else { "f" });
             if row.deleted {
@@ -377,10 +377,10 @@ impl PgDestination {
     /// One attempt at a write set, in one transaction.
     async fn write_set_once(
         &self,
-        set: WriteSet<'_>,
+        set: &WriteSet<'_>,
         insert_only: bool,
     ) -> Result<Vec<(&'static str, WriteStats)>, DestinationError> {
-        let tables = WriteSet::merged_tables(set.tables);
+        let tables = set.merged_tables();
         let mut out: Vec<(&'static str, WriteStats)> = tables
             .iter()
             .map(|(t, _)| (t.name, WriteStats::default()))
@@ -616,20 +616,20 @@ async fn existing_columns(
 }
 
 /// Appends one typed value to the COPY buffer.
-fn copy_value(out: &mut CopyText, value: ColumnValue) {
+fn copy_value(out: &mut CopyText, value: &ColumnValue) {
     match value {
         ColumnValue::Null => out.null(),
-        ColumnValue::Text(s) => out.text(&s),
+        ColumnValue::Text(s) => out.text(s),
         ColumnValue::Int(i) => out.plain(&i.to_string()),
         ColumnValue::Float(f) if f.is_finite() => out.plain(&f.to_string()),
         ColumnValue::Float(_) => out.null(),
-        ColumnValue::Bool(b) => out.plain(if b { "t" } else { "f" }),
-        ColumnValue::Timestamp(t) if timestamp_in_range(t) => match cls_catalog::rfc3339(t) {
+        ColumnValue::Bool(b) => out.plain(if *b { "t" } else { "f" }),
+        ColumnValue::Timestamp(t) if timestamp_in_range(*t) => match cls_catalog::rfc3339(*t) {
             Some(s) => out.plain(&s),
             None => out.null(),
         },
         ColumnValue::Timestamp(_) => out.null(),
-        ColumnValue::Json(v) => out.json(&v),
+        ColumnValue::Json(v) => out.json(v),
     }
 }
 
@@ -761,24 +761,18 @@ impl Destination for PgDestination {
     #[tracing::instrument(skip_all, fields(tables = set.tables.len(), checkpoints = set.checkpoints.len()))]
     async fn write_set(
         &self,
-        set: WriteSet<'_>,
+        set: &WriteSet<'_>,
     ) -> Result<Vec<(&'static str, WriteStats)>, DestinationError> {
         if !set.insert_only {
             return self.write_set_once(set, false).await;
         }
-        // Keep a copy to write again the usual way should a row exist after all.
-        let retry = WriteSet {
-            account_id: set.account_id,
-            tables: set.tables.clone(),
-            checkpoints: set.checkpoints.clone(),
-            insert_only: false,
-        };
         match self.write_set_once(set, true).await {
             Err(e) if e.is_unique_violation() => {
+                // Should a row exist after all, the set is written again the usual way.
                 tracing::info!(
                     "a row of an insert-only set existed already: writing it again with upserts"
                 );
-                self.write_set_once(retry, false).await
+                self.write_set_once(set, false).await
             }
             other => other,
         }
@@ -1062,10 +1056,10 @@ mod tests {
     #[test]
     fn copy_values_are_formatted_for_postgres() {
         let mut out = CopyText::new();
-        copy_value(&mut out, ColumnValue::Timestamp(1_700_000_000));
-        copy_value(&mut out, ColumnValue::Timestamp(i64::MAX / 1_000_000));
-        copy_value(&mut out, ColumnValue::Float(0.1));
-        copy_value(&mut out, ColumnValue::Bool(true));
+        copy_value(&mut out, &ColumnValue::Timestamp(1_700_000_000));
+        copy_value(&mut out, &ColumnValue::Timestamp(i64::MAX / 1_000_000));
+        copy_value(&mut out, &ColumnValue::Float(0.1));
+        copy_value(&mut out, &ColumnValue::Bool(true));
         out.end_row();
         let line = String::from_utf8(out.take()).expect("utf8");
         assert_eq!(line, "2023-11-14T22:13:20Z\t\\N\t0.1\tt\n");

@@ -29,7 +29,7 @@ use crate::layout::{
 };
 use crate::{
     Checkpoint, CheckpointOp, DatabaseInfo, DatabaseKind, DatabaseUrl, Destination,
-    DestinationError, Row, StoredRow, WriteSet, WriteStats,
+    DestinationError, PreparedRow, StoredRow, WriteSet, WriteStats,
 };
 
 /// How long a writer waits for another one to finish before giving up.
@@ -125,7 +125,7 @@ impl SqliteDestination {
         tx: &mut Transaction<'static, Sqlite>,
         account_id: &str,
         data_type: &'static DataType,
-        rows: Vec<Row>,
+        rows: Vec<&PreparedRow>,
         now: &str,
     ) -> Result<WriteStats, DestinationError> {
         let table = data_type.table();
@@ -180,10 +180,10 @@ impl SqliteDestination {
                     Some(_) => continue,
                 }
                 let mut q = sqlx::query(&sql).bind(row.id.as_str());
-                for c in data_type.columns {
-                    q = bind_value(q, c.extract(&row.object));
+                for value in &row.columns {
+                    q = bind_value(q, value.clone());
                 }
-                q.bind(row.object.to_string())
+                q.bind(row.data.as_str())
                     .bind(account_id)
                     .bind(i64::from(row.deleted))
                     .bind(row.deleted.then_some(now))
@@ -551,9 +551,9 @@ impl Destination for SqliteDestination {
 
     async fn write_set(
         &self,
-        set: WriteSet<'_>,
+        set: &WriteSet<'_>,
     ) -> Result<Vec<(&'static str, WriteStats)>, DestinationError> {
-        let tables = WriteSet::merged_tables(set.tables);
+        let tables = set.merged_tables();
         let mut out: Vec<(&'static str, WriteStats)> = tables
             .iter()
             .map(|(t, _)| (t.name, WriteStats::default()))

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 
 use cls_catalog::DataType;
 use cls_destination::{
-    connect, Batch, Checkpoint, CheckpointOp, DatabaseKind, DatabaseUrl, Destination, Row,
-    StoredRow, WriteSet, WriteStats,
+    connect, prepare_rows, Batch, Checkpoint, CheckpointOp, DatabaseKind, DatabaseUrl, Destination,
+    Row, StoredRow, WriteSet, WriteStats,
 };
 use cls_testkit::db::{sqlite_url, temp_dir, TestDb};
 use serde_json::{json, Value};
@@ -647,25 +647,34 @@ async fn write_set_counts_each_table_and_applies_checkpoints_in_order(env: &Env)
 
     let got = env
         .dest
-        .write_set(WriteSet {
+        .write_set(&WriteSet {
             insert_only: false,
             account_id: ACCT,
             tables: vec![
                 (
                     customers(),
-                    vec![
-                        customer("cus_a", 1, "A"),
-                        customer("cus_b", 1, "B"),
-                        // Older than stored: left alone.
-                        customer("cus_old", 4, "Older"),
-                    ],
+                    prepare_rows(
+                        customers(),
+                        vec![
+                            customer("cus_a", 1, "A"),
+                            customer("cus_b", 1, "B"),
+                            // Older than stored: left alone.
+                            customer("cus_old", 4, "Older"),
+                        ],
+                    ),
                 ),
-                (invoices(), vec![invoice("in_1", 1, "cus_a")]),
+                (
+                    invoices(),
+                    prepare_rows(invoices(), vec![invoice("in_1", 1, "cus_a")]),
+                ),
                 // The same data type again: appended to the first entry, de-duplicated with
                 // it (the higher version wins, the other counts as skipped).
                 (
                     customers(),
-                    vec![customer("cus_a", 2, "A2"), customer("cus_old", 6, "Newer")],
+                    prepare_rows(
+                        customers(),
+                        vec![customer("cus_a", 2, "A2"), customer("cus_old", 6, "Newer")],
+                    ),
                 ),
             ],
             checkpoints: vec![
@@ -716,10 +725,10 @@ async fn write_set_counts_each_table_and_applies_checkpoints_in_order(env: &Env)
     // Nothing to do: no transaction, zero counts.
     let empty = env
         .dest
-        .write_set(WriteSet {
+        .write_set(&WriteSet {
             insert_only: false,
             account_id: ACCT,
-            tables: vec![(invoices(), vec![])],
+            tables: vec![(invoices(), prepare_rows(invoices(), vec![]))],
             checkpoints: vec![],
         })
         .await
@@ -728,7 +737,7 @@ async fn write_set_counts_each_table_and_applies_checkpoints_in_order(env: &Env)
     // Checkpoint operations alone.
     let only_cps = env
         .dest
-        .write_set(WriteSet {
+        .write_set(&WriteSet {
             insert_only: false,
             account_id: ACCT,
             tables: vec![],
@@ -766,17 +775,23 @@ async fn write_set_is_one_transaction(env: &Env) {
         .await;
     let err = env
         .dest
-        .write_set(WriteSet {
+        .write_set(&WriteSet {
             insert_only: false,
             account_id: ACCT,
             tables: vec![
                 (
                     customers(),
-                    vec![customer("cus_new", 1, "N"), customer("cus_a", 2, "A2")],
+                    prepare_rows(
+                        customers(),
+                        vec![customer("cus_new", 1, "N"), customer("cus_a", 2, "A2")],
+                    ),
                 ),
                 (
                     invoices(),
-                    vec![invoice("in_new", 1, "cus_new"), invoice("in_1", 2, "cus_b")],
+                    prepare_rows(
+                        invoices(),
+                        vec![invoice("in_new", 1, "cus_new"), invoice("in_1", 2, "cus_b")],
+                    ),
                 ),
             ],
             checkpoints: vec![
@@ -811,12 +826,18 @@ async fn write_set_is_one_transaction(env: &Env) {
         .await;
     let err = env
         .dest
-        .write_set(WriteSet {
+        .write_set(&WriteSet {
             insert_only: false,
             account_id: ACCT,
             tables: vec![
-                (customers(), vec![customer("cus_new", 1, "N")]),
-                (invoices(), vec![invoice("in_new", 1, "cus_new")]),
+                (
+                    customers(),
+                    prepare_rows(customers(), vec![customer("cus_new", 1, "N")]),
+                ),
+                (
+                    invoices(),
+                    prepare_rows(invoices(), vec![invoice("in_new", 1, "cus_new")]),
+                ),
             ],
             checkpoints: vec![CheckpointOp::Save(window_cp(
                 "customers",
@@ -844,17 +865,23 @@ async fn write_set_is_one_transaction(env: &Env) {
     for round in 0..3 {
         let got = env
             .dest
-            .write_set(WriteSet {
+            .write_set(&WriteSet {
                 insert_only: false,
                 account_id: ACCT,
                 tables: vec![
                     (
                         customers(),
-                        vec![customer(&format!("cus_r{round}"), 1, "R")],
+                        prepare_rows(
+                            customers(),
+                            vec![customer(&format!("cus_r{round}"), 1, "R")],
+                        ),
                     ),
                     (
                         invoices(),
-                        vec![invoice(&format!("in_r{round}"), 1, "cus_a")],
+                        prepare_rows(
+                            invoices(),
+                            vec![invoice(&format!("in_r{round}"), 1, "cus_a")],
+                        ),
                     ),
                 ],
                 checkpoints: vec![],
@@ -918,12 +945,15 @@ async fn insert_only_sets_copy_new_rows_and_fall_back_when_one_exists(env: &Env)
     assert!(!env.dest.has_rows(customers()).await.expect("has_rows"));
     let got = env
         .dest
-        .write_set(WriteSet {
+        .write_set(&WriteSet {
             insert_only: true,
             account_id: ACCT,
             tables: vec![(
                 customers(),
-                vec![customer("cus_a", 5, "A"), customer("cus_b", 5, "B")],
+                prepare_rows(
+                    customers(),
+                    vec![customer("cus_a", 5, "A"), customer("cus_b", 5, "B")],
+                ),
             )],
             checkpoints: vec![CheckpointOp::Save(Checkpoint {
                 data_type: "customers".into(),
@@ -953,16 +983,19 @@ async fn insert_only_sets_copy_new_rows_and_fall_back_when_one_exists(env: &Env)
     // and the version guard still holds.
     let got = env
         .dest
-        .write_set(WriteSet {
+        .write_set(&WriteSet {
             insert_only: true,
             account_id: ACCT,
             tables: vec![(
                 customers(),
-                vec![
-                    customer("cus_a", 6, "A2"),
-                    customer("cus_c", 6, "C"),
-                    customer("cus_b", 1, "old"),
-                ],
+                prepare_rows(
+                    customers(),
+                    vec![
+                        customer("cus_a", 6, "A2"),
+                        customer("cus_c", 6, "C"),
+                        customer("cus_b", 1, "old"),
+                    ],
+                ),
             )],
             checkpoints: vec![],
         })

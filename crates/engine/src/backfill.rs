@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cls_catalog::DataType;
-use cls_destination::{Checkpoint, Row};
+use cls_destination::{prepare_rows, Checkpoint, Row};
 use cls_source::{embedded_children, fetch_children, fetch_page, Window};
 use cls_stripe::StripeError;
 use futures::{StreamExt, TryStreamExt};
@@ -662,7 +662,7 @@ async fn write_chunk(
                 let total = ctx.count(child, objs.len() as u64);
                 let job = WriteJob::Rows {
                     data_type: child,
-                    rows: rows_from(child, objs, ctx.version),
+                    rows: prepare_rows(child, rows_from(child, objs, ctx.version)),
                     checkpoint: None,
                 };
                 if tx.send(job).await.is_err() {
@@ -687,7 +687,8 @@ async fn write_chunk(
     });
     let n = parents.len() as u64;
     let (data_type, rows) = if stream.store {
-        (stream.walk, rows_from(stream.walk, parents, ctx.version))
+        let rows = rows_from(stream.walk, parents, ctx.version);
+        (stream.walk, prepare_rows(stream.walk, rows))
     } else {
         (stream.accounting_type(), Vec::new())
     };

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use cls_catalog::DataType;
 use cls_destination::{
-    Checkpoint, CheckpointOp, Destination, DestinationError, Row, WriteSet, WriteStats,
+    Checkpoint, CheckpointOp, Destination, DestinationError, PreparedRow, WriteSet, WriteStats,
 };
 use cls_source::Window;
 use cls_stripe::{RequestCounters, StripeClient, StripeError};
@@ -160,10 +160,11 @@ fn account_in_message(message: &str) -> Option<String> {
 
 /// One unit of work for the writer.
 pub(crate) enum WriteJob {
-    /// Rows of one data type, with the checkpoint they complete.
+    /// Rows of one data type (prepared by the walk, see [`PreparedRow`]), with the checkpoint
+    /// they complete.
     Rows {
         data_type: &'static DataType,
-        rows: Vec<Row>,
+        rows: Vec<PreparedRow>,
         checkpoint: Option<Checkpoint>,
     },
     /// A window's checkpoint replaced by its parts (a split).
@@ -323,7 +324,7 @@ const SET_MAX_JOBS: usize = 64;
 #[derive(Default)]
 struct PendingSet {
     /// Rows per data type, data types in order of first arrival, rows in arrival order.
-    tables: Vec<(&'static DataType, Vec<Row>)>,
+    tables: Vec<(&'static DataType, Vec<PreparedRow>)>,
     /// Checkpoint saves and splits in arrival order.
     checkpoints: Vec<CheckpointOp>,
     /// Flushes to answer once the set is committed.
@@ -486,7 +487,7 @@ async fn write_loop(
                 WRITE_ATTEMPTS,
                 WRITE_RETRY_WAIT,
                 DestinationError::is_retriable,
-                || dest.write_set(written.clone()),
+                || dest.write_set(&written),
             )
             .await?;
             let mut m = stats.lock().unwrap_or_else(|p| p.into_inner());
