@@ -58,6 +58,9 @@ pub struct AppState {
     pub connected: Vec<crate::connect::ConnectedAccount>,
     /// The platform's account id (`acct_…`), fixed at generation.
     pub platform_id: String,
+    /// Whether `config.fault_rate` applies now (on from the start). An in-process harness
+    /// turns faults off to set an account up cleanly, and on for the run it hurts.
+    pub faults_on: std::sync::atomic::AtomicBool,
     started: Instant,
 }
 
@@ -85,8 +88,15 @@ impl AppState {
             config,
             store: RwLock::new(store),
             stats: Stats::default(),
+            faults_on: std::sync::atomic::AtomicBool::new(true),
             started: Instant::now(),
         }
+    }
+
+    /// Turns the configured faults on or off (see [`AppState::faults_on`]).
+    pub fn set_faults(&self, on: bool) {
+        self.faults_on
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The same state with these connected accounts.

@@ -289,7 +289,12 @@ async fn truncate(resp: Response) -> Response {
 /// The `/v1/` middleware: rate limits, then latency, then faults.
 pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let cfg = &state.config;
-    if !cfg.rate_limits && cfg.latency_ms == 0 && cfg.fault_rate <= 0.0 {
+    let fault_rate = if state.faults_on.load(std::sync::atomic::Ordering::Relaxed) {
+        cfg.fault_rate
+    } else {
+        0.0
+    };
+    if !cfg.rate_limits && cfg.latency_ms == 0 && fault_rate <= 0.0 {
         return next.run(req).await;
     }
     let endpoint = crate::api::endpoint_name(req.method().as_str(), req.uri().path());
@@ -309,13 +314,7 @@ pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next)
         return rate_limited();
     }
     let n = state.counter.next();
-    let d = draw_from(
-        cfg.seed,
-        n,
-        cfg.latency_ms,
-        cfg.fault_rate,
-        &cfg.fault_kinds,
-    );
+    let d = draw_from(cfg.seed, n, cfg.latency_ms, fault_rate, &cfg.fault_kinds);
     if !d.latency.is_zero() {
         tokio::time::sleep(d.latency).await;
     }

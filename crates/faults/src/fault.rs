@@ -53,6 +53,10 @@ pub enum Fault {
     ClockJump,
     /// Every request fails: the run must exit non-zero, saying why, within a bounded time.
     AllRequestsFail,
+    /// An incremental run (events since the last run) while 30% of requests fail in every
+    /// way above — 5xx with and without `Stripe-Should-Retry`, 429s, resets, truncated
+    /// bodies — after a clean full run and changes in the account.
+    IncrementalUnderFaults,
 }
 
 /// Longest an every-request-fails run may take: the client gives up on one request after
@@ -81,6 +85,7 @@ impl Fault {
             Fault::Sigkill,
             Fault::ClockJump,
             Fault::AllRequestsFail,
+            Fault::IncrementalUnderFaults,
         ]);
         all
     }
@@ -107,6 +112,7 @@ impl Fault {
             Fault::Sigkill => "SIGKILL x3 at random, then rerun".into(),
             Fault::ClockJump => "clock +40 d / -3 d (in-process)".into(),
             Fault::AllRequestsFail => "every request fails (retriably)".into(),
+            Fault::IncrementalUnderFaults => "incremental run, mixed faults 30%".into(),
         }
     }
 
@@ -143,6 +149,17 @@ impl Fault {
                     EmulatorFault::Truncated,
                 ],
             ),
+            Fault::IncrementalUnderFaults => (
+                0.3,
+                vec![
+                    EmulatorFault::Status(500, None),
+                    EmulatorFault::Status(503, Some(true)),
+                    EmulatorFault::Status(502, Some(false)),
+                    EmulatorFault::RateLimited,
+                    EmulatorFault::Reset,
+                    EmulatorFault::Truncated,
+                ],
+            ),
             _ => (0.0, Vec::new()),
         }
     }
@@ -168,11 +185,13 @@ impl Fault {
             Fault::DestinationFull => &["disk space", "no space left"],
             // A killed run has no message; the rerun must succeed.
             Fault::Sigkill | Fault::ClockJump => &[],
-            Fault::AllRequestsFail => &[
+            Fault::AllRequestsFail | Fault::IncrementalUnderFaults => &[
                 "stripe answered http",
                 "could not talk to stripe",
                 "not the json expected",
                 "gave up after",
+                "429",
+                "rate limit",
             ],
         }
     }
@@ -191,7 +210,7 @@ mod tests {
     #[test]
     fn the_quick_matrix_covers_every_fault_once_with_distinct_names() {
         let m = Fault::quick_matrix();
-        assert_eq!(m.len(), 17);
+        assert_eq!(m.len(), 18);
         let names: std::collections::BTreeSet<_> = m.iter().map(Fault::name).collect();
         assert_eq!(names.len(), m.len());
         for f in &m {

@@ -83,6 +83,7 @@ pub async fn run_trial(h: &Harness, fault: Fault, seed: u64) -> Trial {
         Fault::DestinationFull => destination_full(h, &mut t).await,
         Fault::Sigkill => sigkill(h, &mut t).await,
         Fault::ClockJump => clock_jump(h, &mut t).await,
+        Fault::IncrementalUnderFaults => incremental_under_faults(h, &mut t).await,
         _ => emulator_fault(h, &mut t).await,
     };
     t.verdict = match outcome {
@@ -480,6 +481,63 @@ async fn clock_jump(h: &Harness, t: &mut Trial) -> Outcome {
         }
         t.notes.push("every step ended equal".into());
         Ok(Verdict::EqualToExport)
+    }
+    .await;
+    db.drop_now().await;
+    emu.shutdown().await;
+    result
+}
+
+/// A clean full run, changes in the account, then an incremental run while the emulator
+/// faults 20% of requests; a failed run must recover once the faults stop (the same emulator,
+/// faults switched off: the changes stay).
+async fn incremental_under_faults(h: &Harness, t: &mut Trial) -> Outcome {
+    let mut cfg = emulator_config(h, t.seed, anchor());
+    let (rate, kinds) = t.fault.emulator_faults();
+    cfg.fault_rate = rate;
+    cfg.fault_kinds = kinds;
+    let emu = spawn_emulator_with(cfg).await;
+    emu.state.set_faults(false);
+    let db = TestDb::new().await;
+    let result = async {
+        t.runs += 1;
+        let end = run_cls(&h.cls_bin, &emu.base_url, &db.url, FAST)
+            .await
+            .map_err(|e| format!("cannot run cls: {e}"))?;
+        let v = judge(&end, &emu, &db.url, t.fault).await?;
+        if v != Verdict::EqualToExport {
+            t.notes.push("the clean full run".into());
+            return Ok(v);
+        }
+        // Enough changes for several pages of events.
+        mutate(&emu, 800, t.seed).await?;
+        let before = emu.state.stats.to_json();
+        emu.state.set_faults(true);
+        t.runs += 1;
+        let incremental: Vec<&str> = FAST
+            .iter()
+            .copied()
+            .chain(["--mode", "incremental"])
+            .collect();
+        let end = run_cls(&h.cls_bin, &emu.base_url, &db.url, &incremental)
+            .await
+            .map_err(|e| format!("cannot run cls: {e}"))?;
+        emu.state.set_faults(false);
+        let after = emu.state.stats.to_json();
+        let delta = |k: &str| after[k].as_u64().unwrap_or(0) - before[k].as_u64().unwrap_or(0);
+        t.notes.push(format!(
+            "the incremental run made {} requests, {} faulted",
+            delta("requests_total"),
+            delta("faults_total")
+        ));
+        let verdict = judge(&end, &emu, &db.url, t.fault).await?;
+        let Verdict::FailedWithCause { .. } = verdict else {
+            return Ok(verdict);
+        };
+        let end = run_cls(&h.cls_bin, &emu.base_url, &db.url, FAST)
+            .await
+            .map_err(|e| format!("cannot run cls: {e}"))?;
+        recovered(verdict, &end, &emu, &db.url, t).await
     }
     .await;
     db.drop_now().await;
