@@ -42,7 +42,7 @@ if [ "$PROFILE" = release ]; then
 else
     cargo build --quiet -p cls
 fi
-CLS=$PWD/target/$PROFILE/cls
+CLS=${CARGO_TARGET_DIR:-$PWD/target}/$PROFILE/cls
 
 WORK=$(mktemp -d)
 SUFFIX=$$
