@@ -48,6 +48,9 @@ pub enum Fault {
     /// `cls sync` is SIGKILLed at random points, then run to the end: it must resume and end
     /// equal to the export.
     Sigkill,
+    /// The same into a SQLite destination (the embedded default): a killed write must leave
+    /// the file consistent, and the resumed run must end equal to the export.
+    SigkillSqlite,
     /// The sync's clock ("now") jumps 40 days forward, then 3 days back, between runs with
     /// changes in between (engine driven in-process through `SyncOptions.now`).
     ClockJump,
@@ -83,6 +86,7 @@ impl Fault {
             Fault::PrivilegesRevoked,
             Fault::DestinationFull,
             Fault::Sigkill,
+            Fault::SigkillSqlite,
             Fault::ClockJump,
             Fault::AllRequestsFail,
             Fault::IncrementalUnderFaults,
@@ -110,6 +114,7 @@ impl Fault {
             Fault::PrivilegesRevoked => "privileges revoked mid-run".into(),
             Fault::DestinationFull => "destination full (53100 trigger)".into(),
             Fault::Sigkill => "SIGKILL x3 at random, then rerun".into(),
+            Fault::SigkillSqlite => "SIGKILL x3 at random, then rerun (SQLite)".into(),
             Fault::ClockJump => "clock +40 d / -3 d (in-process)".into(),
             Fault::AllRequestsFail => "every request fails (retriably)".into(),
             Fault::IncrementalUnderFaults => "incremental run, mixed faults 30%".into(),
@@ -184,7 +189,7 @@ impl Fault {
             Fault::PrivilegesRevoked => &["permission denied", "cannot"],
             Fault::DestinationFull => &["disk space", "no space left"],
             // A killed run has no message; the rerun must succeed.
-            Fault::Sigkill | Fault::ClockJump => &[],
+            Fault::Sigkill | Fault::SigkillSqlite | Fault::ClockJump => &[],
             Fault::AllRequestsFail | Fault::IncrementalUnderFaults => &[
                 "stripe answered http",
                 "could not talk to stripe",
@@ -210,7 +215,7 @@ mod tests {
     #[test]
     fn the_quick_matrix_covers_every_fault_once_with_distinct_names() {
         let m = Fault::quick_matrix();
-        assert_eq!(m.len(), 18);
+        assert_eq!(m.len(), 19);
         let names: std::collections::BTreeSet<_> = m.iter().map(Fault::name).collect();
         assert_eq!(names.len(), m.len());
         for f in &m {

@@ -7,7 +7,6 @@
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use sqlx::Row;
 
 /// How one run ended, as far as the judge cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,26 +132,60 @@ fn is_deleted(o: &Value) -> bool {
 }
 
 /// Live rows of one table: id → data. `Err` when the table cannot be read.
-async fn live_rows(
-    conn: &mut sqlx::PgConnection,
-    schema: &str,
-    table: &str,
-) -> Result<BTreeMap<String, Value>, String> {
-    let sql =
-        format!("SELECT id, data::text AS data FROM \"{schema}\".\"{table}\" WHERE NOT deleted");
-    let rows = sqlx::query(&sql)
-        .fetch_all(conn)
-        .await
-        .map_err(|e| format!("table {table} cannot be read: {e}"))?;
-    let mut out = BTreeMap::new();
-    for r in rows {
-        let id: String = r.get("id");
-        let data: String = r.get("data");
-        let v = serde_json::from_str(&data)
-            .map_err(|e| format!("{table}.{id}: data is not JSON: {e}"))?;
-        out.insert(id, v);
+/// The destination being judged: a PostgreSQL database or a SQLite file.
+enum Live {
+    Pg(sqlx::PgConnection),
+    Sqlite(sqlx::SqliteConnection),
+}
+
+impl Live {
+    async fn connect(db_url: &str) -> Result<Live, String> {
+        use sqlx::Connection;
+        let conn = if db_url.starts_with("sqlite:") {
+            sqlx::SqliteConnection::connect(db_url)
+                .await
+                .map(Live::Sqlite)
+        } else {
+            crate::pg::connect(db_url).await.map(Live::Pg)
+        };
+        conn.map_err(|e| format!("cannot connect to compare: {e}"))
     }
-    Ok(out)
+
+    /// The live (not deleted) rows of one table, by id. SQLite has no schemas.
+    async fn rows(&mut self, schema: &str, table: &str) -> Result<BTreeMap<String, Value>, String> {
+        let pairs: Vec<(String, String)> = match self {
+            Live::Pg(conn) => {
+                sqlx::query_as(&format!(
+                    "SELECT id, data::text AS data FROM \"{schema}\".\"{table}\" WHERE NOT deleted"
+                ))
+                .fetch_all(conn)
+                .await
+            }
+            Live::Sqlite(conn) => {
+                sqlx::query_as(&format!(
+                    "SELECT id, data FROM \"{table}\" WHERE NOT deleted"
+                ))
+                .fetch_all(conn)
+                .await
+            }
+        }
+        .map_err(|e| format!("table {table} cannot be read: {e}"))?;
+        let mut out = BTreeMap::new();
+        for (id, data) in pairs {
+            let v = serde_json::from_str(&data)
+                .map_err(|e| format!("{table}.{id}: data is not JSON: {e}"))?;
+            out.insert(id, v);
+        }
+        Ok(out)
+    }
+
+    async fn close(self) {
+        use sqlx::Connection;
+        let _ = match self {
+            Live::Pg(c) => c.close().await,
+            Live::Sqlite(c) => c.close().await,
+        };
+    }
 }
 
 /// Payment methods the export holds live but no Stripe list can reach: their customer is
@@ -184,9 +217,7 @@ pub fn unreachable(export: &Export) -> std::collections::BTreeSet<String> {
 /// different, with an example.
 pub async fn compare(db_url: &str, schema: &str, export: &Export) -> Result<(), String> {
     let skip = unreachable(export);
-    let mut conn = crate::pg::connect(db_url)
-        .await
-        .map_err(|e| format!("cannot connect to compare: {e}"))?;
+    let mut conn = Live::connect(db_url).await?;
     let mut problems = Vec::new();
     for t in cls_catalog::CATALOG {
         let want: BTreeMap<&String, &Value> = export
@@ -195,7 +226,7 @@ pub async fn compare(db_url: &str, schema: &str, export: &Export) -> Result<(), 
             .flatten()
             .filter(|(id, o)| !is_deleted(o) && !skip.contains(*id))
             .collect();
-        let got = match live_rows(&mut conn, schema, t.name).await {
+        let got = match conn.rows(schema, t.name).await {
             Ok(mut g) => {
                 g.retain(|id, _| !skip.contains(id));
                 g
@@ -225,8 +256,7 @@ pub async fn compare(db_url: &str, schema: &str, export: &Export) -> Result<(), 
             ));
         }
     }
-    use sqlx::Connection;
-    let _ = conn.close().await;
+    conn.close().await;
     if problems.is_empty() {
         Ok(())
     } else {

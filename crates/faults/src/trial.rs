@@ -81,7 +81,18 @@ pub async fn run_trial(h: &Harness, fault: Fault, seed: u64) -> Trial {
         Fault::PostgresRestarted => pg_restart(h, &mut t).await,
         Fault::PrivilegesRevoked => privileges_revoked(h, &mut t).await,
         Fault::DestinationFull => destination_full(h, &mut t).await,
-        Fault::Sigkill => sigkill(h, &mut t).await,
+        Fault::Sigkill => {
+            let db = TestDb::new().await;
+            let v = sigkill(h, &mut t, &db.url).await;
+            db.drop_now().await;
+            v
+        }
+        Fault::SigkillSqlite => {
+            let dir = cls_testkit::db::temp_dir("cls_faults_sqlite");
+            let v = sigkill(h, &mut t, &cls_testkit::db::sqlite_url(&dir)).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            v
+        }
         Fault::ClockJump => clock_jump(h, &mut t).await,
         Fault::IncrementalUnderFaults => incremental_under_faults(h, &mut t).await,
         _ => emulator_fault(h, &mut t).await,
@@ -374,17 +385,16 @@ async fn destination_full(h: &Harness, t: &mut Trial) -> Outcome {
     result
 }
 
-/// SIGKILL at up to three random points (seeded), then a run to the end.
-async fn sigkill(h: &Harness, t: &mut Trial) -> Outcome {
+/// SIGKILL at up to three random points (seeded), then a run to the end, into `db_url`.
+async fn sigkill(h: &Harness, t: &mut Trial, db_url: &str) -> Outcome {
     let emu = slow_emulator(h, t.seed).await;
-    let db = TestDb::new().await;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(t.seed);
     let result = async {
         let mut kills = Vec::new();
         for _ in 0..3 {
             let after = Duration::from_millis(rng.gen_range(150..3_000));
             t.runs += 1;
-            let mut child = spawn_cls(&h.cls_bin, &emu.base_url, &db.url, &[])
+            let mut child = spawn_cls(&h.cls_bin, &emu.base_url, db_url, &[])
                 .map_err(|e| format!("cannot run cls: {e}"))?;
             tokio::time::sleep(after).await;
             if child.running() {
@@ -393,7 +403,7 @@ async fn sigkill(h: &Harness, t: &mut Trial) -> Outcome {
             } else {
                 // It finished first: it must have said the truth about what it did.
                 let end = child.finish().await.map_err(|e| e.to_string())?;
-                let v = judge(&end, &emu, &db.url, t.fault).await?;
+                let v = judge(&end, &emu, db_url, t.fault).await?;
                 if v != Verdict::EqualToExport {
                     return Ok(v);
                 }
@@ -401,16 +411,15 @@ async fn sigkill(h: &Harness, t: &mut Trial) -> Outcome {
         }
         t.notes.push(format!("killed after {kills:?} ms"));
         t.runs += 1;
-        let end = run_cls(&h.cls_bin, &emu.base_url, &db.url, &[])
+        let end = run_cls(&h.cls_bin, &emu.base_url, db_url, &[])
             .await
             .map_err(|e| e.to_string())?;
         if let Some(n) = end.messages.lines().find(|l| l.starts_with("note:")) {
             t.notes.push(shorten(n, 160));
         }
-        judge(&end, &emu, &db.url, t.fault).await
+        judge(&end, &emu, db_url, t.fault).await
     }
     .await;
-    db.drop_now().await;
     emu.shutdown().await;
     result
 }
