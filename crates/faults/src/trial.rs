@@ -533,7 +533,12 @@ async fn incremental_under_faults(h: &Harness, t: &mut Trial) -> Outcome {
             .map_err(|e| format!("cannot run cls: {e}"))?;
         emu.state.set_faults(false);
         let after = emu.state.stats.to_json();
-        let delta = |k: &str| after[k].as_u64().unwrap_or(0) - before[k].as_u64().unwrap_or(0);
+        let delta = |k: &str| {
+            after[k]
+                .as_u64()
+                .unwrap_or(0)
+                .saturating_sub(before[k].as_u64().unwrap_or(0))
+        };
         t.notes.push(format!(
             "the incremental run made {} requests, {} faulted",
             delta("requests_total"),
