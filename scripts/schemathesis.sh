@@ -44,22 +44,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Waits (up to 60 s) for a line starting with $2 in file $1 and prints its remainder.
-first_line_after() {
-    local file=$1 prefix=$2
-    for _ in $(seq 1 600); do
-        local line
-        line=$(grep -m1 "^$prefix" "$file" 2>/dev/null || true)
-        if [ -n "$line" ]; then
-            echo "${line#"$prefix"}"
-            return 0
-        fi
-        sleep 0.1
-    done
-    echo "no '$prefix' line in $file within 60 s:" >&2
-    cat "$file" "$file.err" >&2 || true
-    return 1
-}
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 "$CLS" emulator --port 0 --customers 20 --rate-limits off >"$WORK/emulator.out" 2>"$WORK/emulator.out.err" &
 PIDS+=($!)
