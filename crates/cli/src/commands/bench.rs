@@ -147,7 +147,10 @@ fn ceiling(
                     .unordered()
                     .filter(|r| !r.deleted)
                     // Stripe keeps 30 days of events.
-                    .filter(|r| t.name != "events" || r.created >= now - 30 * 86_400)
+                    .filter(|r| {
+                        t.name != "events"
+                            || r.created >= now - cls_engine::incremental::EVENT_RETENTION_SECS
+                    })
                     .count();
                 *per_endpoint.entry(t.list_path.to_string()).or_default() +=
                     live.div_ceil(100).max(1) as u64;
