@@ -152,28 +152,41 @@ struct Gate {
     state: StdMutex<AdaptiveState>,
 }
 
+/// Whether a new limiter may spend its burst at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Burst {
+    Available,
+    Spent,
+}
+
 /// A GCRA limiter at `rps / share` requests per second (at least 1).
-fn limiter(rps: u32, share: u32) -> Arc<DefaultDirectRateLimiter> {
+fn limiter(rps: u32, share: u32, burst: Burst) -> Arc<DefaultDirectRateLimiter> {
     let rps = NonZeroU32::new(rps / share.max(1)).unwrap_or(NonZeroU32::MIN);
-    let burst = NonZeroU32::new(burst_for(rps.get())).unwrap_or(NonZeroU32::MIN);
-    Arc::new(RateLimiter::direct(
-        Quota::per_second(rps).allow_burst(burst),
-    ))
+    let cells = NonZeroU32::new(burst_for(rps.get())).unwrap_or(NonZeroU32::MIN);
+    let limiter = RateLimiter::direct(Quota::per_second(rps).allow_burst(cells));
+    if burst == Burst::Spent {
+        // Cannot fail: a new limiter holds exactly its burst.
+        let _ = limiter.check_n(cells);
+    }
+    Arc::new(limiter)
 }
 
 impl Gate {
     fn new(rps: u32, share: u32) -> Gate {
         Gate {
             rps,
-            limiter: StdMutex::new(limiter(rps, share)),
+            limiter: StdMutex::new(limiter(rps, share, Burst::Available)),
             queue: FairMutex::new(()),
             state: StdMutex::new(AdaptiveState::default()),
         }
     }
 
-    /// Runs at `rps / share` from now on.
+    /// Runs at `rps / share` from now on. The new limiter starts with its burst spent: the
+    /// old one may have just spent its own, and a share changes while requests are flowing,
+    /// so a fresh burst would add up to a second's worth of requests above the account's rate.
     fn reshare(&self, share: u32) {
-        *self.limiter.lock().unwrap_or_else(PoisonError::into_inner) = limiter(self.rps, share);
+        *self.limiter.lock().unwrap_or_else(PoisonError::into_inner) =
+            limiter(self.rps, share, Burst::Spent);
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, AdaptiveState> {
@@ -510,6 +523,19 @@ mod tests {
             "existing endpoint: {old_gate}"
         );
         assert!((9..=13).contains(&new_gate), "new endpoint: {new_gate}");
+    }
+
+    #[tokio::test]
+    async fn a_share_change_does_not_open_a_fresh_burst() {
+        // 100 req/s (burst 20), its burst spent: a run going at the account's rate.
+        let budget = RateBudget::new(100, 1000, quick());
+        let spent = sent_in(&budget, "/v1/customers", Duration::from_millis(250)).await;
+        assert!(spent >= 20, "the burst and then some: {spent}");
+        // Another run of the account starts: 50 req/s from now on, and no burst on top —
+        // a fresh burst of 10 would put ~15 requests into the next 100 ms instead of ~5.
+        budget.set_share(NonZeroU32::new(2).unwrap_or(NonZeroU32::MIN));
+        let next = sent_in(&budget, "/v1/customers", Duration::from_millis(100)).await;
+        assert!((3..=8).contains(&next), "100 ms after the change: {next}");
     }
 
     #[tokio::test]
