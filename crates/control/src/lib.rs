@@ -33,11 +33,11 @@ pub use check::{
     ConnectionTest, DatabaseCheck, DatabaseCheckError, StripeCheckError, TimeLimits,
 };
 pub use model::{
-    ApiToken, ApiTokenId, Cadence, Configuration, ConfigurationId, ConfigurationPatch,
-    CronExpression, Every, Heartbeat, NewConfiguration, NewProject, NewRun, NewSchedule, Page,
-    PageRequest, Paused, Project, ProjectId, ProjectPatch, RotationReport, RunError, RunId,
-    RunStatus, RunUpdate, Schedule, ScheduleId, SchedulePatch, Session, SessionId, SyncMode,
-    SyncRun, Trigger, TypeStats, User, UserId, DEFAULT_SCHEMA,
+    AccountShare, ApiToken, ApiTokenId, Cadence, Configuration, ConfigurationId,
+    ConfigurationPatch, CronExpression, Every, Heartbeat, NewConfiguration, NewProject, NewRun,
+    NewSchedule, Page, PageRequest, Paused, Project, ProjectId, ProjectPatch, RotationReport,
+    RunError, RunId, RunStatus, RunUpdate, Schedule, ScheduleId, SchedulePatch, Session, SessionId,
+    SyncMode, SyncRun, Trigger, TypeStats, User, UserId, DEFAULT_SCHEMA,
 };
 pub use runner::{
     Clock, ExecutedRun, ManualClock, Runner, RunnerConfig, RunnerError, ScheduledRun, StepOutcome,

@@ -637,6 +637,18 @@ pub struct Heartbeat {
     pub cancel_requested: bool,
 }
 
+/// How a running run shares its Stripe account's rate budget ([`crate::Store::share_account`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountShare {
+    /// Live runs of the account, this one included: the run divides the account's limits by
+    /// this many (at least 1).
+    pub runs: u32,
+    /// Every other live run of the account has applied a share of at least `runs`, so the
+    /// sum of their rates is within the account's limits. A run starting beside others waits
+    /// for this before its first request (bounded: a peer whose worker died never answers).
+    pub settled: bool,
+}
+
 /// What [`crate::Store::rotate_master_key`] re-sealed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RotationReport {

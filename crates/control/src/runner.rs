@@ -38,12 +38,14 @@
 //! ([`Store::share_account`]); the store answers how many live runs (running, heartbeat
 //! within the lease) have registered the same account, and the run's client divides its
 //! global and per-endpoint rates by that number ([`cls_stripe::StripeClient::set_rate_share`]).
-//! The question is asked again after every heartbeat, so the share follows runs starting,
-//! ending, dying and being taken over, within one heartbeat interval. That interval is the
-//! one window where the sum can exceed the account's limit (two runs starting together may
-//! both see the other only at their next heartbeat); the limiter's adaptive half-rate after a
-//! 429 covers it. No lock, leader or token server of our own: the count is a plain query over
-//! the rows the leases already keep alive.
+//! Each run records the share it applied, and asks again every quarter heartbeat (at most
+//! every second), so the share follows runs starting, ending, dying and being taken over.
+//! A run that finds a peer of its account still running at a larger share (one that has not
+//! yet seen the newcomer) holds its first request back until every peer has applied the new
+//! count — at most a heartbeat interval and a tick, after which a silent peer is taken for
+//! dead — so the sum of the runs' rates stays within the account's limits from the start.
+//! No lock, leader or token server of our own: the count is a plain query over the rows the
+//! leases already keep alive.
 //!
 //! The engine of each run executes on a runtime of its own, on its own thread: the engine
 //! spawns tasks (parallel windows, the writer), and only shutting their runtime down stops
@@ -68,11 +70,12 @@ use cls_engine::{
 };
 use cls_stripe::{ClientConfig, RequestCounters, StripeClient, StripeError};
 use tokio::sync::{oneshot, watch};
+use tracing::Instrument;
 use url::Url;
 
 use crate::model::{
-    Configuration, NewRun, PageRequest, Project, RunError, RunStatus, RunUpdate, Schedule,
-    ScheduleId, SyncMode, SyncRun, Trigger, TypeStats,
+    AccountShare, Configuration, NewRun, PageRequest, Project, RunError, RunStatus, RunUpdate,
+    Schedule, ScheduleId, SyncMode, SyncRun, Trigger, TypeStats,
 };
 use crate::schedule;
 use crate::store::{QueuedRun, Store, StoreError};
@@ -381,6 +384,11 @@ impl Runner {
                     }
                 }
             }
+            // Unreadable here (a wrong master key on this node, a damaged row): record why,
+            // or the run would stay running, taken over and failing again every lease.
+            Err(e @ (StoreError::Secrets(_) | StoreError::Corrupt { .. })) => {
+                Ended::failed(format!("the run could not read its configuration: {e}"))
+            }
             // Deleted while queued: its runs went with it.
             Err(StoreError::NotFound { .. }) => {
                 return Ok(ExecutedRun {
@@ -459,10 +467,15 @@ impl Runner {
     }
 
     /// Registers the run's Stripe account and gives its client its share of the account's
-    /// rate budget (module doc). `Err(LeaseLost)` when the run is no longer this worker's.
-    /// Bounded by one heartbeat interval, so a slow or locked state database never holds up
-    /// the heartbeats (the share stays as it was until the next try).
-    async fn share_budget(&self, run: &SyncRun, budget: &Budget) -> Result<(), StoreError> {
+    /// rate budget (module doc); `None` when the store did not answer in time.
+    /// `Err(LeaseLost)` when the run is no longer this worker's. Bounded by one heartbeat
+    /// interval, so a slow or locked state database never holds up the heartbeats (the share
+    /// stays as it was until the next try).
+    async fn share_budget(
+        &self,
+        run: &SyncRun,
+        budget: &Budget,
+    ) -> Result<Option<AccountShare>, StoreError> {
         let asked = self.store.share_account(
             run.id,
             &self.config.worker_id,
@@ -472,16 +485,16 @@ impl Runner {
         );
         let Ok(answered) = tokio::time::timeout(self.config.heartbeat_every, asked).await else {
             tracing::warn!(run_id = %run.id, "the state database did not say in time how many runs share the account; keeping the current share");
-            return Ok(());
+            return Ok(None);
         };
-        let live = answered?;
-        if budget.client.rate_share() != live {
-            tracing::info!(run_id = %run.id, account = %budget.account, runs = live, "the account's rate budget is shared by this many runs");
+        let share = answered?;
+        if budget.client.rate_share() != share.runs {
+            tracing::info!(run_id = %run.id, account = %budget.account, runs = share.runs, "the account's rate budget is shared by this many runs");
         }
         budget
             .client
-            .set_rate_share(NonZeroU32::new(live).unwrap_or(NonZeroU32::MIN));
-        Ok(())
+            .set_rate_share(NonZeroU32::new(share.runs).unwrap_or(NonZeroU32::MIN));
+        Ok(Some(share))
     }
 
     /// Runs the engine on its own runtime while sending heartbeats with the live counters
@@ -511,6 +524,16 @@ impl Runner {
         let mut awaiting_account = true;
         let mut budget: Option<Budget> = None;
         let every = self.config.heartbeat_every;
+        // How often the run's share of its account's budget is asked again, and, while the
+        // engine waits to start, until when it waits for the account's other runs.
+        let share_every = (every / 4).clamp(
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_secs(1),
+        );
+        let mut share_tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + share_every, share_every);
+        share_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut waiting: Option<(oneshot::Sender<()>, tokio::time::Instant)> = None;
         // When the last heartbeat that got through was sent: once a whole lease has passed
         // since, another node may have taken the run over, so this one stops (it fences
         // itself) instead of writing alongside the new owner until a heartbeat gets through
@@ -533,15 +556,46 @@ impl Runner {
                 resolved = &mut account, if awaiting_account => {
                     awaiting_account = false;
                     // No account (its request failed): the engine reports the failure.
-                    if let Ok(resolved) = resolved {
+                    if let Ok(Resolved { budget: resolved, go }) = resolved {
                         match self.share_budget(run, &resolved).await {
-                            Ok(()) => {}
+                            Ok(Some(share)) if !share.settled => {
+                                tracing::debug!(run_id = %run.id, account = %resolved.account, "waiting for the account's other runs to take their share before the first request");
+                                waiting = Some((go, tokio::time::Instant::now() + every + share_every));
+                            }
+                            Ok(_) => {
+                                let _ = go.send(());
+                            }
                             Err(StoreError::LeaseLost { .. } | StoreError::NotFound { .. }) => {
                                 break Stop::LeaseLost
                             }
-                            Err(e) => tracing::warn!(run_id = %run.id, error = %e, "could not share the account's rate budget; keeping the current share"),
+                            Err(e) => {
+                                tracing::warn!(run_id = %run.id, error = %e, "could not share the account's rate budget; keeping the current share");
+                                let _ = go.send(());
+                            }
                         }
                         budget = Some(resolved);
+                    }
+                }
+                _ = share_tick.tick(), if budget.is_some() => {
+                    let Some(current) = &budget else { continue };
+                    let share = match self.share_budget(run, current).await {
+                        Ok(share) => share,
+                        Err(StoreError::LeaseLost { .. } | StoreError::NotFound { .. }) => {
+                            break Stop::LeaseLost
+                        }
+                        Err(e) => {
+                            tracing::debug!(run_id = %run.id, error = %e, "could not share the account's rate budget; keeping the current share");
+                            None
+                        }
+                    };
+                    let settled = share.is_some_and(|s| s.settled);
+                    if waiting.as_ref().is_some_and(|(_, until)| settled || tokio::time::Instant::now() >= *until) {
+                        if !settled {
+                            tracing::info!(run_id = %run.id, "a run of the same account did not take its share in time (its worker may have died); starting anyway");
+                        }
+                        if let Some((go, _)) = waiting.take() {
+                            let _ = go.send(());
+                        }
                     }
                 }
                 () = released(&mut release) => break Stop::Release,
@@ -561,18 +615,7 @@ impl Runner {
                     };
                     match answered {
                         Ok(h) if h.cancel_requested => break Stop::Cancel,
-                        Ok(_) => {
-                            beat_at = sent;
-                            if let Some(budget) = &budget {
-                                match self.share_budget(run, budget).await {
-                                    Ok(()) => {}
-                                    Err(StoreError::LeaseLost { .. } | StoreError::NotFound { .. }) => {
-                                        break Stop::LeaseLost
-                                    }
-                                    Err(e) => tracing::warn!(run_id = %run.id, error = %e, "could not share the account's rate budget; keeping the current share"),
-                                }
-                            }
-                        }
+                        Ok(_) => beat_at = sent,
                         Err(StoreError::LeaseLost { .. } | StoreError::NotFound { .. }) => {
                             break Stop::LeaseLost
                         }
@@ -661,6 +704,14 @@ enum Supervised {
     Released,
 }
 
+/// A run's Stripe account, resolved by its engine, which waits for `go` before its first
+/// request of the sync (the supervisor sends it once the run's share of the account's budget
+/// is applied and the account's other runs applied theirs; dropping it lets the engine go).
+struct Resolved {
+    budget: Budget,
+    go: oneshot::Sender<()>,
+}
+
 /// A run's share of its Stripe account's rate budget.
 struct Budget {
     /// The budget's key: `acct_…/test` or `acct_…/live` (Stripe limits each mode apart).
@@ -687,7 +738,7 @@ struct EngineThread {
     done: oneshot::Receiver<Option<Ended>>,
     /// The run's Stripe account and client, once resolved (dropped unsent when the account
     /// could not be read: the engine then fails the run and says why).
-    account: oneshot::Receiver<Budget>,
+    account: oneshot::Receiver<Resolved>,
 }
 
 impl EngineThread {
@@ -703,6 +754,8 @@ impl EngineThread {
         let (finished, done) = oneshot::channel();
         let (resolved, account) = oneshot::channel();
         let mode = run.mode;
+        // The engine's logs belong to the run's span, though they come from another thread.
+        let span = tracing::Span::current();
         let spawned = std::thread::Builder::new()
             .name(format!("cls-run-{}", run.id))
             .spawn(move || {
@@ -720,13 +773,16 @@ impl EngineThread {
                         return;
                     }
                 };
-                let ended = runtime.block_on(async move {
-                    tokio::select! {
-                        ended = sync(mode, &configuration, &project, default_api_base, progress, resolved) => Some(ended),
-                        // Asked to stop, or the runner that started it is gone.
-                        _ = stopped => None,
+                let ended = runtime.block_on(
+                    async move {
+                        tokio::select! {
+                            ended = sync(mode, &configuration, &project, default_api_base, progress, resolved) => Some(ended),
+                            // Asked to stop, or the runner that started it is gone.
+                            _ = stopped => None,
+                        }
                     }
-                });
+                    .instrument(span),
+                );
                 // Drops every task the engine spawned; one in the middle of a destination
                 // transaction rolls back, leaving the destination at its last checkpoint.
                 runtime.shutdown_timeout(std::time::Duration::from_secs(10));
@@ -750,7 +806,7 @@ async fn sync(
     project: &Project,
     default_api_base: Option<Url>,
     progress: ProgressFn,
-    resolved: oneshot::Sender<Budget>,
+    resolved: oneshot::Sender<Resolved>,
 ) -> Ended {
     let mut types = Vec::new();
     for name in &configuration.data_types {
@@ -772,10 +828,15 @@ async fn sync(
     // again itself (and reports a failure to read it).
     if let Ok(info) = cls_engine::account_info(&client, &RequestCounters::default()).await {
         if info.id != "acct_unknown" {
-            let _ = resolved.send(Budget {
+            let (go, ready) = oneshot::channel();
+            let budget = Budget {
                 account: format!("{}/{}", info.id, client.key().mode()),
                 client: client.clone(),
-            });
+            };
+            if resolved.send(Resolved { budget, go }).is_ok() {
+                // Sent or dropped, either way the supervisor is done with the budget.
+                let _ = ready.await;
+            }
         }
     }
     let dest = match cls_destination::connect(&project.database_url, &project.schema).await {
@@ -897,6 +958,20 @@ impl Ended {
             }
             EngineError::Destination(DestinationError::Unreachable { .. }) => Some(format!(
                 "the database {} is unreachable: check that it is running and reachable, then Test Connection to resume",
+                project.database_url.masked()
+            )),
+            // Refusals that stay until someone changes the database or its URL: every later
+            // run would fail the same way.
+            EngineError::Destination(
+                d @ (DestinationError::AuthFailed { .. }
+                | DestinationError::DatabaseMissing { .. }
+                | DestinationError::PermissionDenied { .. }
+                | DestinationError::TlsRefused { .. }
+                | DestinationError::TlsRequired { .. }
+                | DestinationError::TlsFailed { .. }
+                | DestinationError::SqliteOpen { .. }),
+            ) => Some(format!(
+                "the database {} refused the run ({d}); then Test Connection to resume",
                 project.database_url.masked()
             )),
             _ => None,

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use chrono::{TimeZone, Utc};
 use cls_control::{
-    ApiTokenId, Cadence, ConfigurationId, ConfigurationPatch, CronExpression, Entity, Every,
-    MasterKey, NewConfiguration, NewProject, NewRun, NewSchedule, PageRequest, Paused,
+    AccountShare, ApiTokenId, Cadence, ConfigurationId, ConfigurationPatch, CronExpression, Entity,
+    Every, MasterKey, NewConfiguration, NewProject, NewRun, NewSchedule, PageRequest, Paused,
     PostgresStore, ProjectId, ProjectPatch, QueuedRun, RunError, RunId, RunStatus, RunUpdate,
     ScheduleId, SchedulePatch, SecretsError, SqliteStore, StateUrl, Store, StoreError, SyncMode,
     Trigger, TypeStats, UserId,
@@ -152,6 +152,20 @@ impl Harness {
             Raw::Postgres(pool) => {
                 must(sqlx::query(sql).execute(pool).await);
             }
+        }
+    }
+
+    /// Runs one raw statement on the state database, saying whether the database took it.
+    async fn try_execute(&self, sql: &str) -> Result<(), sqlx::Error> {
+        match &self.raw {
+            Raw::Sqlite(path) => {
+                let pool =
+                    sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await?;
+                let done = sqlx::query(sql).execute(&pool).await;
+                pool.close().await;
+                done.map(drop)
+            }
+            Raw::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(drop),
         }
     }
 
@@ -1509,16 +1523,48 @@ mod scenarios {
         }
         let (a, b, c, d) = (runs[0], runs[1], runs[2], runs[3]);
         let acct = "acct_1/test";
-        assert_eq!(s.share_account(a.0, a.1, acct, at(1), LEASE).await?, 1);
-        assert_eq!(s.share_account(b.0, b.1, acct, at(1), LEASE).await?, 2);
-        assert_eq!(s.share_account(a.0, a.1, acct, at(1), LEASE).await?, 2);
+        let share = |runs: u32, settled: bool| AccountShare { runs, settled };
+        assert_eq!(
+            s.share_account(a.0, a.1, acct, at(1), LEASE).await?,
+            share(1, true)
+        );
+        // b starts beside a, which still runs at the whole budget: not settled until a
+        // takes its half.
+        assert_eq!(
+            s.share_account(b.0, b.1, acct, at(1), LEASE).await?,
+            share(2, false)
+        );
+        assert_eq!(
+            s.share_account(a.0, a.1, acct, at(1), LEASE).await?,
+            share(2, true)
+        );
+        assert_eq!(
+            s.share_account(b.0, b.1, acct, at(1), LEASE).await?,
+            share(2, true)
+        );
         // Another account, or the same account in the other mode, is another budget.
         assert_eq!(
             s.share_account(c.0, c.1, "acct_1/live", at(1), LEASE)
                 .await?,
-            1
+            share(1, true)
         );
-        assert_eq!(s.share_account(d.0, d.1, acct, at(1), LEASE).await?, 3);
+        assert_eq!(
+            s.share_account(d.0, d.1, acct, at(1), LEASE).await?,
+            share(3, false)
+        );
+        // a and b take their third (a still sees b behind): then d may go.
+        assert_eq!(
+            s.share_account(a.0, a.1, acct, at(1), LEASE).await?,
+            share(3, false)
+        );
+        assert_eq!(
+            s.share_account(b.0, b.1, acct, at(1), LEASE).await?,
+            share(3, true)
+        );
+        assert_eq!(
+            s.share_account(d.0, d.1, acct, at(1), LEASE).await?,
+            share(3, true)
+        );
         // Only the run's own worker may register it.
         let err = s
             .share_account(a.0, "b", acct, at(1), LEASE)
@@ -1531,7 +1577,10 @@ mod scenarios {
         s.heartbeat(a.0, a.1, at(50), None).await?;
         s.heartbeat(b.0, b.1, at(50), None).await?;
         s.heartbeat(c.0, c.1, at(50), None).await?;
-        assert_eq!(s.share_account(a.0, a.1, acct, at(70), LEASE).await?, 2);
+        assert_eq!(
+            s.share_account(a.0, a.1, acct, at(70), LEASE).await?.runs,
+            2
+        );
         // b ends: one run left on the account.
         s.finish_run(
             b.0,
@@ -1543,7 +1592,10 @@ mod scenarios {
             },
         )
         .await?;
-        assert_eq!(s.share_account(a.0, a.1, acct, at(72), LEASE).await?, 1);
+        assert_eq!(
+            s.share_account(a.0, a.1, acct, at(72), LEASE).await?,
+            share(1, true)
+        );
 
         // a's node shuts down and releases a: still running, progress kept, lease over.
         let mut stats = BTreeMap::new();
@@ -1585,7 +1637,10 @@ mod scenarios {
         let a_now = s.run(a.0).await?;
         assert_eq!(a_now.worker_id.as_deref(), Some("e"));
         assert_eq!(a_now.stats, stats, "progress so far is kept");
-        assert_eq!(s.share_account(a.0, "e", acct, at(75), LEASE).await?, 2);
+        assert_eq!(
+            s.share_account(a.0, "e", acct, at(75), LEASE).await?.runs,
+            2
+        );
 
         // A run is held under the lease of the worker holding it: a node configured with a
         // shorter lease does not take over a run that is alive under a longer one.
@@ -1641,6 +1696,17 @@ mod scenarios {
             .ok_or_else(none)?;
         assert_eq!(again.id, held.id);
         assert_eq!(again.worker_id.as_deref(), Some("f"));
+        // The database itself refuses a second running run of one configuration, whatever
+        // path would try it.
+        let behind = s.queue_run(manual(long.id)).await?.run().clone();
+        let second = h
+            .try_execute(&format!(
+                "UPDATE sync_runs SET status = 'running' WHERE id = {}",
+                behind.id.0
+            ))
+            .await;
+        assert!(second.is_err(), "a second running run was accepted");
+        assert_eq!(s.run(behind.id).await?.status, RunStatus::Queued);
 
         let missing = RunId(777_777);
         assert!(not_found(

@@ -39,10 +39,10 @@ use std::collections::BTreeMap;
 use secrecy::SecretString;
 
 use crate::model::{
-    ApiToken, ApiTokenId, Configuration, ConfigurationId, ConfigurationPatch, Heartbeat,
-    NewConfiguration, NewProject, NewRun, NewSchedule, Page, PageRequest, Project, ProjectId,
-    ProjectPatch, RotationReport, RunError, RunId, RunStatus, RunUpdate, Schedule, ScheduleId,
-    SchedulePatch, Session, SessionId, SyncRun, TypeStats, User, UserId,
+    AccountShare, ApiToken, ApiTokenId, Configuration, ConfigurationId, ConfigurationPatch,
+    Heartbeat, NewConfiguration, NewProject, NewRun, NewSchedule, Page, PageRequest, Project,
+    ProjectId, ProjectPatch, RotationReport, RunError, RunId, RunStatus, RunUpdate, Schedule,
+    ScheduleId, SchedulePatch, Session, SessionId, SyncRun, TypeStats, User, UserId,
 };
 use crate::secrets::{MasterKey, SecretsError};
 
@@ -359,8 +359,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// budget's key, e.g. `acct_123/test`) and says how many live runs share that account
     /// now, this one included: running runs registered with the same account whose heartbeat
     /// is within the lease its worker holds it under (`lease` when none is recorded), on any
-    /// node. The runner divides the account's rate budget by that number, and asks again
-    /// after every heartbeat.
+    /// node. Records that count as the share the run applies (the runner divides the
+    /// account's rate budget by it at once), and says whether every other live run of the
+    /// account has applied at least that share ([`AccountShare::settled`]). The runner asks
+    /// again every moment while the run lives, so shares follow runs starting, ending, dying
+    /// and being taken over, and a run starting beside others waits until they are settled.
     /// [`StoreError::LeaseLost`] when the run is no longer this worker's.
     async fn share_account(
         &self,
@@ -369,7 +372,7 @@ pub trait Store: Send + Sync + fmt::Debug {
         account: &str,
         now: DateTime<Utc>,
         lease: chrono::Duration,
-    ) -> Result<u32, StoreError>;
+    ) -> Result<AccountShare, StoreError>;
     /// Gives `worker`'s running run back without ending it (a node shutting down): it stays
     /// running with its progress, but its lease ends now, so the next claim on any node takes
     /// it over at once — instead of after the lease — and resumes it from its checkpoints.

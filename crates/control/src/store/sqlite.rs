@@ -28,10 +28,10 @@ use super::{
     StateUrl, Store, StoreError,
 };
 use crate::model::{
-    ApiToken, ApiTokenId, Configuration, ConfigurationId, ConfigurationPatch, Heartbeat,
-    NewConfiguration, NewProject, NewRun, NewSchedule, Page, PageRequest, Project, ProjectId,
-    ProjectPatch, RotationReport, RunId, RunStatus, RunUpdate, Schedule, ScheduleId, SchedulePatch,
-    Session, SessionId, SyncRun, TypeStats, User, UserId, DEFAULT_SCHEMA,
+    AccountShare, ApiToken, ApiTokenId, Configuration, ConfigurationId, ConfigurationPatch,
+    Heartbeat, NewConfiguration, NewProject, NewRun, NewSchedule, Page, PageRequest, Project,
+    ProjectId, ProjectPatch, RotationReport, RunId, RunStatus, RunUpdate, Schedule, ScheduleId,
+    SchedulePatch, Session, SessionId, SyncRun, TypeStats, User, UserId, DEFAULT_SCHEMA,
 };
 use crate::secrets::MasterKey;
 use crate::tokens::{self, refused, CredentialRows, StoredApiToken, TokenCache};
@@ -786,24 +786,13 @@ impl Store for SqliteStore {
         account: &str,
         now: DateTime<Utc>,
         lease: chrono::Duration,
-    ) -> Result<u32, StoreError> {
-        let registered = sqlx::query(
-            "UPDATE sync_runs SET budget_account = $3 \
-             WHERE id = $1 AND worker_id = $2 AND status = 'running'",
-        )
-        .bind(id.0)
-        .bind(worker)
-        .bind(account)
-        .execute(&self.pool)
-        .await?;
-        if registered.rows_affected() == 0 {
-            return Err(lease_lost(self.exists("sync_runs", id.0).await?, id));
-        }
-        // Live: within the lease its own worker holds it under.
+    ) -> Result<AccountShare, StoreError> {
+        // Live: within the lease its own worker holds it under. This run counts whether or
+        // not it registered the account before.
         let live: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM sync_runs WHERE status = 'running' AND budget_account = $1 \
-             AND (id = $2 OR julianday(COALESCE(heartbeat_at, started_at, created_at)) \
-             + COALESCE(lease_seconds, $4) / 86400.0 >= julianday($3))",
+            "SELECT COUNT(*) FROM sync_runs WHERE status = 'running' AND (id = $2 OR \
+             (budget_account = $1 AND julianday(COALESCE(heartbeat_at, started_at, created_at)) \
+             + COALESCE(lease_seconds, $4) / 86400.0 >= julianday($3)))",
         )
         .bind(account)
         .bind(id.0)
@@ -811,12 +800,43 @@ impl Store for SqliteStore {
         .bind(lease_seconds(lease))
         .fetch_one(&self.pool)
         .await?;
-        Ok(sharing(live))
+        let runs = sharing(live);
+        let registered = sqlx::query(
+            "UPDATE sync_runs SET budget_account = $3, budget_share = $4 \
+             WHERE id = $1 AND worker_id = $2 AND status = 'running'",
+        )
+        .bind(id.0)
+        .bind(worker)
+        .bind(account)
+        .bind(i64::from(runs))
+        .execute(&self.pool)
+        .await?;
+        if registered.rows_affected() == 0 {
+            return Err(lease_lost(self.exists("sync_runs", id.0).await?, id));
+        }
+        // Live peers still running at a larger rate than the account can afford now.
+        let behind: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sync_runs WHERE status = 'running' AND budget_account = $1 \
+             AND id <> $2 AND COALESCE(budget_share, 0) < $5 AND julianday(COALESCE(heartbeat_at, started_at, created_at)) \
+             + COALESCE(lease_seconds, $4) / 86400.0 >= julianday($3)",
+        )
+        .bind(account)
+        .bind(id.0)
+        .bind(now)
+        .bind(lease_seconds(lease))
+        .bind(i64::from(runs))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(AccountShare {
+            runs,
+            settled: behind == 0,
+        })
     }
 
     async fn release_run(&self, id: RunId, worker: &str) -> Result<SyncRun, StoreError> {
         let released = sqlx::query(
-            "UPDATE sync_runs SET worker_id = NULL, heartbeat_at = $3, budget_account = NULL \
+            "UPDATE sync_runs SET worker_id = NULL, heartbeat_at = $3, budget_account = NULL, \
+             budget_share = NULL \
              WHERE id = $1 AND worker_id = $2 AND status = 'running'",
         )
         .bind(id.0)
