@@ -434,6 +434,7 @@ impl StripeClient {
                     &endpoint,
                     failure.signal.retry_after,
                     failure.code.as_deref(),
+                    failure.signal.limited_by,
                 );
             }
             let delay = next_delay(

@@ -36,6 +36,8 @@ use std::sync::{Arc, Mutex as StdMutex, PoisonError};
 use std::time::Duration;
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+use crate::retry::LimitedBy;
 use tokio::sync::Mutex as FairMutex;
 use tokio::time::Instant;
 
@@ -70,20 +72,23 @@ pub fn normalize_endpoint(path: &str) -> String {
 /// The key of the gate an attempt waits at: a request on `path` made for `stripe_account`
 /// (the `Stripe-Account` header; `None` for the key's own account).
 ///
-/// Connect. Stripe: "rate limits are measured in API requests per second, per Stripe
-/// account. The global rate limit applies to total API usage per account, while some
-/// endpoints have additional limits of their own" (<https://docs.stripe.com/rate-limits>);
-/// its Connect guide adds only that "Stripe has established rate limits and allocations for
-/// API endpoints" (<https://docs.stripe.com/connect/authentication>). Neither says whether a
-/// request a platform makes with `Stripe-Account` counts against the platform's limits, the
-/// connected account's, or both. We take the conservative reading: it counts against the
+/// Connect. Stripe documents its rate limits per account ("rate limits are measured in API
+/// requests per second, per Stripe account", <https://docs.stripe.com/rate-limits>), and
+/// gives requests made for connected accounts their own *monthly read allocation* (the same
+/// page, "API read request allocations": a platform's reads on behalf of its connected
+/// accounts draw on an allocation of 500 per transaction across those accounts over a
+/// rolling 30 days, at least 10,000 a month, apart from each account's own). It does not say
+/// which account's *per-second* limits a `Stripe-Account` request counts against (its only
+/// Connect remark there: calls on a connected account to the Meter events endpoint count
+/// toward the basic limit). We take the conservative reading: they count against the
 /// platform's. So the connected account is deliberately *not* part of the key: the platform
 /// and every connected account it reaches share one global gate and one gate per endpoint
 /// (every clone of a client, `with_account` included, shares one budget), and syncing N
 /// connected accounts never sends more than the platform's own limits allow. Whatever Stripe
 /// does, that stays within every reading (the connected account's own limits are the same
 /// figures and are never exceeded either). The emulator charges such a request to both
-/// accounts, the strictest reading on its side.
+/// accounts, the strictest reading on its side. What a run drew from the monthly allocation
+/// is reported (`cls_engine::ConnectReport::connected_account_requests`).
 pub fn gate_key(stripe_account: Option<&str>, path: &str) -> String {
     let _shared_with_the_platform = stripe_account;
     normalize_endpoint(path)
@@ -311,20 +316,33 @@ impl RateBudget {
     }
 
     /// Records a 429 on `endpoint`. `code` is Stripe's error code: `lock_timeout` means
-    /// contention on one object, not a rate, and changes nothing here.
+    /// contention on one object, not a rate, and changes nothing here. `limited_by` is the
+    /// limiter Stripe names: the account's pauses and slows every endpoint, an endpoint's only
+    /// that endpoint; when Stripe does not say, 429s on several endpoints at once are taken
+    /// for the account's limit.
     pub(crate) fn on_rate_limited(
         &self,
         endpoint: &str,
         retry_after: Option<Duration>,
         code: Option<&str>,
+        limited_by: Option<LimitedBy>,
     ) {
         if code == Some("lock_timeout") {
             return;
         }
         let now = Instant::now();
+        let pause = now + retry_after.unwrap_or(self.adaptation.pause);
+        if limited_by == Some(LimitedBy::Account) {
+            self.global.pause(pause);
+            self.global.slow(now + self.adaptation.slow_for);
+            return;
+        }
         let gate = self.gate(endpoint);
-        gate.pause(now + retry_after.unwrap_or(self.adaptation.pause));
+        gate.pause(pause);
         gate.slow(now + self.adaptation.slow_for);
+        if limited_by == Some(LimitedBy::Endpoint) {
+            return;
+        }
 
         let mut last = self.last_429.lock().unwrap_or_else(PoisonError::into_inner);
         let spread = last.as_ref().is_some_and(|(at, other)| {
@@ -431,7 +449,7 @@ mod tests {
     async fn a_429_pauses_only_its_endpoint() {
         let budget = RateBudget::new(1000, 1000, quick());
         budget.acquire("/v1/customers").await;
-        budget.on_rate_limited("/v1/customers", None, Some("rate_limit"));
+        budget.on_rate_limited("/v1/customers", None, Some("rate_limit"), None);
 
         let started = std::time::Instant::now();
         budget.acquire("/v1/products").await;
@@ -448,8 +466,8 @@ mod tests {
     #[tokio::test]
     async fn retry_after_sets_the_pause_and_lock_timeouts_change_nothing() {
         let budget = RateBudget::new(1000, 1000, quick());
-        budget.on_rate_limited("/v1/charges", Some(Duration::from_millis(50)), None);
-        budget.on_rate_limited("/v1/refunds", None, Some("lock_timeout"));
+        budget.on_rate_limited("/v1/charges", Some(Duration::from_millis(50)), None, None);
+        budget.on_rate_limited("/v1/refunds", None, Some("lock_timeout"), None);
         let started = std::time::Instant::now();
         budget.acquire("/v1/refunds").await;
         assert!(started.elapsed() < Duration::from_millis(40));
@@ -472,7 +490,7 @@ mod tests {
         for _ in 0..2 {
             budget.acquire("/v1/prices").await;
         }
-        budget.on_rate_limited("/v1/prices", Some(Duration::ZERO), Some("rate_limit"));
+        budget.on_rate_limited("/v1/prices", Some(Duration::ZERO), Some("rate_limit"), None);
         let started = std::time::Instant::now();
         for _ in 0..6 {
             budget.acquire("/v1/prices").await;
@@ -548,8 +566,8 @@ mod tests {
                 ..quick()
             },
         );
-        budget.on_rate_limited("/v1/a", Some(Duration::ZERO), None);
-        budget.on_rate_limited("/v1/b", Some(Duration::ZERO), None);
+        budget.on_rate_limited("/v1/a", Some(Duration::ZERO), None, None);
+        budget.on_rate_limited("/v1/b", Some(Duration::ZERO), None, None);
         let slowed = budget
             .global
             .state()
@@ -558,8 +576,30 @@ mod tests {
         assert!(slowed);
 
         let single = RateBudget::new(10, 1000, quick());
-        single.on_rate_limited("/v1/a", None, None);
-        single.on_rate_limited("/v1/a", None, None);
+        single.on_rate_limited("/v1/a", None, None, None);
+        single.on_rate_limited("/v1/a", None, None, None);
         assert!(single.global.state().slow_until.is_none());
+    }
+
+    #[tokio::test]
+    async fn the_limiter_stripe_names_is_the_one_that_slows() {
+        let slowed = |gate: &Gate| {
+            gate.state()
+                .slow_until
+                .is_some_and(|until| until > Instant::now())
+        };
+        // `global-rate` on one endpoint: the whole account slows, the endpoint itself no
+        // more than the rest.
+        let budget = RateBudget::new(10, 1000, quick());
+        budget.on_rate_limited("/v1/a", None, None, Some(LimitedBy::Account));
+        assert!(slowed(&budget.global));
+        assert!(!slowed(&budget.gate("/v1/a")));
+        // `endpoint-rate` on two endpoints at once: each slows, the account does not (the
+        // guess that 429s spread over endpoints mean the account's limit is not needed).
+        let budget = RateBudget::new(10, 1000, quick());
+        budget.on_rate_limited("/v1/a", None, None, Some(LimitedBy::Endpoint));
+        budget.on_rate_limited("/v1/b", None, None, Some(LimitedBy::Endpoint));
+        assert!(slowed(&budget.gate("/v1/a")) && slowed(&budget.gate("/v1/b")));
+        assert!(!slowed(&budget.global));
     }
 }

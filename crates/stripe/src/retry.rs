@@ -36,6 +36,35 @@ pub struct RetrySignal {
     pub retry_after: Option<Duration>,
     /// Whether the failure is of a kind retried by default (409, 429, 5xx, network, bad body).
     pub transient: bool,
+    /// Which of Stripe's limiters refused the request (`Stripe-Rate-Limited-Reason`), when
+    /// it says.
+    pub limited_by: Option<LimitedBy>,
+}
+
+/// Which of Stripe's limiters refused a request, from its `Stripe-Rate-Limited-Reason`
+/// header (<https://docs.stripe.com/rate-limits>: `global-rate`, `global-concurrency`,
+/// `endpoint-rate`, `endpoint-concurrency`, `resource-specific`). A 429 without the header
+/// did not come from a rate limiter (a lock timeout, say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitedBy {
+    /// The account's global limit (its rate or its concurrent requests).
+    Account,
+    /// This endpoint's own limit, or a limit of the resource it acts on.
+    Endpoint,
+}
+
+/// Reads `Stripe-Rate-Limited-Reason`; an unknown value counts as absent.
+pub fn limited_by_header(headers: &HeaderMap) -> Option<LimitedBy> {
+    let value = headers
+        .get("stripe-rate-limited-reason")?
+        .to_str()
+        .ok()?
+        .trim();
+    match value.to_ascii_lowercase().as_str() {
+        "global-rate" | "global-concurrency" => Some(LimitedBy::Account),
+        "endpoint-rate" | "endpoint-concurrency" | "resource-specific" => Some(LimitedBy::Endpoint),
+        _ => None,
+    }
 }
 
 impl RetrySignal {
@@ -45,6 +74,7 @@ impl RetrySignal {
             should_retry: should_retry_header(headers),
             retry_after: retry_after_header(headers),
             transient: status_is_transient(status),
+            limited_by: limited_by_header(headers),
         }
     }
 
@@ -143,6 +173,25 @@ mod tests {
             map.insert(*name, HeaderValue::from_static(value));
         }
         map
+    }
+
+    #[test]
+    fn reads_which_limiter_refused() {
+        let cases = [
+            ("global-rate", Some(LimitedBy::Account)),
+            ("global-concurrency", Some(LimitedBy::Account)),
+            ("endpoint-rate", Some(LimitedBy::Endpoint)),
+            ("Endpoint-Concurrency", Some(LimitedBy::Endpoint)),
+            ("resource-specific", Some(LimitedBy::Endpoint)),
+            ("something-new", None),
+            ("", None),
+        ];
+        for (value, expected) in cases {
+            let h = headers(&[("stripe-rate-limited-reason", value)]);
+            assert_eq!(limited_by_header(&h), expected, "{value:?}");
+            assert_eq!(RetrySignal::from_response(429, &h).limited_by, expected);
+        }
+        assert_eq!(limited_by_header(&HeaderMap::new()), None);
     }
 
     fn delay(signal: RetrySignal, retries_done: u32) -> Option<Duration> {
