@@ -54,6 +54,20 @@ async fn sync_with_connected_accounts_copies_each_account_and_check_lists_them()
         .collect();
     assert_eq!(accounts.len(), 3);
     assert_eq!(&accounts[1..], &listed[..]);
+    // What the run says it drew from the read allocation for connected accounts is what the
+    // emulator saw sent with `Stripe-Account` (the check above made some too).
+    let drawn = report["connected_account_requests"].as_u64().unwrap_or(0);
+    let stats: Value = reqwest::get(format!("{}/_emulator/stats", emulator.base_url))
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("JSON stats");
+    let seen = stats["connected_account_requests_total"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(drawn > 0, "{report}");
+    assert!(drawn <= seen, "{drawn} reported, {seen} seen");
 
     // Every account's live customers are exactly its export's.
     let pool = sqlx::SqlitePool::connect(&url).await.expect("open");

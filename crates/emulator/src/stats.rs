@@ -12,6 +12,7 @@ pub struct Stats {
     requests_total: AtomicU64,
     rate_limited_total: AtomicU64,
     faults_total: AtomicU64,
+    connected_account_requests_total: AtomicU64,
     by_endpoint: Mutex<BTreeMap<String, BTreeMap<u16, u64>>>,
 }
 
@@ -33,6 +34,13 @@ impl Stats {
         self.rate_limited_total.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts one request made for a known connected account (`Stripe-Account`): Stripe
+    /// draws those from the platform's separate read allocation for its connected accounts.
+    pub fn add_for_connected_account(&self) {
+        self.connected_account_requests_total
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts one injected fault.
     pub fn add_fault(&self) {
         self.faults_total.fetch_add(1, Ordering::Relaxed);
@@ -43,8 +51,8 @@ impl Stats {
         self.requests_total.load(Ordering::Relaxed)
     }
 
-    /// The stats body: `{requests_total, rate_limited_total, faults_total, endpoints: {endpoint:
-    /// {total, status: {"200": n}}}}`.
+    /// The stats body: `{requests_total, rate_limited_total, faults_total,
+    /// connected_account_requests_total, endpoints: {endpoint: {total, status: {"200": n}}}}`.
     pub fn to_json(&self) -> Value {
         let mut endpoints = Map::new();
         if let Ok(map) = self.by_endpoint.lock() {
@@ -65,6 +73,9 @@ impl Stats {
             "requests_total": self.requests_total.load(Ordering::Relaxed),
             "rate_limited_total": self.rate_limited_total.load(Ordering::Relaxed),
             "faults_total": self.faults_total.load(Ordering::Relaxed),
+            "connected_account_requests_total": self
+                .connected_account_requests_total
+                .load(Ordering::Relaxed),
             "endpoints": endpoints,
         })
     }

@@ -104,31 +104,48 @@ impl RateLimiter {
     /// or from none of them when any is empty (false). A request made for a connected account
     /// passes `[PLATFORM, its id]`: see [`crate::connect`] for why both are charged.
     pub fn admit_for(&self, accounts: &[&str], endpoint: &str) -> bool {
+        self.refusal_for(accounts, endpoint).is_none()
+    }
+
+    /// [`RateLimiter::admit_for`], saying which limit refused: `Some("global-rate")` when an
+    /// account's global bucket is empty, else `Some("endpoint-rate")` when an endpoint's
+    /// bucket is; `None` when the request is admitted (and its tokens taken). The names are
+    /// the values of Stripe's `Stripe-Rate-Limited-Reason` header.
+    pub fn refusal_for(&self, accounts: &[&str], endpoint: &str) -> Option<&'static str> {
         let now = Instant::now();
         let Ok(mut buckets) = self.buckets.lock() else {
-            return true;
+            return None;
         };
         let mut keys: Vec<((String, String), f64)> = Vec::with_capacity(accounts.len() * 2);
         for a in accounts {
             keys.push((((*a).to_string(), String::new()), self.global_rate));
             keys.push((((*a).to_string(), endpoint.to_string()), ENDPOINT_RATE));
         }
-        let mut ok = true;
+        let mut refused = None;
         for (key, rate) in &keys {
             let b = buckets
                 .entry(key.clone())
                 .or_insert_with(|| Bucket::full(*rate, now));
             b.refill(*rate, now);
-            ok &= b.tokens >= 1.0;
+            if b.tokens < 1.0 {
+                let this = if key.1.is_empty() {
+                    "global-rate"
+                } else {
+                    "endpoint-rate"
+                };
+                if refused != Some("global-rate") {
+                    refused = Some(this);
+                }
+            }
         }
-        if ok {
+        if refused.is_none() {
             for (key, _) in &keys {
                 if let Some(b) = buckets.get_mut(key) {
                     b.tokens -= 1.0;
                 }
             }
         }
-        ok
+        refused
     }
 }
 
@@ -219,7 +236,8 @@ impl Counter {
     }
 }
 
-/// The 429 Stripe answers when a limit is exceeded.
+/// The 429 Stripe answers when a limit is exceeded (the emulator's own buckets add the
+/// `Stripe-Rate-Limited-Reason` header naming theirs; an injected 429 storm has none).
 pub fn rate_limited() -> Response {
     let body = json!({"error": {
         "code": "rate_limit",
@@ -294,24 +312,36 @@ pub async fn layer(State(state): State<Arc<AppState>>, req: Request, next: Next)
     } else {
         0.0
     };
-    if !cfg.rate_limits && cfg.latency_ms == 0 && fault_rate <= 0.0 {
-        return next.run(req).await;
-    }
-    let endpoint = crate::api::endpoint_name(req.method().as_str(), req.uri().path());
     // A request for a connected account is charged to it and to the platform (an unknown
     // account is refused by the handler, after the platform's tokens are taken, as Stripe
     // counts refused requests too).
     let connected = crate::connect::requested_account(req.headers())
         .filter(|id| state.connected.iter().any(|a| a.id == *id))
         .map(str::to_string);
+    if connected.is_some() {
+        state.stats.add_for_connected_account();
+    }
+    if !cfg.rate_limits && cfg.latency_ms == 0 && fault_rate <= 0.0 {
+        return next.run(req).await;
+    }
+    let endpoint = crate::api::endpoint_name(req.method().as_str(), req.uri().path());
     let charged: Vec<&str> = match connected.as_deref() {
         Some(id) => vec![PLATFORM, id],
         None => vec![PLATFORM],
     };
-    if cfg.rate_limits && !state.limiter.admit_for(&charged, &endpoint) {
+    if let Some(reason) = cfg
+        .rate_limits
+        .then(|| state.limiter.refusal_for(&charged, &endpoint))
+        .flatten()
+    {
         state.stats.add_rate_limited();
         state.stats.record(&endpoint, 429);
-        return rate_limited();
+        let mut refused = rate_limited();
+        refused.headers_mut().insert(
+            "stripe-rate-limited-reason",
+            HeaderValue::from_static(reason),
+        );
+        return refused;
     }
     let n = state.counter.next();
     let d = draw_from(cfg.seed, n, cfg.latency_ms, fault_rate, &cfg.fault_kinds);
@@ -398,6 +428,19 @@ mod tests {
         assert!((12..=14).contains(&b_alone), "{b_alone}");
         // Another endpoint of the platform still has tokens (per-endpoint buckets).
         assert!(l.admit("GET /v1/invoices"));
+    }
+
+    #[test]
+    fn a_refusal_names_the_limit_that_refused() {
+        // Live mode: one endpoint (bucket 12.5) runs dry before the account (50).
+        let l = RateLimiter::new(crate::Mode::Live);
+        let mut refusals = (0..20).filter_map(|_| l.refusal_for(&[PLATFORM], "GET /v1/a"));
+        assert_eq!(refusals.next(), Some("endpoint-rate"));
+        // Spread over many endpoints, the account's own bucket runs dry first.
+        let l = RateLimiter::new(crate::Mode::Live);
+        let refused =
+            (0..200).find_map(|n| l.refusal_for(&[PLATFORM], &format!("GET /v1/e{}", n % 10)));
+        assert_eq!(refused, Some("global-rate"));
     }
 
     #[test]

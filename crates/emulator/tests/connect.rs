@@ -137,29 +137,54 @@ async fn a_platform_without_connected_accounts_lists_none() {
     assert!(ids(&list).is_empty());
 }
 
+/// The statuses of `n` requests to `/v1/customers` sent at once (0: no answer).
+async fn burst(emu: &RunningEmulator, n: usize, account: Option<&str>) -> Vec<u16> {
+    let client = reqwest::Client::new();
+    let requests = (0..n).map(|_| {
+        let mut r = client
+            .get(format!("{}/v1/customers", emu.base_url))
+            .bearer_auth(KEY);
+        if let Some(a) = account {
+            r = r.header("Stripe-Account", a);
+        }
+        r.send()
+    });
+    futures::future::join_all(requests)
+        .await
+        .into_iter()
+        .map(|r| r.map(|r| r.status().as_u16()).unwrap_or(0))
+        .collect()
+}
+
 #[tokio::test]
 async fn connected_account_requests_spend_the_platforms_budget_too() {
     let emu = start(2, true).await;
     let (_, list) = get_as(&emu, "/v1/accounts", None).await;
     let accounts = ids(&list);
     // A burst on one endpoint for the first connected account empties that endpoint's
-    // buckets — its own and the platform's.
-    let client = reqwest::Client::new();
-    let burst = (0..40).map(|_| {
-        client
-            .get(format!("{}/v1/customers", emu.base_url))
-            .bearer_auth(KEY)
-            .header("Stripe-Account", accounts[0].as_str())
-            .send()
-    });
-    let statuses: Vec<u16> = futures::future::join_all(burst)
-        .await
-        .into_iter()
-        .map(|r| r.unwrap().status().as_u16())
-        .collect();
-    assert!(statuses.contains(&429), "{statuses:?}");
-    // Right after, the platform's own request on that endpoint is refused as well.
-    let (s, body) = get_as(&emu, "/v1/customers", None).await;
-    assert_eq!(s, 429, "{body}");
-    assert_eq!(body["error"]["code"], "rate_limit");
+    // buckets — its own and the platform's. A platform burst right after then gets fewer
+    // requests through than a full bucket holds (12 in test mode). Refills are 25 a second,
+    // so that is conclusive only when the platform's burst ends well within half a second;
+    // on a machine too busy for that, try again.
+    for _ in 0..10 {
+        let statuses = burst(&emu, 40, Some(accounts[0].as_str())).await;
+        assert!(statuses.contains(&429), "{statuses:?}");
+        let after = std::time::Instant::now();
+        let platform = burst(&emu, 20, None).await;
+        let admitted = platform.iter().filter(|s| **s == 200).count();
+        if admitted < 12 {
+            assert!(platform.contains(&429), "{platform:?}");
+            let (s, body) = get_as(&emu, "/v1/customers", None).await;
+            if s == 429 {
+                assert_eq!(body["error"]["code"], "rate_limit");
+            }
+            return;
+        }
+        assert!(
+            after.elapsed() >= std::time::Duration::from_millis(400),
+            "the platform got {admitted} requests through right after its connected account emptied the endpoint: {platform:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    panic!("the machine was too busy to tell in 10 tries");
 }

@@ -6,11 +6,13 @@
 //! keeps — backfill checkpoints, the events cursor, the mode guard, the interrupted-run marker —
 //! is stored under that account id, so each account resumes and follows its own events feed.
 //!
-//! All accounts share the client's one rate budget: Stripe documents its limits per account
-//! without saying which account a `Stripe-Account` request counts against, so the
-//! conservative reading is that they count against the platform's (see
+//! All accounts share the client's one rate budget: Stripe documents its per-second limits
+//! per account without saying which account a `Stripe-Account` request counts against, so
+//! the conservative reading is that they count against the platform's (see
 //! [`cls_stripe::limiter::gate_key`]). Syncing accounts one at a time costs nothing under that
-//! budget: one account's walk already fills it.
+//! budget: one account's walk already fills it. Stripe does document a separate monthly read
+//! allocation for a platform's requests on behalf of its connected accounts; what a run drew
+//! from it is [`ConnectReport::connected_account_requests`].
 //!
 //! Reporting: one [`SyncReport`] per account ([`ConnectReport::accounts`], the platform
 //! first), and [`ConnectReport::aggregate`] folding them into one report for places that
@@ -93,6 +95,15 @@ pub struct ConnectReport {
 }
 
 impl ConnectReport {
+    /// Requests made for the connected accounts (every account but the platform). Stripe
+    /// counts a platform's reads on behalf of its connected accounts against a separate read
+    /// allocation (<https://docs.stripe.com/rate-limits>, "API read request allocations":
+    /// 500 read requests per transaction, over the connected accounts' transactions of a
+    /// rolling 30 days, at least 10,000 a month), so this is what a run drew from it.
+    pub fn connected_account_requests(&self) -> u64 {
+        self.accounts.iter().skip(1).map(SyncReport::requests).sum()
+    }
+
     /// Succeeded when every account succeeded (and the accounts were listed), failed when no
     /// account copied anything completely, partial otherwise.
     pub fn status(&self) -> RunStatus {

@@ -94,6 +94,10 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<Outcome> {
             let mut out = serde_json::to_value(&report)?;
             if let Some(map) = out.as_object_mut() {
                 map.insert("status".into(), serde_json::to_value(status)?);
+                map.insert(
+                    "connected_account_requests".into(),
+                    report.connected_account_requests().into(),
+                );
             }
             println!("{}", serde_json::to_string_pretty(&out)?);
         } else {
@@ -109,6 +113,10 @@ pub async fn run(args: SyncArgs) -> anyhow::Result<Outcome> {
             if let Some(e) = &report.listing_error {
                 println!("\nThe connected accounts could not be listed, so only the platform was copied: {e}");
             }
+            println!(
+                "\n{} requests were made for connected accounts: Stripe counts them against the platform's read allocation for its connected accounts (500 reads per transaction of theirs over 30 days, at least 10,000 a month)",
+                report.connected_account_requests()
+            );
         }
         return Ok(outcome(status));
     }
