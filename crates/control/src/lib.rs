@@ -40,8 +40,8 @@ pub use model::{
     SyncMode, SyncRun, Trigger, TypeStats, User, UserId, DEFAULT_SCHEMA,
 };
 pub use runner::{
-    Clock, ExecutedRun, ManualClock, Runner, RunnerConfig, RunnerError, ScheduledRun, StepOutcome,
-    SystemClock,
+    AlignedClock, Clock, ExecutedRun, ManualClock, Runner, RunnerConfig, RunnerError, ScheduledRun,
+    StepOutcome, SystemClock,
 };
 pub use secrets::{KeySource, MasterKey, Sealed, SecretsError, MASTER_KEY_ENV};
 pub use store::{open, Entity, PostgresStore, QueuedRun, SqliteStore, StateUrl, Store, StoreError};

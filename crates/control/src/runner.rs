@@ -28,7 +28,10 @@
 //! - a node shutting down stops its runs at a checkpoint and releases their leases
 //!   ([`Runner::run_next_until`], [`Store::release_run`]), so another node takes them over
 //!   at once instead of after the lease;
-//! - runs of one Stripe account share its rate budget, whichever nodes they run on (below).
+//! - runs of one Stripe account share its rate budget, whichever nodes they run on (below);
+//! - nodes judge one another's leases on one clock: [`AlignedClock`], this machine's clock
+//!   moved by its offset to the state database's ([`Runner::align_clock`], which the
+//!   service repeats every minute).
 //!
 //! **An account's rate budget across workers.** Stripe limits each account (per mode), not
 //! each client, so two runs of the same account — two configurations with different data
@@ -80,11 +83,59 @@ use crate::model::{
 use crate::schedule;
 use crate::store::{QueuedRun, Store, StoreError};
 
-/// Where the runner reads the time. Real servers use [`SystemClock`]; tests use
+/// Where the runner reads the time. Real servers use [`AlignedClock`]; tests use
 /// [`ManualClock`] and move time by hand.
 pub trait Clock: Send + Sync + fmt::Debug {
     /// The current instant.
     fn now(&self) -> DateTime<Utc>;
+    /// How far the state database's clock is ahead of this machine's, measured by
+    /// [`Runner::align_clock`]. Clocks that follow the wall clock apply it; the others
+    /// ignore it.
+    fn set_offset(&self, _offset: chrono::Duration) {}
+}
+
+/// The wall clock, moved by the state database's offset: what `cls serve` and `cls worker`
+/// run on. Every node sharing a PostgreSQL state writes lease heartbeats that other nodes
+/// judge (a run silent past its lease is taken over), so they must read one clock: a node
+/// whose clock ran a minute ahead would take over every live run. Aligned to the database's
+/// clock, nodes agree within half a round trip to it, whatever their own clocks say.
+#[derive(Debug, Default)]
+pub struct AlignedClock {
+    /// The database's clock minus this machine's, in microseconds.
+    offset_micros: std::sync::atomic::AtomicI64,
+}
+
+impl AlignedClock {
+    /// How far the database's clock is ahead of this machine's.
+    pub fn offset(&self) -> chrono::Duration {
+        chrono::Duration::microseconds(
+            self.offset_micros
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+}
+
+impl Clock for AlignedClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now() + self.offset()
+    }
+
+    fn set_offset(&self, offset: chrono::Duration) {
+        let micros = offset.num_microseconds().unwrap_or(0);
+        self.offset_micros
+            .store(micros, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// The database's clock minus ours, from a reading `theirs` taken by a request sent at our
+/// `sent` that took `round_trip`: the database read its clock, on average, half-way through.
+pub fn clock_offset(
+    sent: DateTime<Utc>,
+    round_trip: std::time::Duration,
+    theirs: DateTime<Utc>,
+) -> chrono::Duration {
+    let half = chrono::Duration::from_std(round_trip / 2).unwrap_or_default();
+    theirs - (sent + half)
 }
 
 /// The wall clock.
@@ -249,6 +300,25 @@ impl Runner {
             clock,
             config,
         }
+    }
+
+    /// Measures how far the state database's clock is ahead of this machine's and gives the
+    /// runner's clock the offset ([`Clock::set_offset`]; an [`AlignedClock`] applies it).
+    /// Warns when this machine's clock is more than 2 s off: leases and schedules follow the
+    /// database's clock, but the machine's own logs and Stripe requests do not.
+    pub async fn align_clock(&self) -> Result<chrono::Duration, StoreError> {
+        let sent = Utc::now();
+        let started = std::time::Instant::now();
+        let theirs = self.store.database_time().await?;
+        let offset = clock_offset(sent, started.elapsed(), theirs);
+        if offset.num_milliseconds().abs() > 2_000 {
+            tracing::warn!(
+                offset_ms = offset.num_milliseconds(),
+                "this machine's clock is off the state database's by this much: leases and schedules follow the database's clock; fix the machine's time sync (NTP)"
+            );
+        }
+        self.clock.set_offset(offset);
+        Ok(offset)
     }
 
     /// Queues a run of a configuration now (Sync Now). During a run, the new run waits for

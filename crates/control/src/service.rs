@@ -41,6 +41,9 @@ pub struct ServiceConfig {
     pub grace: Duration,
     /// How long a worker waits after the state store failed before trying again.
     pub error_backoff: Duration,
+    /// How often the runner's clock is aligned to the state database's
+    /// ([`Runner::align_clock`]).
+    pub align_clock_every: Duration,
 }
 
 impl Default for ServiceConfig {
@@ -51,6 +54,7 @@ impl Default for ServiceConfig {
             idle_wait: Duration::from_millis(500),
             grace: Duration::from_secs(30),
             error_backoff: Duration::from_secs(2),
+            align_clock_every: Duration::from_secs(60),
         }
     }
 }
@@ -60,6 +64,11 @@ impl Default for ServiceConfig {
 pub async fn run_service(runner: Runner, config: ServiceConfig, shutdown: watch::Receiver<bool>) {
     let (release, released) = watch::channel(false);
     let mut tasks = JoinSet::new();
+    // Before anything reads the clock to judge a lease or a schedule.
+    if let Err(e) = runner.align_clock().await {
+        tracing::warn!(error = %e, "could not read the state database's clock; using this machine's until the next try");
+    }
+    tasks.spawn(clock_loop(runner.clone(), config.clone(), shutdown.clone()));
     tasks.spawn(scheduler_loop(
         runner.clone(),
         config.clone(),
@@ -112,6 +121,15 @@ async fn pause(d: Duration, shutdown: &watch::Receiver<bool>) -> bool {
     tokio::select! {
         () = tokio::time::sleep(d) => *shutdown.borrow(),
         () = wait_for(shutdown.clone()) => true,
+    }
+}
+
+/// Keeps the runner's clock aligned to the state database's, every `align_clock_every`.
+async fn clock_loop(runner: Runner, config: ServiceConfig, shutdown: watch::Receiver<bool>) {
+    while !pause(config.align_clock_every, &shutdown).await {
+        if let Err(e) = runner.align_clock().await {
+            tracing::warn!(error = %e, "could not read the state database's clock; keeping the last offset");
+        }
     }
 }
 

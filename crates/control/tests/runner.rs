@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
-use cls_control::runner::{Clock, ManualClock, Runner, RunnerConfig};
+use cls_control::runner::{clock_offset, AlignedClock, Clock, ManualClock, Runner, RunnerConfig};
 use cls_control::RunId;
 use cls_control::{
     Cadence, Configuration, Every, MasterKey, NewConfiguration, NewProject, NewSchedule,
@@ -987,4 +987,51 @@ async fn a_worker_cut_off_from_the_state_stops_its_run_after_the_lease() {
         run.errors
     );
     w.finish().await;
+}
+
+/// Nodes read one clock: the offset to the state database's is measured half-way through the
+/// round trip, and an aligned clock shows the database's time whatever the machine's says.
+#[test]
+fn an_aligned_clock_shows_the_state_databases_time() {
+    let sent = Utc::now();
+    let trip = std::time::Duration::from_millis(30);
+    // The database runs 40 s ahead; it read its clock 15 ms into the 30 ms trip.
+    let theirs = sent + Duration::seconds(40) + Duration::milliseconds(15);
+    assert_eq!(clock_offset(sent, trip, theirs), Duration::seconds(40));
+    // …or 3 s behind.
+    let theirs = sent - Duration::seconds(3) + Duration::milliseconds(15);
+    assert_eq!(clock_offset(sent, trip, theirs), Duration::seconds(-3));
+
+    let clock = AlignedClock::default();
+    clock.set_offset(Duration::seconds(40));
+    let shown = clock.now() - Utc::now();
+    assert!(
+        (Duration::seconds(39)..=Duration::seconds(41)).contains(&shown),
+        "{shown}"
+    );
+    // A manual clock ignores it.
+    let manual = ManualClock::new(sent);
+    manual.set_offset(Duration::seconds(40));
+    assert_eq!(manual.now(), sent);
+}
+
+/// On PostgreSQL state, a runner reads the database's clock and sets its own by it.
+#[tokio::test]
+async fn a_runner_aligns_its_clock_to_the_postgres_state() {
+    let db = TestDb::new().await;
+    let url = must(StateUrl::parse(&db.url));
+    let store: Arc<dyn Store> =
+        Arc::new(must(PostgresStore::open(&url, MasterKey::generate()).await));
+    let clock = Arc::new(AlignedClock::default());
+    clock.set_offset(Duration::hours(5));
+    let runner = Runner::new(store.clone(), clock.clone());
+    // The same machine's PostgreSQL: no real offset, so the 5 h set by hand is replaced.
+    let offset = must(runner.align_clock().await);
+    assert!(offset.num_seconds().abs() < 2, "{offset}");
+    assert_eq!(clock.offset().num_microseconds(), offset.num_microseconds());
+    let database = must(store.database_time().await);
+    assert!((clock.now() - database).num_seconds().abs() < 2);
+    drop(runner);
+    drop(store);
+    db.drop_now().await;
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use cls_control::runner::{Runner, SystemClock};
+use cls_control::runner::{AlignedClock, Runner};
 use cls_control::service::{run_service, ServiceConfig};
 use cls_control::{Clock, KeySource, Store};
 use cls_dashboard::DashboardState;
@@ -137,7 +137,7 @@ impl Service {
     pub fn assemble(store: Arc<dyn Store>, options: &ServiceOptions) -> anyhow::Result<Service> {
         let metrics =
             cls_server::install_metrics_recorder().context("cannot start the metrics recorder")?;
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let clock: Arc<dyn Clock> = Arc::new(AlignedClock::default());
         let runner = Runner::with_config(
             store.clone(),
             clock.clone(),

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use cls_control::runner::{Runner, SystemClock};
+use cls_control::runner::{AlignedClock, Runner};
 use cls_control::service::{run_service, ServiceConfig};
 use cls_destination::DatabaseKind;
 use tokio::sync::watch;
@@ -67,7 +67,7 @@ pub async fn run(args: WorkerArgs) -> anyhow::Result<Outcome> {
     let config = args.lease.runner_config(stripe_api_base)?;
     let store = args.state.open().await?;
     let worker_id = config.worker_id.clone();
-    let runner = Runner::with_config(store, Arc::new(SystemClock), config);
+    let runner = Runner::with_config(store, Arc::new(AlignedClock::default()), config);
     println!(
         "worker {worker_id} started: up to {} runs at once, state {url}",
         args.workers

@@ -384,6 +384,11 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn request_cancel(&self, id: RunId, now: DateTime<Utc>) -> Result<SyncRun, StoreError>;
     /// How many runs are in each status (every status present, zeros included).
     async fn run_status_counts(&self) -> Result<BTreeMap<RunStatus, u64>, StoreError>;
+    /// The state database's clock (PostgreSQL's `clock_timestamp()`; a SQLite state lives on
+    /// this machine, so its wall clock). Nodes sharing a state align their clocks to it
+    /// ([`crate::runner::AlignedClock`]), so leases written by one node are judged by another
+    /// on one clock.
+    async fn database_time(&self) -> Result<DateTime<Utc>, StoreError>;
 
     /// Creates an API token named `name`. The token is returned once, here; only its
     /// prefix and an argon2id hash are stored.

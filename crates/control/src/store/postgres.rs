@@ -918,6 +918,12 @@ impl Store for PostgresStore {
         Ok(run)
     }
 
+    async fn database_time(&self) -> Result<DateTime<Utc>, StoreError> {
+        Ok(sqlx::query_scalar("SELECT clock_timestamp()")
+            .fetch_one(&self.pool)
+            .await?)
+    }
+
     async fn run_status_counts(&self) -> Result<BTreeMap<RunStatus, u64>, StoreError> {
         let rows: Vec<(String, i64)> =
             sqlx::query_as("SELECT status, COUNT(*) FROM sync_runs GROUP BY status")

@@ -874,6 +874,10 @@ impl Store for SqliteStore {
         Ok(run)
     }
 
+    async fn database_time(&self) -> Result<DateTime<Utc>, StoreError> {
+        Ok(Utc::now())
+    }
+
     async fn run_status_counts(&self) -> Result<BTreeMap<RunStatus, u64>, StoreError> {
         let rows: Vec<(String, i64)> =
             sqlx::query_as("SELECT status, COUNT(*) FROM sync_runs GROUP BY status")
