@@ -489,60 +489,42 @@ async fn lost_permissions_pause_only_when_nothing_can_sync() {
     w.finish().await;
 }
 
-/// A destination nobody listens on: the run fails and the schedule pauses naming the
-/// database (password masked).
+/// A destination that cannot take the run — nobody listens, or the server answers but the
+/// database named in the URL does not exist — fails the run and pauses the schedule with the
+/// cause and "Test Connection to resume", the password masked.
 #[tokio::test]
-async fn unreachable_database_pauses_the_schedule() {
-    let w = World::sqlite().await;
-    let c = w
-        .configuration_on(
+async fn a_database_that_cannot_take_the_run_pauses_the_schedule() {
+    let cases = [
+        (
             "postgres://cls:pw-Unreach4ble@127.0.0.1:1/nowhere",
-            "rk_test_cls_emulator",
-            &["customers"],
-        )
-        .await;
-    let s = w.hourly(&c).await;
-    w.clock.advance(Duration::hours(1));
-    let out = must(w.runner.step().await);
-    let executed = out
-        .executed
-        .unwrap_or_else(|| panic!("the due run did not run"));
-    assert_eq!(executed.run.status, RunStatus::Failed);
-    let reason = must(w.store.schedule(s.id).await)
-        .paused_reason
-        .unwrap_or_default();
-    assert!(reason.contains("unreachable"), "{reason}");
-    assert!(!reason.contains("pw-Unreach4ble"), "{reason}");
-    w.finish().await;
-}
-
-/// A database that answers but refuses the run for good (here: the database named in the
-/// URL does not exist) pauses the schedule too, with the database's own words and the fix.
-#[tokio::test]
-async fn a_database_refusing_the_run_pauses_the_schedule() {
-    let w = World::sqlite().await;
-    let c = w
-        .configuration_on(
+            "unreachable",
+        ),
+        (
             "postgres://postgres:pw-Refus3d@127.0.0.1:5432/cls_no_such_database_here",
-            "rk_test_cls_emulator",
-            &["customers"],
-        )
-        .await;
-    let s = w.hourly(&c).await;
-    w.clock.advance(Duration::hours(1));
-    let out = must(w.runner.step().await);
-    let executed = out
-        .executed
-        .unwrap_or_else(|| panic!("the due run did not run"));
-    assert_eq!(executed.run.status, RunStatus::Failed);
-    assert_eq!(executed.paused.len(), 1);
-    let reason = must(w.store.schedule(s.id).await)
-        .paused_reason
-        .unwrap_or_default();
-    assert!(reason.contains("does not exist"), "{reason}");
-    assert!(reason.contains("Test Connection to resume"), "{reason}");
-    assert!(!reason.contains("pw-Refus3d"), "{reason}");
-    w.finish().await;
+            "does not exist",
+        ),
+    ];
+    for (url, cause) in cases {
+        let w = World::sqlite().await;
+        let c = w
+            .configuration_on(url, "rk_test_cls_emulator", &["customers"])
+            .await;
+        let s = w.hourly(&c).await;
+        w.clock.advance(Duration::hours(1));
+        let out = must(w.runner.step().await);
+        let executed = out
+            .executed
+            .unwrap_or_else(|| panic!("the due run did not run"));
+        assert_eq!(executed.run.status, RunStatus::Failed, "{url}");
+        assert_eq!(executed.paused.len(), 1, "{url}");
+        let reason = must(w.store.schedule(s.id).await)
+            .paused_reason
+            .unwrap_or_default();
+        assert!(reason.contains(cause), "{reason}");
+        assert!(reason.contains("Test Connection to resume"), "{reason}");
+        assert!(!reason.contains("pw-"), "{reason}");
+        w.finish().await;
+    }
 }
 
 /// An inactive configuration's schedule queues nothing.
