@@ -1,6 +1,9 @@
 //! The newcomer's path in a real browser (headless Chromium through chromedriver), at a
-//! desktop width (1280 px) and a phone width (375 px), saving a screenshot of every step
-//! to `target/screenshots/`.
+//! desktop width (1280 px) and a phone width (375 px): sign in, create a project, create a
+//! configuration (first with a restricted key lacking a permission, then with a full one),
+//! Test Connection, Sync Now, watch the run finish, open the history and the run, then the
+//! pages around them (configurations, project edit, delete confirmations, settings). Every
+//! page is saved whole (not only the viewport) to `target/screenshots/`.
 //!
 //! Needs `chromedriver` and Chromium (Debian: `apt-get install -y chromium
 //! chromium-driver`), or `CHROMEDRIVER=/path/to/chromedriver`. Without them the test FAILS
@@ -13,10 +16,44 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{spawn_app, App, FULL_KEY};
+use axum::http::Method;
+use base64::Engine as _;
+use common::{spawn_app, App, FULL_KEY, LIMITED_KEY};
+use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
-use serde_json::json;
+use serde_json::{json, Value};
+
+/// The tallest screenshot taken, in CSS pixels: a longer page is cut there.
+const MAX_SHOT_HEIGHT: u64 = 6000;
+
+/// A Chrome DevTools Protocol command, sent through chromedriver's `goog/cdp/execute`
+/// (WebDriver screenshots hold only the viewport).
+#[derive(Debug)]
+struct Cdp {
+    /// The command, e.g. `Page.captureScreenshot`.
+    cmd: &'static str,
+    /// Its parameters.
+    params: Value,
+}
+
+impl WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (Method, Option<String>) {
+        let body = json!({ "cmd": self.cmd, "params": self.params });
+        (Method::POST, Some(body.to_string()))
+    }
+}
 
 /// chromedriver, stopped when dropped.
 struct Driver {
@@ -154,9 +191,38 @@ impl Walk<'_> {
         self.b.source().await.expect("page source")
     }
 
-    /// Saves a screenshot and checks the page does not scroll sideways.
+    /// The page's whole length as a PNG, up to [`MAX_SHOT_HEIGHT`].
+    async fn full_page_png(&self) -> Vec<u8> {
+        let height = self
+            .b
+            .execute("return document.documentElement.scrollHeight;", vec![])
+            .await
+            .expect("measure the page's height");
+        let height = height.as_u64().unwrap_or(0).clamp(1, MAX_SHOT_HEIGHT);
+        let shot = self
+            .b
+            .issue_cmd(Cdp {
+                cmd: "Page.captureScreenshot",
+                params: json!({
+                    "format": "png",
+                    "captureBeyondViewport": true,
+                    "clip": { "x": 0, "y": 0, "width": self.width, "height": height, "scale": 1 },
+                }),
+            })
+            .await
+            .expect("Page.captureScreenshot");
+        let data = shot["data"]
+            .as_str()
+            .unwrap_or_else(|| panic!("Page.captureScreenshot answered without data: {shot}"));
+        base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .expect("a base64 PNG")
+    }
+
+    /// Saves a screenshot of the whole page, checks the page does not scroll sideways and
+    /// that every form control has a label.
     async fn shot(&mut self, name: &str) {
-        let png = self.b.screenshot().await.expect("screenshot");
+        let png = self.full_page_png().await;
         let path = screenshots_dir().join(format!("{}-{name}.png", self.width));
         std::fs::write(&path, png).expect("write screenshot");
         self.shots.push(path);
@@ -249,7 +315,10 @@ async fn newcomer(driver: &Driver, width: u32) -> Vec<PathBuf> {
     w.css("input[name=project]").await;
     w.shot("06-project").await;
     w.click("form.card button.primary").await;
-    w.fill("#key", FULL_KEY).await;
+
+    // Test Connection with a restricted key that lacks rak_invoice_read: the page names the
+    // permission and where to add it; then the full key.
+    w.fill("#key", LIMITED_KEY).await;
     let helper = w.css("#key-info").await.text().await.expect("helper text");
     assert!(
         helper.contains("Restricted key, test mode."),
@@ -258,24 +327,45 @@ async fn newcomer(driver: &Driver, width: u32) -> Vec<PathBuf> {
     w.shot("07-key-typed").await;
     w.click("form.card button.primary").await;
     w.css("ul.type-results").await;
+    let results = w
+        .css("ul.type-results")
+        .await
+        .text()
+        .await
+        .expect("type results");
+    assert!(
+        results.contains("invoices — missing rak_invoice_read")
+            && results.contains("Developers → API keys → your restricted key → Edit")
+            && results.contains("set Invoices to Read"),
+        "the missing permission and where to add it:\n{results}"
+    );
+    assert!(
+        w.text().await.contains("Data types marked ✗ will fail"),
+        "the check says the key is not enough"
+    );
+    w.shot("08-key-lacks-permission").await;
+    w.fill("#key", FULL_KEY).await;
+    w.click("form.card button.primary").await;
+    // Not `ul.type-results`: the previous page has one too.
+    w.css("div.check p.ok").await;
     assert!(w
         .text()
         .await
         .contains("Every chosen data type can be read"));
-    w.shot("08-test-connection").await;
+    w.shot("09-test-connection").await;
     w.click("a.button.primary[href='/configurations/new/tables']")
         .await;
     w.css("pre.sql").await;
-    w.shot("09-tables").await;
+    w.shot("10-tables").await;
     w.click("form.card button.primary").await;
     w.css("#name").await;
-    w.shot("10-review").await;
+    w.shot("11-review").await;
     w.click("form.card button.primary").await;
 
     // Sync Now, then the runner; the page's poll notices the end and reloads.
     w.click("div.titlebar button.primary").await;
     w.css("section.progress .badge.queued").await;
-    w.shot("11-sync-queued").await;
+    w.shot("12-sync-queued").await;
     let run = app
         .runner
         .step()
@@ -293,10 +383,63 @@ async fn newcomer(driver: &Driver, width: u32) -> Vec<PathBuf> {
         page.contains(&format!("{customers} / ≈{customers} objects")),
         "the reloaded page shows the run's counts:\n{page}"
     );
-    w.shot("12-synced").await;
+    w.shot("13-synced").await;
+    let configuration = w.b.current_url().await.expect("url").path().to_string();
+
+    // Test Connection of the saved configuration.
+    w.click("form[action$='/check'] button").await;
+    w.css("div.check").await;
+    assert!(w.text().await.contains("Connection test passed."));
+    w.shot("14-configuration-tested").await;
+
+    // The history, then the run.
+    w.goto(&configuration).await;
     w.click("a[href$='/runs']").await;
     w.css("figure.chart svg").await;
-    w.shot("13-history").await;
+    w.shot("15-history").await;
+    w.click("table.runs a[href^='/runs/']").await;
+    w.css("dl.summary").await;
+    let title = w.css("h1").await.text().await.expect("title");
+    assert_eq!(title, format!("Sync run #{} succeeded", run.id));
+    let per_type = w
+        .css("table.per-type")
+        .await
+        .text()
+        .await
+        .expect("per data type")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let invoices = run.stats.get("invoices").map_or(0, |s| s.objects);
+    assert!(
+        per_type.contains(&format!("customers {customers}"))
+            && per_type.contains(&format!("invoices {invoices}")),
+        "the run's counts per data type:\n{per_type}"
+    );
+    w.shot("16-run").await;
+
+    // The pages around: the configurations, the project, deleting, settings.
+    w.goto("/configurations").await;
+    w.css("table").await;
+    w.shot("17-configurations").await;
+    w.goto("/projects").await;
+    w.click("td a[href^='/projects/']").await;
+    w.css("#url-hints").await;
+    w.shot("18-project-edit").await;
+    w.click("a.button.danger[href$='/delete']").await;
+    w.css("div.danger-zone").await;
+    assert!(w.text().await.contains("Delete project"));
+    w.shot("19-project-delete").await;
+    w.click("div.danger-zone a.button").await;
+    w.css("#url-hints").await;
+    w.goto("/settings").await;
+    w.fill("#key-name", "ci").await;
+    w.click("form[action='/settings/api-keys'] button.primary")
+        .await;
+    w.css("input[aria-label='The new API key']").await;
+    let page = w.text().await;
+    assert!(page.contains("Master key") && page.contains("Source:"));
+    w.shot("20-settings").await;
 
     let shots = std::mem::take(&mut w.shots);
     w.b.close().await.expect("close browser");
@@ -305,6 +448,13 @@ async fn newcomer(driver: &Driver, width: u32) -> Vec<PathBuf> {
 
 #[tokio::test]
 async fn a_newcomer_syncs_in_a_real_browser_on_desktop_and_phone() {
+    // Only this run's screenshots in the artifact: a page no longer visited leaves none.
+    for old in std::fs::read_dir(screenshots_dir()).expect("list target/screenshots") {
+        let old = old.expect("a screenshot").path();
+        if old.extension().is_some_and(|e| e == "png") {
+            std::fs::remove_file(&old).expect("remove an old screenshot");
+        }
+    }
     let driver = start_driver();
     let mut shots = newcomer(&driver, 1280).await;
     shots.extend(newcomer(&driver, 375).await);
@@ -312,5 +462,5 @@ async fn a_newcomer_syncs_in_a_real_browser_on_desktop_and_phone() {
         let len = std::fs::metadata(s).map(|m| m.len()).unwrap_or(0);
         assert!(len > 1000, "{} is not a real screenshot", s.display());
     }
-    assert_eq!(shots.len(), 26);
+    assert_eq!(shots.len(), 2 * 20);
 }

@@ -137,7 +137,7 @@ pub(crate) async fn show(
         @if !run.stats.is_empty() {
             h2 { "Per data type" }
             div.table-wrap {
-                table {
+                table.per-type {
                     thead { tr { th { "Data type" } th.num { "Objects" } th.num { "Inserted" } th.num { "Updated" } th.num { "Deleted" } th.num { "Requests" } th.num { "Retries" } th.num { "429s" } } }
                     tbody {
                         @for (name, s) in &run.stats {
