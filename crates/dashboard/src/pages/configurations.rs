@@ -193,9 +193,13 @@ pub(crate) fn progress_view(url: &str, p: &Progress) -> Markup {
                 div.bar-row data-type=(t.data_type) {
                     label for={ "bar-" (t.data_type) } { (t.data_type) }
                     @match t.expected {
+                        // The run is over: every type is done, whatever was estimated (an
+                        // indeterminate bar would say it is still working).
+                        _ if p.finished => { progress id={ "bar-" (t.data_type) } max="1" value="1" {} }
                         Some(max) if max > 0 => {
                             progress id={ "bar-" (t.data_type) } max=(max) value=(t.objects.min(max)) {}
                         }
+                        // No estimate yet (a first run, or a type that had no objects).
                         _ => { progress id={ "bar-" (t.data_type) } {} }
                     }
                     span.count data-field="count" {
@@ -839,6 +843,42 @@ pub(crate) async fn delete(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn progress(finished: bool, expected: Option<u64>, objects: u64) -> Progress {
+        Progress {
+            run_id: Some(1),
+            status: Some(if finished { "succeeded" } else { "running" }.into()),
+            finished,
+            types: vec![TypeProgress {
+                data_type: "customers".into(),
+                objects,
+                expected,
+                requests: 1,
+                retries: 0,
+                rate_limited: 0,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_finished_run_shows_full_static_bars() {
+        // A first run (no estimate), an empty type, fewer objects than estimated.
+        for (expected, objects) in [(None, 10), (Some(0), 0), (Some(10), 8)] {
+            let html = progress_view("/p", &progress(true, expected, objects)).into_string();
+            assert!(
+                html.contains("<progress id=\"bar-customers\" max=\"1\" value=\"1\">"),
+                "{expected:?}, {objects}: {html}"
+            );
+        }
+        // While running: indeterminate without an estimate, the share with one.
+        let html = progress_view("/p", &progress(false, None, 10)).into_string();
+        assert!(html.contains("<progress id=\"bar-customers\">"), "{html}");
+        let html = progress_view("/p", &progress(false, Some(10), 4)).into_string();
+        assert!(
+            html.contains("<progress id=\"bar-customers\" max=\"10\" value=\"4\">"),
+            "{html}"
+        );
+    }
 
     #[test]
     fn schedules_parse_from_the_form() {
