@@ -424,7 +424,12 @@ async fn newcomer(driver: &Driver, width: u32) -> Vec<PathBuf> {
     w.shot("17-configurations").await;
     w.goto("/projects").await;
     w.click("td a[href^='/projects/']").await;
-    w.css("#url-hints").await;
+    let kind = w.css("#kind").await.prop("value").await.expect("kind");
+    assert_eq!(
+        kind.as_deref(),
+        Some("sqlite"),
+        "edited as the kind it was made"
+    );
     w.shot("18-project-edit").await;
     w.click("a.button.danger[href$='/delete']").await;
     w.css("div.danger-zone").await;

@@ -414,3 +414,51 @@ async fn a_newcomer_goes_from_nothing_to_a_synced_history() {
     let _ = location;
     let _ = csrf_of;
 }
+
+#[tokio::test]
+async fn a_project_is_edited_as_the_kind_it_was_created_for() {
+    let app = spawn_app(1).await;
+    let c = client();
+    app.sign_in(&c).await;
+    let cases = [
+        (
+            "Supabase",
+            "supabase",
+            "postgresql://postgres.abc:pw@aws-0-eu-west-1.pooler.supabase.com:6543/postgres",
+        ),
+        (
+            "Neon",
+            "neon",
+            "postgresql://u:pw@ep-cool-1234-pooler.eu-central-1.aws.neon.tech/neondb?sslmode=require",
+        ),
+        ("Other PostgreSQL", "postgres", "postgres://u:pw@db.example.com/stripe"),
+    ];
+    for (label, value, url) in cases {
+        let p = app
+            .store
+            .create_project(cls_control::NewProject {
+                name: format!("{label} project"),
+                database_url: cls_destination::DatabaseUrl::parse(url).expect("url"),
+                schema: None,
+            })
+            .await
+            .expect("create project");
+        let page = app.get_ok(&c, &format!("/projects/{}", p.id)).await;
+        assert!(
+            page.contains(&format!(
+                "<option value=\"{value}\" selected>{label}</option>"
+            )),
+            "{label} is the kind selected:\n{page}"
+        );
+        assert_eq!(page.matches(" selected>").count(), 1, "{page}");
+        assert!(
+            page.contains(&format!("<li class=\"current\" data-kind=\"{value}\">")),
+            "{label}'s hint is the one highlighted:\n{page}"
+        );
+        let list = app.get_ok(&c, "/projects").await;
+        assert!(
+            list.contains(&format!("<td>{label}</td>")),
+            "the list names the kind:\n{list}"
+        );
+    }
+}

@@ -100,11 +100,34 @@ pub(crate) fn database_view(tested: &Tested) -> Markup {
     }
 }
 
-fn kind_value(kind: DatabaseKind) -> &'static str {
-    match kind {
-        DatabaseKind::Postgres => "postgres",
-        DatabaseKind::Sqlite => "sqlite",
+/// The kind (a [`KINDS`] value) a saved connection string belongs to. The kind chosen at
+/// creation is not stored, so it is read back from the host: Supabase's and Neon's own
+/// domains, `sqlite:`, else any other PostgreSQL.
+fn kind_of(url: &DatabaseUrl) -> &'static str {
+    if url.kind() == DatabaseKind::Sqlite {
+        return "sqlite";
     }
+    // The masked form keeps the host (only the password is replaced).
+    let host = url::Url::parse(url.masked())
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        .unwrap_or_default();
+    let under = |domain: &str| host == domain || host.ends_with(&format!(".{domain}"));
+    if under("supabase.co") || under("supabase.com") {
+        "supabase"
+    } else if under("neon.tech") {
+        "neon"
+    } else {
+        "postgres"
+    }
+}
+
+/// The label of a [`KINDS`] value.
+fn kind_label(value: &str) -> &'static str {
+    KINDS
+        .iter()
+        .find(|k| k.0 == value)
+        .map_or("unknown", |k| k.1)
 }
 
 /// The create/edit form. `kept` is the masked connection string already known (tested or
@@ -176,11 +199,12 @@ pub(crate) async fn list(
         } @else {
             div.table-wrap {
                 table {
-                    thead { tr { th { "Name" } th { "Database" } th { "Schema" } th { "State" } } }
+                    thead { tr { th { "Name" } th { "Kind" } th { "Database" } th { "Schema" } th { "State" } } }
                     tbody {
                         @for p in &projects {
                             tr {
                                 td { a href={ "/projects/" (p.id) } { (p.name) } }
+                                td { (kind_label(kind_of(&p.database_url))) }
                                 td.mono { (p.database_url.masked()) }
                                 td { (p.schema) }
                                 td { (if p.active { "active" } else { "inactive" }) }
@@ -233,10 +257,7 @@ fn chosen_url(
     if wants_sqlite != (url.kind() == DatabaseKind::Sqlite) {
         return Err(format!(
             "the kind is {} but the connection string is a {} URL: pick the matching kind, or paste the other connection string",
-            KINDS
-                .iter()
-                .find(|k| k.0 == form.kind)
-                .map_or("unknown", |k| k.1),
+            kind_label(&form.kind),
             url.kind()
         ));
     }
@@ -404,7 +425,7 @@ pub(crate) async fn edit_form(
     let configurations = all_configurations(store, Some(p.id)).await?;
     let form = ProjectForm {
         name: p.name.clone(),
-        kind: kind_value(p.kind).to_string(),
+        kind: kind_of(&p.database_url).to_string(),
         schema: p.schema.clone(),
         ..ProjectForm::default()
     };
@@ -503,4 +524,32 @@ pub(crate) async fn delete(
         format!("Project \"{}\" deleted.", p.name),
     );
     Ok(Redirect::to("/projects"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_kind_is_read_back_from_the_host() {
+        let cases = [
+            ("postgresql://postgres.abc:pw@aws-0-eu-west-1.pooler.supabase.com:6543/postgres", "supabase"),
+            ("postgres://postgres:pw@db.abcdefgh.supabase.co:5432/postgres", "supabase"),
+            ("postgresql://u:pw@ep-cool-1234-pooler.eu-central-1.aws.neon.tech/neondb?sslmode=require", "neon"),
+            ("postgres://u:pw@EP-X.US-EAST-2.AWS.NEON.TECH/db", "neon"),
+            ("postgres://u:pw@127.0.0.1:5432/stripe", "postgres"),
+            ("postgres://u:pw@db.example.com/stripe", "postgres"),
+            // Look-alikes are not the provider's.
+            ("postgres://u:pw@notsupabase.co/db", "postgres"),
+            ("postgres://u:pw@neon.tech.example.com/db", "postgres"),
+            ("postgres:///db?host=/var/run/postgresql", "postgres"),
+            ("sqlite://./cls-data/stripe.db", "sqlite"),
+            ("sqlite::memory:", "sqlite"),
+        ];
+        for (raw, kind) in cases {
+            let url = DatabaseUrl::parse(raw).expect(raw);
+            assert_eq!(kind_of(&url), kind, "{raw}");
+        }
+        assert_eq!(kind_label("supabase"), "Supabase");
+    }
 }
