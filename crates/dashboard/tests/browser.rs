@@ -392,12 +392,35 @@ async fn newcomer(driver: &Driver, width: u32) -> Vec<PathBuf> {
     assert!(w.text().await.contains("Connection test passed."));
     w.shot("14-configuration-tested").await;
 
-    // The history, then the run.
+    // A second run, incremental (what Sync Now offers once data was copied), so the
+    // history has a line; then the history, then the first run.
     w.goto(&configuration).await;
+    w.click("div.titlebar button.primary").await;
+    w.css("section.progress .badge.queued").await;
+    let second = app.runner.step().await.expect("runner step").executed;
+    let second = second.expect("a second run executed").run;
+    assert_eq!(second.status.as_str(), "succeeded", "{:?}", second.errors);
+    assert_eq!(second.mode.to_string(), "incremental");
+    w.css("section.progress .badge.succeeded").await;
     w.click("a[href$='/runs']").await;
     w.css("figure.chart svg").await;
+    // The chart's words are legible at either width (its SVG scales with the page).
+    let smallest =
+        w.b.execute(
+            "return Math.min(...Array.from(document.querySelectorAll('figure.chart svg text'))\
+               .map(t => t.getBoundingClientRect().height));",
+            vec![],
+        )
+        .await
+        .expect("measure the chart's text");
+    let smallest = smallest.as_f64().unwrap_or(0.0);
+    assert!(
+        smallest >= 12.0,
+        "the chart's text is {smallest:.1} px tall at {width} px: too small to read"
+    );
     w.shot("15-history").await;
-    w.click("table.runs a[href^='/runs/']").await;
+    w.click(&format!("table.runs a[href='/runs/{}']", run.id))
+        .await;
     w.css("dl.summary").await;
     let title = w.css("h1").await.text().await.expect("title");
     assert_eq!(title, format!("Sync run #{} succeeded", run.id));
