@@ -176,16 +176,33 @@ pub(crate) fn button_form(session: &Session, action: &str, label: &str, class: &
     }
 }
 
-/// A tick or a cross, with words for screen readers.
+/// A tick or a cross, with words for screen readers (`role="img"`: an `aria-label` on a
+/// plain span is not read out).
 pub(crate) fn mark(ok: bool) -> Markup {
     if ok {
-        html! { span.tick aria-label="ok" { (PreEscaped("&#10003;")) } }
+        html! { span.tick role="img" aria-label="ok" { (PreEscaped("&#10003;")) } }
     } else {
-        html! { span.cross aria-label="problem" { (PreEscaped("&#10007;")) } }
+        html! { span.cross role="img" aria-label="problem" { (PreEscaped("&#10007;")) } }
     }
 }
 
 /// A status badge (`succeeded`, `running`, …).
 pub(crate) fn badge(text: &str) -> Markup {
     html! { span class={ "badge " (text) } { (text) } }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_are_images_with_words() {
+        for (ok, words) in [(true, "ok"), (false, "problem")] {
+            let html = mark(ok).into_string();
+            assert!(
+                html.contains(&format!("role=\"img\" aria-label=\"{words}\"")),
+                "{html}"
+            );
+        }
+    }
 }

@@ -55,6 +55,10 @@ function setupProgress() {
         if (p.finished) { window.location.reload(); return; }
         var badge = section.querySelector("[data-field=status] .badge");
         if (badge && p.status) { badge.textContent = p.status; badge.className = "badge " + p.status; }
+        // The live region: written only when its words change, so it is read once per change.
+        var announce = section.querySelector("[data-field=announce]");
+        var words = p.run_id && p.status ? "Sync run " + p.run_id + ": " + p.status + "." : "";
+        if (announce && words && announce.textContent !== words) announce.textContent = words;
         p.types.forEach(function (t) {
           var row = section.querySelector('.bar-row[data-type="' + t.data_type + '"]');
           if (!row) return;

@@ -256,6 +256,24 @@ impl Walk<'_> {
             0,
             "{name}: form controls without a label: {unlabelled}"
         );
+        // A label on an element without a role is not read out; a live region around
+        // counters would be read out on every poll.
+        let unspoken = self
+            .b
+            .execute(
+                "return Array.from(document.querySelectorAll('span[aria-label], div[aria-label], p[aria-label]'))\
+                   .filter(e => !e.getAttribute('role'))\
+                   .concat(Array.from(document.querySelectorAll('[aria-live] progress, [role=status] progress')))\
+                   .map(e => e.outerHTML);",
+                vec![],
+            )
+            .await
+            .expect("find labels not read out");
+        assert_eq!(
+            unspoken.as_array().map_or(0, Vec::len),
+            0,
+            "{name}: labels without a role, or progress bars in a live region: {unspoken}"
+        );
         assert!(
             scroll <= target.min(client) + 1,
             "{name} at {target} px scrolls sideways (content {scroll} px wide, viewport {client} px)"

@@ -180,15 +180,27 @@ async fn current_and_previous(
     Ok((current, previous, runs))
 }
 
+/// What a screen reader is told about the run: `Sync run 3: running.` (`app.js` writes
+/// the same words when the status changes).
+fn announcement(p: &Progress) -> String {
+    match (p.run_id, &p.status) {
+        (Some(id), Some(status)) => format!("Sync run {id}: {status}."),
+        _ => "No sync run yet.".to_string(),
+    }
+}
+
 /// The bars, rendered on the server; `app.js` updates them in place.
 pub(crate) fn progress_view(url: &str, p: &Progress) -> Markup {
     html! {
-        section.card.progress data-progress-url=(url) data-live=(!p.finished) aria-live="polite" {
+        // Only the one-line status is a live region: the counts change every poll and
+        // would be read out again and again.
+        section.card.progress data-progress-url=(url) data-live=(!p.finished) {
             h2 {
                 "Sync run "
                 @if let Some(id) = p.run_id { a href={ "/runs/" (id) } { (id) } }
                 " " span data-field="status" { (badge(p.status.as_deref().unwrap_or(""))) }
             }
+            p.sr-only data-field="announce" role="status" { (announcement(p)) }
             @for t in &p.types {
                 div.bar-row data-type=(t.data_type) {
                     label for={ "bar-" (t.data_type) } { (t.data_type) }
@@ -876,6 +888,17 @@ mod tests {
         let html = progress_view("/p", &progress(false, Some(10), 4)).into_string();
         assert!(
             html.contains("<progress id=\"bar-customers\" max=\"10\" value=\"4\">"),
+            "{html}"
+        );
+    }
+
+    #[test]
+    fn only_a_short_status_line_is_announced() {
+        let html = progress_view("/p", &progress(false, Some(10), 4)).into_string();
+        let live = html.matches("aria-live").count() + html.matches("role=\"status\"").count();
+        assert_eq!(live, 1, "one live region: {html}");
+        assert!(
+            html.contains("role=\"status\">Sync run 1: running.</p>"),
             "{html}"
         );
     }
