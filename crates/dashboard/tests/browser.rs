@@ -274,6 +274,28 @@ impl Walk<'_> {
             0,
             "{name}: labels without a role, or progress bars in a live region: {unspoken}"
         );
+        // A closed select shows its option cut when the option is wider than the box (the
+        // arrow takes about 20 px).
+        let cut = self
+            .b
+            .execute(
+                "const ctx = document.createElement('canvas').getContext('2d');\
+                 return Array.from(document.querySelectorAll('select')).flatMap(s => {\
+                   const st = getComputedStyle(s);\
+                   ctx.font = st.font;\
+                   const room = s.clientWidth - parseFloat(st.paddingLeft) - parseFloat(st.paddingRight) - 20;\
+                   return Array.from(s.options).filter(o => ctx.measureText(o.text).width > room)\
+                     .map(o => `#${s.id}: \"${o.text}\" in ${Math.round(room)} px`);\
+                 });",
+                vec![],
+            )
+            .await
+            .expect("measure the selects");
+        assert_eq!(
+            cut.as_array().map_or(0, Vec::len),
+            0,
+            "{name} at {target} px: options cut off: {cut}"
+        );
         assert!(
             scroll <= target.min(client) + 1,
             "{name} at {target} px scrolls sideways (content {scroll} px wide, viewport {client} px)"
@@ -401,6 +423,16 @@ async fn newcomer(driver: &Driver, width: u32) -> Vec<PathBuf> {
         page.contains(&format!("{customers} / ≈{customers} objects")),
         "the reloaded page shows the run's counts:\n{page}"
     );
+    // Sync history is near the title, not after a bar per data type.
+    let above =
+        w.b.execute(
+            "return document.querySelector(\"a[href$='/runs']\").getBoundingClientRect().top\
+               < document.querySelector('section.progress').getBoundingClientRect().top;",
+            vec![],
+        )
+        .await
+        .expect("find Sync history");
+    assert_eq!(above, json!(true), "Sync history sits above the progress");
     w.shot("13-synced").await;
     let configuration = w.b.current_url().await.expect("url").path().to_string();
 

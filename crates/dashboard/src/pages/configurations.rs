@@ -288,11 +288,12 @@ fn schedule_view(session: &Session, c: &Configuration, s: Option<&Schedule>) -> 
                     div {
                         label for="mode" { "Mode" }
                         select #mode name="mode" {
-                            option value="incremental" selected[mode == SyncMode::Incremental] { "incremental (changes since the last run)" }
-                            option value="full" selected[mode == SyncMode::Full] { "full (walk everything again)" }
+                            option value="incremental" selected[mode == SyncMode::Incremental] { "incremental (changes only)" }
+                            option value="full" selected[mode == SyncMode::Full] { "full (everything again)" }
                         }
                     }
                 }
+                p.hint { "Incremental copies what changed since the last run; full reads every object again." }
                 div.actions {
                     button.primary type="submit" { (if s.is_some() { "Save schedule" } else { "Add schedule" }) }
                 }
@@ -329,7 +330,16 @@ pub(crate) async fn show(
             h1 { (c.name) }
             (sync_form(&session, &c, previous.is_some()))
         }
-        p { (button_form(&session, &format!("/configurations/{}/check", c.id), "Test Connection", "")) }
+        // Near the title: on a phone the progress bars below run several screens long.
+        div.actions.page-links {
+            (button_form(&session, &format!("/configurations/{}/check", c.id), "Test Connection", ""))
+            @if !runs.is_empty() {
+                a.button href={ "/configurations/" (c.id) "/runs" } {
+                    "Sync history (" (runs.len()) (if runs.len() as u64 >= RECENT_RUNS { "+" } else { "" })
+                    (if runs.len() == 1 { " run)" } else { " runs)" })
+                }
+            }
+        }
         dl.summary {
             dt { "Project" } dd { a href={ "/projects/" (project.id) } { (project.name) } " " span.mono.muted { (project.database_url.masked()) } }
             dt { "Stripe key" } dd { span.mono { (c.key_masked) } " (" (c.key_kind) ", " (c.key_mode) " mode)" }
@@ -338,12 +348,6 @@ pub(crate) async fn show(
         }
         @if !runs.is_empty() {
             (progress_view(&format!("/configurations/{}/progress", c.id), &progress))
-        }
-        @if !runs.is_empty() {
-            p { a href={ "/configurations/" (c.id) "/runs" } {
-                "Sync history (" (runs.len()) (if runs.len() as u64 >= RECENT_RUNS { "+" } else { "" })
-                (if runs.len() == 1 { " run)" } else { " runs)" })
-            } }
         }
         (schedule_view(&session, &c, schedule.as_ref()))
         section.card {
