@@ -160,7 +160,10 @@ pub fn router(state: DashboardState) -> Router {
         .route("/settings", get(s::show))
         .route("/settings/password", post(auth::change_password))
         .route("/settings/api-keys", post(s::create_api_key))
-        .route("/settings/api-keys/{id}/revoke", post(s::revoke_api_key))
+        .route(
+            "/settings/api-keys/{id}/revoke",
+            get(s::confirm_revoke).post(s::revoke_api_key),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_session,
@@ -219,5 +222,6 @@ pub const PROTECTED_ROUTES: &[(&str, &str)] = &[
     ("GET", "/settings"),
     ("POST", "/settings/password"),
     ("POST", "/settings/api-keys"),
+    ("GET", "/settings/api-keys/1/revoke"),
     ("POST", "/settings/api-keys/1/revoke"),
 ];

@@ -516,8 +516,38 @@ async fn newcomer(driver: &Driver, width: u32) -> Vec<PathBuf> {
         .await;
     w.css("input[aria-label='The new API key']").await;
     let page = w.text().await;
-    assert!(page.contains("Master key") && page.contains("Source:"));
+    assert!(
+        page.contains("Source: a key generated for this process only"),
+        "Settings says where the master key comes from"
+    );
     w.shot("20-settings").await;
+
+    // Revoke, after a confirmation; on a phone the button is on screen and the key's
+    // prefix on one line.
+    let fits =
+        w.b.execute(
+            "const revoke = document.querySelector(\"a[href$='/revoke']\");\
+             const prefix = document.querySelector('.key-list .prefix');\
+             return [revoke.getBoundingClientRect().right <= document.documentElement.clientWidth,\
+                     prefix.getClientRects().length];",
+            vec![],
+        )
+        .await
+        .expect("measure the API keys list");
+    assert_eq!(
+        fits,
+        json!([true, 1]),
+        "at {width} px Revoke is on screen and the key prefix on one line"
+    );
+    w.click("a.button.danger[href$='/revoke']").await;
+    w.css("div.danger-zone").await;
+    let title = w.css("h1").await.text().await.expect("title");
+    assert_eq!(title, "Revoke API key \"ci\"?");
+    w.shot("21-revoke-confirm").await;
+    w.click("div.danger-zone button.danger").await;
+    w.css("ul.key-list .badge").await;
+    assert!(w.text().await.contains("API key \"ci\" revoked"));
+    w.shot("22-settings-revoked").await;
 
     let shots = std::mem::take(&mut w.shots);
     w.b.close().await.expect("close browser");
@@ -540,5 +570,5 @@ async fn a_newcomer_syncs_in_a_real_browser_on_desktop_and_phone() {
         let len = std::fs::metadata(s).map(|m| m.len()).unwrap_or(0);
         assert!(len > 1000, "{} is not a real screenshot", s.display());
     }
-    assert_eq!(shots.len(), 2 * 20);
+    assert_eq!(shots.len(), 2 * 22);
 }

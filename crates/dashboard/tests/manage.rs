@@ -12,7 +12,7 @@ use cls_control::{
 };
 use cls_destination::DatabaseUrl;
 use cls_stripe::ApiKey;
-use common::{client, spawn_app, App, FULL_KEY, LIMITED_KEY};
+use common::{client, location, spawn_app, App, FULL_KEY, LIMITED_KEY};
 
 async fn configuration(app: &App, key: &str) -> (Project, Configuration) {
     let url = format!("sqlite://{}", app.dir.join("dest.db").display());
@@ -297,15 +297,43 @@ async fn api_keys_are_shown_once_and_revoked() {
         .expect("tokens")
         .items[0]
         .id;
-    app.post_redirect(
-        &c,
-        &format!("/settings/api-keys/{id}/revoke"),
-        &[("csrf", &csrf)],
-    )
-    .await;
+    // Revoke goes through a confirmation page; only its form (with CSRF) revokes.
+    let revoke = format!("/settings/api-keys/{id}/revoke");
+    assert!(
+        settings.contains(&format!("href=\"{revoke}\"")),
+        "{settings}"
+    );
+    assert!(
+        !settings.contains(&format!("action=\"{revoke}\"")),
+        "{settings}"
+    );
+    let confirm = app.get_ok(&c, &revoke).await;
+    assert!(
+        confirm.contains("Revoke API key &quot;grafana&quot;?"),
+        "{confirm}"
+    );
+    assert!(
+        confirm.contains(&format!("action=\"{revoke}\"")) && confirm.contains(&csrf),
+        "{confirm}"
+    );
+    app.store
+        .authenticate_api_token(&token)
+        .await
+        .expect("only looking at the confirmation revokes nothing");
+    app.post_redirect(&c, &revoke, &[("csrf", &csrf)]).await;
     let settings = app.get_ok(&c, "/settings").await;
     assert!(settings.contains("revoked"), "{settings}");
     assert!(app.store.authenticate_api_token(&token).await.is_err());
+    // Once revoked, the confirmation leads back to the list; an unknown key is a 404.
+    let res = c.get(app.url(&revoke)).send().await.expect("confirm again");
+    assert_eq!(res.status(), 303);
+    assert_eq!(location(&res), "/settings");
+    let res = c
+        .get(app.url("/settings/api-keys/999/revoke"))
+        .send()
+        .await
+        .expect("unknown key");
+    assert_eq!(res.status(), 404);
 
     let res = app
         .post(&c, "/settings/api-keys", &[("csrf", &csrf), ("name", "  ")])

@@ -1,11 +1,13 @@
-//! Settings: REST API keys (create — the token is shown once —, revoke) and where the
-//! master key comes from (never the key).
+//! Settings: REST API keys (create — the token is shown once —, revoke after a
+//! confirmation) and where the master key comes from (never the key).
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
-use cls_control::{ApiTokenId, KeySource, PageRequest, MASTER_KEY_ENV};
+use cls_control::{
+    ApiToken, ApiTokenId, Entity, KeySource, PageRequest, StoreError, MASTER_KEY_ENV,
+};
 use maud::{html, Markup};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -14,6 +16,9 @@ use super::shell;
 use crate::auth::Session;
 use crate::error::PageResult;
 use crate::layout::{self, button_form, csrf, Nav};
+
+/// API tokens read for the list (people have a handful).
+const TOKENS_LISTED: u64 = 1000;
 use crate::DashboardState;
 
 /// The new API key form.
@@ -39,20 +44,49 @@ fn master_key_view(source: Option<&KeySource>) -> Markup {
     }
 }
 
+/// Every API token, revoked ones included, oldest first.
+async fn all_tokens(state: &DashboardState) -> Result<Vec<ApiToken>, StoreError> {
+    Ok(state
+        .store
+        .list_api_tokens(PageRequest {
+            offset: 0,
+            limit: TOKENS_LISTED,
+        })
+        .await?
+        .items)
+}
+
+/// The API keys, one stacked row each (a table put Revoke off-screen on a phone).
+fn tokens_view(tokens: &[ApiToken]) -> Markup {
+    html! {
+        ul.key-list {
+            @for t in tokens {
+                li {
+                    p.key-name { strong { (t.name) } " " span.mono.prefix { (t.prefix) "_…" } }
+                    p.key-dates.hint {
+                        span.nowrap { "Created " (t.created_at.format("%Y-%m-%d %H:%M")) }
+                        " · "
+                        span.nowrap { "last used " @match t.last_used_at { Some(u) => { (u.format("%Y-%m-%d %H:%M")) }, None => { "never" } } }
+                    }
+                    div.key-action {
+                        @match t.revoked_at {
+                            Some(r) => { span.badge { "revoked " (r.format("%Y-%m-%d")) } }
+                            None => { a.button.danger href={ "/settings/api-keys/" (t.id) "/revoke" } { "Revoke…" } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 async fn page(
     state: &DashboardState,
     session: &Session,
     created: Option<(String, SecretString)>,
     error: Option<String>,
 ) -> PageResult<Response> {
-    let tokens = state
-        .store
-        .list_api_tokens(PageRequest {
-            offset: 0,
-            limit: 1000,
-        })
-        .await?
-        .items;
+    let tokens = all_tokens(state).await?;
     let status = if error.is_some() {
         StatusCode::BAD_REQUEST
     } else {
@@ -73,25 +107,7 @@ async fn page(
             @if tokens.is_empty() {
                 p.empty { "No API key yet." }
             } @else {
-                div.table-wrap {
-                    table {
-                        thead { tr { th { "Name" } th { "Key" } th { "Created" } th { "Last used" } th { "" } } }
-                        tbody {
-                            @for t in &tokens {
-                                tr {
-                                    td { (t.name) }
-                                    td.mono { (t.prefix) "_…" }
-                                    td { (t.created_at.format("%Y-%m-%d %H:%M")) }
-                                    td { @match t.last_used_at { Some(u) => { (u.format("%Y-%m-%d %H:%M")) }, None => { "never" } } }
-                                    td { @match t.revoked_at {
-                                        Some(r) => { "revoked " (r.format("%Y-%m-%d")) }
-                                        None => { (button_form(session, &format!("/settings/api-keys/{}/revoke", t.id), "Revoke", "danger")) }
-                                    } }
-                                }
-                            }
-                        }
-                    }
-                }
+                (tokens_view(&tokens))
             }
             form method="post" action="/settings/api-keys" {
                 (csrf(session))
@@ -156,6 +172,43 @@ pub(crate) async fn create_api_key(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// `GET /settings/api-keys/{id}/revoke`: the confirmation step.
+pub(crate) async fn confirm_revoke(
+    State(state): State<DashboardState>,
+    Extension(session): Extension<Session>,
+    Path(id): Path<i64>,
+) -> PageResult<Response> {
+    let Some(t) = all_tokens(&state)
+        .await?
+        .into_iter()
+        .find(|t| t.id == ApiTokenId(id))
+    else {
+        return Err(StoreError::NotFound {
+            entity: Entity::ApiToken,
+            id,
+        }
+        .into());
+    };
+    if t.revoked_at.is_some() {
+        return Ok(Redirect::to("/settings").into_response());
+    }
+    let body = html! {
+        h1 { "Revoke API key \"" (t.name) "\"?" }
+        div.card.danger-zone {
+            p { "Whatever uses the key " span.mono.prefix { (t.prefix) "_…" } " is refused from then on (401). This cannot be undone: to give it access again, create a new key." }
+            div.actions {
+                (button_form(&session, &format!("/settings/api-keys/{}/revoke", t.id), "Revoke API key", "danger"))
+                a.button href="/settings" { "Keep it" }
+            }
+        }
+    };
+    Ok(layout::page(
+        shell(&state, &session, "Revoke API key", Nav::Settings),
+        body,
+    )
+    .into_response())
 }
 
 /// `POST /settings/api-keys/{id}/revoke`.

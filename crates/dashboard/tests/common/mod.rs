@@ -6,7 +6,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use cls_control::{MasterKey, Runner, RunnerConfig, SqliteStore, StateUrl, Store, SystemClock};
+use cls_control::{
+    KeySource, MasterKey, Runner, RunnerConfig, SqliteStore, StateUrl, Store, SystemClock,
+};
 use cls_dashboard::{ensure_admin, router, DashboardState};
 use cls_emulator::RunningEmulator;
 use reqwest::redirect::Policy;
@@ -72,12 +74,14 @@ pub async fn spawn_app_with(customers: usize, secure_cookies: bool) -> App {
             .is_none(),
         "a second start must not create another admin"
     );
+    // The store's master key was generated above: Settings says so.
     let state = DashboardState::new(
         store.clone(),
         runner.clone(),
         Some(api_base),
         secure_cookies,
-    );
+    )
+    .with_master_key_source(KeySource::Generated);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind 127.0.0.1:0");
