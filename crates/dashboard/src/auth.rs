@@ -1,8 +1,9 @@
 //! Sign-in, sessions and CSRF.
 //!
 //! - A session is the store's: signing in creates one and hands back its token, which goes
-//!   into the `cls_session` cookie (HttpOnly, SameSite=Lax, Secure when configured); the
-//!   store keeps only the token's hash.
+//!   into the `cls_session` cookie (HttpOnly, SameSite=Lax; Secure with `--secure-cookies`
+//!   or when the reverse proxy says the browser came over HTTPS); the store keeps only the
+//!   token's hash.
 //! - [`require_session`] guards every page but `/login` and `/static/…`: no valid session →
 //!   redirect to `/login`. For a POST it also reads the form's `csrf` field and compares it
 //!   with the session's CSRF token; a missing or different token is a 403. Guarding in one
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{ConnectInfo, Query, Request, State};
-use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Extension, Form};
@@ -233,12 +234,30 @@ async fn check_csrf(req: Request, session: &Session) -> Result<Request, PageErro
     }
 }
 
-fn cookie(state: &DashboardState, name: &'static str, value: String) -> Cookie<'static> {
+/// Whether cookies set in answer to this request carry `Secure`: always with
+/// `--secure-cookies`, and otherwise when the reverse proxy in front says the browser came
+/// over HTTPS (`X-Forwarded-Proto: https`; with several proxies the first value is the
+/// browser's). The header is trusted though anyone can send it: it can only add `Secure`,
+/// so a client lying about it only loses its own cookies over plain HTTP.
+fn secure_cookies(state: &DashboardState, headers: &HeaderMap) -> bool {
+    state.secure_cookies || forwarded_https(headers)
+}
+
+/// Whether `X-Forwarded-Proto` says the browser used HTTPS.
+fn forwarded_https(headers: &HeaderMap) -> bool {
+    headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
+}
+
+fn cookie(secure: bool, name: &'static str, value: String) -> Cookie<'static> {
     Cookie::build((name, value))
         .path("/")
         .http_only(true)
         .same_site(SameSite::Lax)
-        .secure(state.secure_cookies)
+        .secure(secure)
         .build()
 }
 
@@ -304,6 +323,7 @@ fn login_page(csrf: &str, next: &str, username: &str, error: Option<&str>) -> ma
 pub(crate) async fn login_form(
     State(state): State<DashboardState>,
     Query(query): Query<LoginQuery>,
+    headers: HeaderMap,
     jar: CookieJar,
 ) -> Response {
     if let Some(c) = jar.get(SESSION_COOKIE) {
@@ -312,7 +332,8 @@ pub(crate) async fn login_form(
         }
     }
     let token = random_text(32);
-    let jar = jar.add(cookie(&state, LOGIN_CSRF_COOKIE, token.clone()));
+    let secure = secure_cookies(&state, &headers);
+    let jar = jar.add(cookie(secure, LOGIN_CSRF_COOKIE, token.clone()));
     (jar, login_page(&token, &query.next, "", None)).into_response()
 }
 
@@ -320,6 +341,7 @@ pub(crate) async fn login_form(
 pub(crate) async fn login(
     State(state): State<DashboardState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
     jar: CookieJar,
     Form(form): Form<LoginForm>,
 ) -> Response {
@@ -379,7 +401,7 @@ pub(crate) async fn login(
     let jar = jar
         .remove(Cookie::build(LOGIN_CSRF_COOKIE).path("/"))
         .add(cookie(
-            &state,
+            secure_cookies(&state, &headers),
             SESSION_COOKIE,
             token.expose_secret().to_string(),
         ));
@@ -405,6 +427,7 @@ pub(crate) struct PasswordForm {
 pub(crate) async fn change_password(
     State(state): State<DashboardState>,
     Extension(session): Extension<Session>,
+    headers: HeaderMap,
     jar: CookieJar,
     Form(form): Form<PasswordForm>,
 ) -> Response {
@@ -452,7 +475,7 @@ pub(crate) async fn change_password(
         "Password changed. Every other browser signed in as you was signed out.",
     );
     let jar = jar.add(cookie(
-        &state,
+        secure_cookies(&state, &headers),
         SESSION_COOKIE,
         token.expose_secret().to_string(),
     ));
@@ -485,6 +508,25 @@ mod tests {
         assert!(!same_token("", "a"));
         assert_eq!(random_text(20).len(), 20);
         assert_ne!(random_text(20), random_text(20));
+    }
+
+    #[test]
+    fn cookies_are_secure_when_the_proxy_says_https() {
+        for (proto, https) in [
+            (Some("https"), true),
+            (Some("HTTPS"), true),
+            (Some("https, http"), true),
+            (Some("http"), false),
+            (Some("http, https"), false),
+            (Some(""), false),
+            (None, false),
+        ] {
+            let mut headers = HeaderMap::new();
+            if let Some(p) = proto {
+                headers.insert("x-forwarded-proto", HeaderValue::from_static(p));
+            }
+            assert_eq!(forwarded_https(&headers), https, "{proto:?}");
+        }
     }
 
     #[test]

@@ -50,8 +50,9 @@ pub struct DashboardState {
     /// The Stripe API base used by Test Connection for a new configuration (the emulator in
     /// `cls demo`); `None` means Stripe's own API. Matches the runner's `--stripe-api-base`.
     pub default_stripe_api_base: Option<Url>,
-    /// Whether the session cookie carries `Secure` (true behind HTTPS; false for plain
-    /// `http://localhost`, where browsers would drop a `Secure` cookie).
+    /// Whether the cookies always carry `Secure` (true behind HTTPS; false for plain
+    /// `http://localhost`, where browsers would drop a `Secure` cookie). When false they
+    /// still do for a request whose proxy sends `X-Forwarded-Proto: https`.
     pub secure_cookies: bool,
     /// Where the master key came from (env var or key file), shown in Settings; never the
     /// key itself. `None` when the caller does not say.

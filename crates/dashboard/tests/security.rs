@@ -434,3 +434,55 @@ async fn nodes_starting_together_create_one_admin_and_all_start() {
     assert_eq!(started.iter().filter(|c| c.is_some()).count(), 1);
     assert_eq!(store.user_count().await.expect("count"), 1);
 }
+
+/// The `Set-Cookie` of `name` in `res`.
+fn set_cookie(res: &reqwest::Response, name: &str) -> String {
+    res.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} cookie"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn behind_a_proxy_saying_https_cookies_are_secure_without_the_flag() {
+    // --secure-cookies off; the proxy says the browser came over HTTPS.
+    let app = spawn_app(3).await;
+    let raw = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let plain = raw.get(app.url("/login")).send().await.expect("login");
+    assert!(!set_cookie(&plain, "cls_login_csrf").contains("Secure"));
+    let login = raw
+        .get(app.url("/login"))
+        .header("X-Forwarded-Proto", "https")
+        .send()
+        .await
+        .expect("login");
+    let csrf_cookie = set_cookie(&login, "cls_login_csrf");
+    assert!(csrf_cookie.contains("Secure"), "{csrf_cookie}");
+    let token = csrf_cookie["cls_login_csrf=".len()..]
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let res = raw
+        .post(app.url("/login"))
+        .header("X-Forwarded-Proto", "https")
+        .header("Cookie", format!("cls_login_csrf={token}"))
+        .form(&[
+            ("username", "admin"),
+            ("password", app.password.as_str()),
+            ("csrf", token.as_str()),
+        ])
+        .send()
+        .await
+        .expect("sign in");
+    assert_eq!(res.status(), 303);
+    let session = set_cookie(&res, "cls_session");
+    assert!(session.contains("Secure"), "{session}");
+    assert!(session.contains("HttpOnly"), "{session}");
+}
