@@ -91,7 +91,8 @@ async fn api_keys_are_created_listed_and_revoked() {
     assert!(!stderr(&out).contains(&token), "the token is printed once");
     assert!(stderr(&out).contains("shown once"), "{}", stderr(&out));
 
-    let store = must(open(dir.path(), must(MasterKey::load_from(None, dir.path()))).await);
+    let key = must(MasterKey::from_key_file(&dir.path().join(KEY_FILE_NAME)));
+    let store = must(open(dir.path(), key).await);
     let who = must(store.authenticate_api_token(&token).await);
     assert_eq!(who.name, "ci");
 
@@ -144,7 +145,7 @@ async fn rotating_a_key_file() {
     let dir = must(tempfile::tempdir());
     let data = dir.path().to_string_lossy().into_owned();
     let key_file = dir.path().join(KEY_FILE_NAME);
-    let old = must(MasterKey::load_from(None, dir.path()));
+    let old = must(MasterKey::create_key_file(&key_file));
     let old_text = read(&key_file);
     let store = must(open(dir.path(), old.clone()).await);
     let url = format!("postgres://u:{DB_PASSWORD}@db.example.com/app");
@@ -173,15 +174,18 @@ async fn rotating_a_key_file() {
     );
     assert!(printed.contains("1 database URL"), "{printed}");
 
-    let new = must(MasterKey::load_from(None, dir.path()));
+    let new = must(MasterKey::from_key_file(&key_file));
     let reopened = must(open(dir.path(), new).await);
     assert_eq!(
         must(reopened.project(p.id).await).database_url.expose(),
         url
     );
-    let stale = must(open(dir.path(), old).await).project(p.id).await;
+    let stale = open(dir.path(), old).await.err();
     assert!(
-        matches!(stale, Err(StoreError::Secrets(SecretsError::WrongKey))),
+        matches!(
+            stale,
+            Some(StoreError::Secrets(SecretsError::KeyMismatch { .. }))
+        ),
         "{stale:?}"
     );
 }
@@ -195,7 +199,7 @@ async fn rotating_an_environment_key() {
     let data = data_dir.to_string_lossy().into_owned();
     // A key made elsewhere, handed over as the environment variable.
     let elsewhere = dir.path().join("elsewhere.key");
-    let old = must(MasterKey::from_key_file(&elsewhere));
+    let old = must(MasterKey::create_key_file(&elsewhere));
     let old_text = read(&elsewhere);
     let store = must(open(&data_dir, old).await);
     let url = format!("postgres://u:{DB_PASSWORD}@db.example.com/app");
@@ -263,11 +267,181 @@ async fn rotating_an_environment_key() {
     .await;
     assert_eq!(again.status.code(), Some(1));
     assert!(
-        stderr(&again).contains("nothing changed"),
+        stderr(&again).contains(
+            "the master key in CLS_MASTER_KEY is not the one this state's secrets were sealed with"
+        ),
         "{}",
         stderr(&again)
+    );
+    assert!(
+        !stderr(&again).contains(old_text.trim()),
+        "a key was printed"
     );
     assert!(!dir.path().join("third.key").exists());
     let still = must(reopened.project(p.id).await);
     assert_eq!(still.database_url.expose(), url);
+}
+
+/// A state with one project (a sealed database URL) made through the library in `dir`, its
+/// key in `dir/master.key`; the key's text.
+async fn sealed_state(dir: &Path) -> String {
+    let key = must(MasterKey::create_key_file(&dir.join(KEY_FILE_NAME)));
+    let store = must(open(dir, key).await);
+    let url = format!("postgres://u:{DB_PASSWORD}@db.example.com/app");
+    must(
+        store
+            .create_project(NewProject {
+                name: "p".into(),
+                database_url: must(DatabaseUrl::parse(&url)),
+                schema: None,
+            })
+            .await,
+    );
+    read(&dir.join(KEY_FILE_NAME))
+}
+
+/// The key file deleted: every command that opens the state refuses, saying where the key
+/// was expected, and no new key is made in its place.
+#[tokio::test]
+async fn a_deleted_key_file_is_reported_not_replaced() {
+    let dir = must(tempfile::tempdir());
+    let data = dir.path().to_string_lossy().into_owned();
+    let key_text = sealed_state(dir.path()).await;
+    let key_file = dir.path().join(KEY_FILE_NAME);
+    must(std::fs::remove_file(&key_file));
+
+    for args in [
+        &[
+            "admin",
+            "create-api-key",
+            "--data-dir",
+            &data,
+            "--name",
+            "ci",
+        ][..],
+        &["admin", "list-api-keys", "--data-dir", &data][..],
+        &["rotate-master-key", "--data-dir", &data][..],
+    ] {
+        let out = cls(args, &[]).await;
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        let message = stderr(&out);
+        assert!(
+            message.contains(&key_file.display().to_string()),
+            "{args:?}: {message}"
+        );
+        assert!(message.contains("no master key"), "{args:?}: {message}");
+        assert!(stdout(&out).trim().is_empty(), "{args:?}: {}", stdout(&out));
+        assert!(!key_file.exists(), "{args:?} made a new key file");
+        assert!(!message.contains(key_text.trim()));
+    }
+    let out = cls(
+        &[
+            "admin",
+            "create-api-key",
+            "--data-dir",
+            &data,
+            "--name",
+            "ci",
+        ],
+        &[],
+    )
+    .await;
+    assert!(
+        stderr(&out).contains("is already sealed under a master key"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A wrong CLS_MASTER_KEY: refused at start, by `cls serve` before it listens as by every
+/// command, naming the variable and never showing a key.
+#[tokio::test]
+async fn a_wrong_master_key_is_refused_at_start() {
+    let dir = must(tempfile::tempdir());
+    let data = dir.path().to_string_lossy().into_owned();
+    let right = sealed_state(dir.path()).await;
+    let wrong = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let env = [("CLS_MASTER_KEY", wrong)];
+
+    let out = cls(&["admin", "list-api-keys", "--data-dir", &data], &env).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let message = stderr(&out);
+    assert!(
+        message.contains(
+            "the master key in CLS_MASTER_KEY is not the one this state's secrets were sealed with"
+        ) && message.contains("set CLS_MASTER_KEY to the key this state was sealed with"),
+        "{message}"
+    );
+    assert!(!message.contains(wrong) && !message.contains(right.trim()));
+
+    // `cls serve` stops at once (a time limit, so a server that starts fails the test
+    // instead of hanging it).
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_cls"));
+    cmd.args(["serve", "--data-dir", &data, "--port", "0"])
+        .env_remove("CLS_STATE_URL")
+        .env_remove("CLS_DATA_DIR")
+        .env("CLS_MASTER_KEY", wrong)
+        .kill_on_drop(true);
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), cmd.output()).await;
+    let out = match out {
+        Ok(out) => must(out),
+        Err(_) => panic!("cls serve started with a wrong master key"),
+    };
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is not the one this state's secrets were sealed with"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!stdout(&out).contains("listening"), "{}", stdout(&out));
+
+    // The right key still works.
+    let out = cls(&["admin", "list-api-keys", "--data-dir", &data], &[]).await;
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Two nodes sharing one PostgreSQL state, each with an empty data directory: the first
+/// makes the key; the second refuses to start (instead of sealing secrets under a key of its
+/// own that the first cannot read) and keeps no key file.
+#[tokio::test]
+async fn a_second_node_with_its_own_new_key_is_refused() {
+    let state = cls_testkit::db::TestDb::new().await;
+    let (a, b) = (must(tempfile::tempdir()), must(tempfile::tempdir()));
+    let env = [("CLS_STATE_URL", state.url.as_str())];
+    let create = |dir: &Path| {
+        let data = dir.to_string_lossy().into_owned();
+        async move {
+            cls(
+                &[
+                    "admin",
+                    "create-api-key",
+                    "--data-dir",
+                    &data,
+                    "--name",
+                    "node",
+                ],
+                &env,
+            )
+            .await
+        }
+    };
+    let first = create(a.path()).await;
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(a.path().join(KEY_FILE_NAME).exists());
+    let second = create(b.path()).await;
+    assert_eq!(second.status.code(), Some(1), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("is already sealed under a master key"),
+        "{}",
+        stderr(&second)
+    );
+    assert!(!b.path().join(KEY_FILE_NAME).exists());
+    // With the first node's key, the second starts.
+    must(std::fs::copy(
+        a.path().join(KEY_FILE_NAME),
+        b.path().join(KEY_FILE_NAME),
+    ));
+    let again = create(b.path()).await;
+    assert!(again.status.success(), "{}", stderr(&again));
+    state.drop_now().await;
 }

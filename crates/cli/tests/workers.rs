@@ -315,7 +315,9 @@ async fn three_workers_one_killed_every_run_completes_once() {
     let state = TestDb::new().await;
     let dest = TestDb::new().await;
     let data_dir = tempfile::tempdir().expect("a temporary folder");
-    let key = MasterKey::load(data_dir.path()).expect("a master key file");
+    let key =
+        MasterKey::create_key_file(&data_dir.path().join(cls_control::secrets::KEY_FILE_NAME))
+            .expect("a master key file");
     let store = cls_control::open(&StateUrl::parse(&state.url).expect("state URL"), key)
         .await
         .expect("the state opens");

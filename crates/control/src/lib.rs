@@ -8,7 +8,8 @@
 //!   [`Configuration`] (a Stripe key feeding a project), [`Schedule`] (when a configuration
 //!   syncs by itself) and [`SyncRun`] (one execution; the sync history is the list of runs).
 //! - [`secrets`]: AES-256-GCM sealing of Stripe keys and database URLs under the
-//!   [`MasterKey`] (`CLS_MASTER_KEY` or the generated key file).
+//!   [`MasterKey`] (`CLS_MASTER_KEY` or the generated key file), checked against the state
+//!   when it is opened.
 //! - [`store`]: the [`Store`] trait with one implementation per backend ([`SqliteStore`],
 //!   the embedded default, and [`PostgresStore`], for several nodes), each with its own
 //!   migrations; [`open`] picks one from a [`StateUrl`].
@@ -43,5 +44,5 @@ pub use runner::{
     AlignedClock, Clock, ExecutedRun, ManualClock, Runner, RunnerConfig, RunnerError, ScheduledRun,
     StepOutcome, SystemClock,
 };
-pub use secrets::{KeySource, MasterKey, Sealed, SecretsError, MASTER_KEY_ENV};
+pub use secrets::{KeyLookup, KeySource, MasterKey, Sealed, SecretsError, MASTER_KEY_ENV};
 pub use store::{open, Entity, PostgresStore, QueuedRun, SqliteStore, StateUrl, Store, StoreError};

@@ -2,9 +2,13 @@
 //!
 //! Words used here:
 //! - **master key** ([`MasterKey`]): 32 random bytes, from `CLS_MASTER_KEY` (base64) or, when
-//!   that is not set, from the key file `master.key` in the data directory (created with mode
-//!   0600 the first time). Losing it makes every stored secret unreadable, so errors say to
-//!   restore it rather than to generate a new one.
+//!   that is not set, from the key file `master.key` in the data directory ([`MasterKey::find`];
+//!   the store creates the file, mode 0600, only for a state that holds nothing sealed yet).
+//!   Losing it makes every stored secret unreadable, so errors say to restore it rather than
+//!   to generate a new one.
+//! - **key check** ([`MasterKey::key_check`]): a known text sealed under the key, kept by the
+//!   state; opening it when the state is opened proves the key is the one its secrets were
+//!   sealed with, before anything is read or written with a wrong one.
 //! - **sealed secret** ([`Sealed`]): what the state database holds for a Stripe key or a
 //!   database URL: `v1:` followed by base64(nonce ‖ ciphertext ‖ tag). Every encryption uses
 //!   a fresh random 96-bit nonce, so sealing the same secret twice gives different texts.
@@ -29,6 +33,10 @@ pub const MASTER_KEY_ENV: &str = "CLS_MASTER_KEY";
 
 /// Name of the generated key file inside the data directory.
 pub const KEY_FILE_NAME: &str = "master.key";
+
+/// The text a key check seals (its content only needs to be known; AES-GCM's tag is what
+/// tells a wrong key).
+const KEY_CHECK_TEXT: &str = "cls master key check v1";
 
 /// Prefix of the current sealed-secret format.
 const SEALED_V1: &str = "v1:";
@@ -82,6 +90,20 @@ pub enum SecretsError {
         #[source]
         source: std::io::Error,
     },
+    /// The state's key check does not open with this key: the state was sealed under
+    /// another one. Found when the state is opened, before anything is read or written.
+    #[error("{}", key_mismatch_message(source_name))]
+    KeyMismatch {
+        /// Where the wrong key came from.
+        source_name: KeySource,
+    },
+    /// There is no master key (no `CLS_MASTER_KEY`, no key file) but the state is already
+    /// sealed under one (it holds its key check or sealed secrets), so a new key would not do.
+    #[error("there is no master key: {MASTER_KEY_ENV} is not set and the key file {} does not exist, but this state is already sealed under a master key (made by an earlier start, or by another node sharing this state): restore {} from a backup of the data directory (or copy it from the node whose key this state uses), or set {MASTER_KEY_ENV} to the key this state was sealed with. No new key was made: it could not read what the state holds", .path.display(), .path.display())]
+    KeyMissing {
+        /// Where the key file was expected.
+        path: PathBuf,
+    },
     /// Authentication failed: another key, or the stored text was altered.
     #[error("the master key does not match the one these secrets were encrypted with: restore CLS_MASTER_KEY or the key file")]
     WrongKey,
@@ -97,6 +119,56 @@ pub enum SecretsError {
     /// The cipher refused to encrypt (not expected with valid inputs).
     #[error("encrypting a secret failed: retry, and report this if it persists")]
     Encrypt,
+}
+
+/// The message of [`SecretsError::KeyMismatch`]: what is wrong and how to fix it for the
+/// place the key came from (never the key).
+fn key_mismatch_message(source: &KeySource) -> String {
+    let cause = "is not the one this state's secrets were sealed with, so cls cannot read them";
+    match source {
+        KeySource::Environment => format!(
+            "the master key in {MASTER_KEY_ENV} {cause}: set {MASTER_KEY_ENV} to the key this state was sealed with (or unset it, if the key file {KEY_FILE_NAME} in the data directory holds that key)"
+        ),
+        KeySource::File(path) => format!(
+            "the master key in the key file {} {cause}: restore {} from the backup that goes with this state (check --data-dir), or set {MASTER_KEY_ENV} to the key this state was sealed with",
+            path.display(),
+            path.display()
+        ),
+        KeySource::Generated => format!(
+            "a newly generated master key {cause}: open this state with the key it was sealed with"
+        ),
+    }
+}
+
+/// The master key as found before the state is read: [`MasterKey::find`] never creates a
+/// key file, because only the state can tell whether a new key is safe (it is not when the
+/// state already holds sealed secrets). `From<MasterKey>` makes a known key one.
+#[derive(Debug, Clone)]
+pub enum KeyLookup {
+    /// From `CLS_MASTER_KEY`, an existing key file, or the caller.
+    Found(MasterKey),
+    /// Neither `CLS_MASTER_KEY` nor the key file: the key file to create at `path` if the
+    /// state holds nothing sealed yet.
+    Missing {
+        /// Where the key file was expected (`<data dir>/master.key`).
+        path: PathBuf,
+    },
+}
+
+impl From<MasterKey> for KeyLookup {
+    fn from(key: MasterKey) -> KeyLookup {
+        KeyLookup::Found(key)
+    }
+}
+
+impl KeyLookup {
+    /// Where the key comes (or would come) from.
+    pub fn source(&self) -> KeySource {
+        match self {
+            KeyLookup::Found(key) => key.source().clone(),
+            KeyLookup::Missing { path } => KeySource::File(path.clone()),
+        }
+    }
 }
 
 /// The 32-byte key every secret is sealed with. `Debug` shows only where it came from.
@@ -157,54 +229,94 @@ impl MasterKey {
         })
     }
 
-    /// Loads the key the product uses: `CLS_MASTER_KEY` if set, else the key file in
-    /// `data_dir` (created when missing).
-    pub fn load(data_dir: &Path) -> Result<MasterKey, SecretsError> {
+    /// Finds the key the product uses: `CLS_MASTER_KEY` if set, else the key file in
+    /// `data_dir`. Never creates one: when neither is there, the store decides
+    /// ([`KeyLookup::Missing`]).
+    pub fn find(data_dir: &Path) -> Result<KeyLookup, SecretsError> {
         let env = std::env::var(MASTER_KEY_ENV)
             .ok()
             .filter(|v| !v.trim().is_empty())
             .map(SecretString::from);
-        MasterKey::load_from(env, data_dir)
+        MasterKey::find_from(env, data_dir)
     }
 
-    /// [`MasterKey::load`] with the environment value passed in (so tests need not touch the
+    /// [`MasterKey::find`] with the environment value passed in (so tests need not touch the
     /// process environment).
-    pub fn load_from(
+    pub fn find_from(
         env: Option<SecretString>,
         data_dir: &Path,
-    ) -> Result<MasterKey, SecretsError> {
-        match env {
-            Some(text) => MasterKey::from_base64(&text, KeySource::Environment),
-            None => MasterKey::from_key_file(&data_dir.join(KEY_FILE_NAME)),
+    ) -> Result<KeyLookup, SecretsError> {
+        if let Some(text) = env {
+            return MasterKey::from_base64(&text, KeySource::Environment).map(KeyLookup::Found);
         }
-    }
-
-    /// Reads the key file at `path`, or creates it (mode 0600) with a new random key.
-    pub fn from_key_file(path: &Path) -> Result<MasterKey, SecretsError> {
-        match read_key_file(path) {
+        let path = data_dir.join(KEY_FILE_NAME);
+        match read_key_file(&path) {
             Ok(text) => {
-                warn_if_readable_by_others(path);
-                MasterKey::from_base64(&text, KeySource::File(path.to_path_buf()))
+                warn_if_readable_by_others(&path);
+                MasterKey::from_base64(&text, KeySource::File(path)).map(KeyLookup::Found)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_key_file(path, true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(KeyLookup::Missing { path }),
             Err(source) => Err(SecretsError::KeyFile {
                 action: "read",
-                path: path.to_path_buf(),
+                path,
                 source,
             }),
         }
+    }
+
+    /// Reads the key file at `path` (an error when it does not exist: see
+    /// [`MasterKey::create_key_file`]).
+    pub fn from_key_file(path: &Path) -> Result<MasterKey, SecretsError> {
+        let text = read_key_file(path).map_err(|source| SecretsError::KeyFile {
+            action: "read",
+            path: path.to_path_buf(),
+            source,
+        })?;
+        warn_if_readable_by_others(path);
+        MasterKey::from_base64(&text, KeySource::File(path.to_path_buf()))
+    }
+
+    /// A new key file at `path` for a state that holds nothing sealed yet; when another
+    /// process created it first, its key. `true` when this call created it.
+    pub(crate) fn create_or_read_key_file(path: &Path) -> Result<(MasterKey, bool), SecretsError> {
+        create_key_file(path, true)
     }
 
     /// A new random key written to a new key file at `path` (mode 0600, synced to disk),
     /// for master key rotation: the key is on disk before anything is sealed with it. Fails
     /// when `path` exists, never overwriting a key.
     pub fn create_key_file(path: &Path) -> Result<MasterKey, SecretsError> {
-        create_key_file(path, false)
+        create_key_file(path, false).map(|(key, _)| key)
     }
 
     /// Where this key came from.
     pub fn source(&self) -> &KeySource {
         &self.source
+    }
+
+    /// A key check for the state to keep: a known text sealed under this key.
+    pub fn key_check(&self) -> Result<Sealed, SecretsError> {
+        self.seal(&SecretString::from(KEY_CHECK_TEXT))
+    }
+
+    /// Whether `check` (a [`MasterKey::key_check`]) was made with this key:
+    /// [`SecretsError::KeyMismatch`] naming where this key came from when not.
+    pub fn verify_key_check(&self, check: &Sealed) -> Result<(), SecretsError> {
+        match self.open(check) {
+            Ok(text) if text.expose_secret() == KEY_CHECK_TEXT => Ok(()),
+            Ok(_) => Err(SecretsError::Malformed {
+                reason: "the master key check holds an unexpected text",
+            }),
+            Err(SecretsError::WrongKey) => Err(self.mismatch()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`SecretsError::KeyMismatch`] for this key.
+    pub(crate) fn mismatch(&self) -> SecretsError {
+        SecretsError::KeyMismatch {
+            source_name: self.source.clone(),
+        }
     }
 
     /// Encrypts `plain` under a fresh random nonce.
@@ -284,9 +396,9 @@ fn read_key_file(path: &Path) -> std::io::Result<SecretString> {
     Ok(SecretString::from(text.as_str()))
 }
 
-/// Creates the key file with a new random key. If it exists (another process created it
-/// first), reads that one when `reuse`, else fails.
-fn create_key_file(path: &Path, reuse: bool) -> Result<MasterKey, SecretsError> {
+/// Creates the key file with a new random key (`true`: created). If it exists (another
+/// process created it first), reads that one when `reuse` (`false`), else fails.
+fn create_key_file(path: &Path, reuse: bool) -> Result<(MasterKey, bool), SecretsError> {
     let fail = |source| SecretsError::KeyFile {
         action: "create",
         path: path.to_path_buf(),
@@ -305,7 +417,7 @@ fn create_key_file(path: &Path, reuse: bool) -> Result<MasterKey, SecretsError> 
     let mut file = match options.open(path) {
         Ok(file) => file,
         Err(e) if reuse && e.kind() == std::io::ErrorKind::AlreadyExists => {
-            return MasterKey::from_key_file(path);
+            return MasterKey::from_key_file(path).map(|key| (key, false));
         }
         Err(e) => return Err(fail(e)),
     };
@@ -313,10 +425,13 @@ fn create_key_file(path: &Path, reuse: bool) -> Result<MasterKey, SecretsError> 
     let text = Zeroizing::new(format!("{}\n", BASE64.encode(&key[..])));
     file.write_all(text.as_bytes()).map_err(fail)?;
     file.sync_all().map_err(fail)?;
-    Ok(MasterKey {
-        cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key[..])),
-        source: KeySource::File(path.to_path_buf()),
-    })
+    Ok((
+        MasterKey {
+            cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key[..])),
+            source: KeySource::File(path.to_path_buf()),
+        },
+        true,
+    ))
 }
 
 /// An encrypted secret as stored: `v1:` + base64(nonce ‖ ciphertext ‖ tag).
@@ -441,7 +556,9 @@ mod tests {
             source,
         })?;
         let text = BASE64.encode([9u8; 32]);
-        let a = MasterKey::load_from(Some(secret(&text)), dir.path())?;
+        let KeyLookup::Found(a) = MasterKey::find_from(Some(secret(&text)), dir.path())? else {
+            panic!("an environment key is always found");
+        };
         let b = MasterKey::from_base64(&secret(&text), KeySource::Environment)?;
         assert_eq!(a.source(), &KeySource::Environment);
         assert!(!dir.path().join(KEY_FILE_NAME).exists());
@@ -451,15 +568,21 @@ mod tests {
     }
 
     #[test]
-    fn key_file_is_created_private_and_reused() -> Result<(), SecretsError> {
+    fn a_key_file_is_found_never_made_by_find_and_created_private() -> Result<(), SecretsError> {
         let dir = tempfile::tempdir().map_err(|source| SecretsError::KeyFile {
             action: "create",
             path: PathBuf::new(),
             source,
         })?;
         let data_dir = dir.path().join("data");
-        let first = MasterKey::load_from(None, &data_dir)?;
         let path = data_dir.join(KEY_FILE_NAME);
+        match MasterKey::find_from(None, &data_dir)? {
+            KeyLookup::Missing { path: expected } => assert_eq!(expected, path),
+            found => panic!("expected Missing, got {found:?}"),
+        }
+        assert!(!path.exists(), "find made a key file");
+        let (first, created) = MasterKey::create_or_read_key_file(&path)?;
+        assert!(created);
         assert_eq!(first.source(), &KeySource::File(path.clone()));
         #[cfg(unix)]
         {
@@ -474,8 +597,52 @@ mod tests {
             assert_eq!(mode, 0o600);
         }
         let sealed = first.seal(&secret("kept"))?;
-        let second = MasterKey::load_from(None, &data_dir)?;
+        let (again, created) = MasterKey::create_or_read_key_file(&path)?;
+        assert!(!created, "an existing key file is read, not replaced");
+        assert_eq!(again.open(&sealed)?.expose_secret(), "kept");
+        let KeyLookup::Found(second) = MasterKey::find_from(None, &data_dir)? else {
+            panic!("the key file was not found");
+        };
         assert_eq!(second.open(&sealed)?.expose_secret(), "kept");
+        Ok(())
+    }
+
+    #[test]
+    fn key_checks_tell_the_key_and_name_its_source() -> Result<(), SecretsError> {
+        let key = MasterKey::generate();
+        let check = key.key_check()?;
+        key.verify_key_check(&check)?;
+        let path = PathBuf::from("/var/lib/cls/master.key");
+        let text = BASE64.encode([5u8; 32]);
+        let from_file = MasterKey::from_base64(&secret(&text), KeySource::File(path))?;
+        let err = from_file.verify_key_check(&check).err();
+        assert!(
+            matches!(err, Some(SecretsError::KeyMismatch { .. })),
+            "{err:?}"
+        );
+        let message = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            message.contains("/var/lib/cls/master.key") && message.contains("restore"),
+            "{message}"
+        );
+        assert!(!message.contains(&text), "{message}");
+        let from_env = MasterKey::from_base64(&secret(&text), KeySource::Environment)?;
+        let message = from_env
+            .verify_key_check(&check)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            message.starts_with("the master key in CLS_MASTER_KEY is not the one"),
+            "{message}"
+        );
+        assert!(
+            message.contains("set CLS_MASTER_KEY to the key"),
+            "{message}"
+        );
+        // A sealed secret is not a key check.
+        let other = key.seal(&secret("rk_test_not_a_check"))?;
+        assert!(key.verify_key_check(&other).is_err());
         Ok(())
     }
 

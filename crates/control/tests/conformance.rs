@@ -9,10 +9,10 @@ use std::sync::Arc;
 use chrono::{TimeZone, Utc};
 use cls_control::{
     AccountShare, ApiTokenId, Cadence, ConfigurationId, ConfigurationPatch, CronExpression, Entity,
-    Every, MasterKey, NewConfiguration, NewProject, NewRun, NewSchedule, PageRequest, Paused,
-    PostgresStore, ProjectId, ProjectPatch, QueuedRun, RunError, RunId, RunStatus, RunUpdate,
-    ScheduleId, SchedulePatch, SecretsError, SqliteStore, StateUrl, Store, StoreError, SyncMode,
-    Trigger, TypeStats, UserId,
+    Every, KeyLookup, KeySource, MasterKey, NewConfiguration, NewProject, NewRun, NewSchedule,
+    PageRequest, Paused, PostgresStore, ProjectId, ProjectPatch, QueuedRun, RunError, RunId,
+    RunStatus, RunUpdate, ScheduleId, SchedulePatch, SecretsError, SqliteStore, StateUrl, Store,
+    StoreError, SyncMode, Trigger, TypeStats, UserId,
 };
 use cls_destination::{DatabaseKind, DatabaseUrl};
 use cls_stripe::{ApiKey, KeyKind, Mode};
@@ -51,6 +51,8 @@ struct Harness {
     store: Arc<dyn Store>,
     /// The state URL (to reopen with another key).
     url: StateUrl,
+    /// The master key the state was first opened with (its key check's).
+    key: MasterKey,
     /// Raw access.
     raw: Raw,
     /// The PostgreSQL test database, dropped by `finish`.
@@ -67,10 +69,12 @@ impl Harness {
         };
         let path = dir.path().join("state").join("state.db");
         let url = must(StateUrl::parse(&format!("sqlite://{}", path.display())));
-        let store = must(SqliteStore::open(&url, MasterKey::generate()).await);
+        let key = MasterKey::generate();
+        let store = must(SqliteStore::open(&url, key.clone()).await);
         Harness {
             store: Arc::new(store),
             url,
+            key,
             raw: Raw::Sqlite(path),
             db: None,
             _dir: Some(dir),
@@ -80,11 +84,13 @@ impl Harness {
     async fn postgres() -> Harness {
         let db = TestDb::new().await;
         let url = must(StateUrl::parse(&db.url));
-        let store = must(PostgresStore::open(&url, MasterKey::generate()).await);
+        let key = MasterKey::generate();
+        let store = must(PostgresStore::open(&url, key.clone()).await);
         let raw = Raw::Postgres(store.pool().clone());
         Harness {
             store: Arc::new(store),
             url,
+            key,
             raw,
             db: Some(db),
             _dir: None,
@@ -92,8 +98,28 @@ impl Harness {
     }
 
     /// Opens the same state again with `key`.
-    async fn reopen(&self, key: MasterKey) -> Result<Arc<dyn Store>, StoreError> {
+    async fn reopen(&self, key: impl Into<KeyLookup>) -> Result<Arc<dyn Store>, StoreError> {
         cls_control::open(&self.url, key).await
+    }
+
+    /// The one text value `sql` selects, if any row.
+    async fn text(&self, sql: &str) -> Option<String> {
+        match &self.raw {
+            Raw::Sqlite(path) => {
+                let pool =
+                    must(sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display())).await);
+                let value = must(sqlx::query_scalar(sql).fetch_optional(&pool).await);
+                pool.close().await;
+                value
+            }
+            Raw::Postgres(pool) => must(sqlx::query_scalar(sql).fetch_optional(pool).await),
+        }
+    }
+
+    /// The state's key check as stored, if any.
+    async fn key_check(&self) -> Option<String> {
+        self.text("SELECT value FROM state_meta WHERE name = 'master_key_check'")
+            .await
     }
 
     /// Everything the state database holds, as text (bytes of the file for SQLite; every
@@ -1029,36 +1055,175 @@ mod scenarios {
         Ok(())
     }
 
-    pub async fn wrong_master_key_is_reported(h: &Harness) -> TestResult {
-        let s = &h.store;
-        let p = s.create_project(new_project("p")).await?;
-        let c = s.create_configuration(new_configuration("c", p.id)).await?;
-        let other = h.reopen(MasterKey::generate()).await?;
-        let err = other.project(p.id).await.err().ok_or_else(none)?;
+    /// A key that is not the state's is refused when the state is opened, before anything
+    /// is read or sealed with it, whatever the state holds.
+    pub async fn wrong_master_key_is_refused_at_open(h: &Harness) -> TestResult {
+        // An empty state already knows its key: the first open wrote the key check.
+        assert!(h.key_check().await.is_some(), "no key check was written");
+        let err = h
+            .reopen(MasterKey::generate())
+            .await
+            .err()
+            .ok_or_else(none)?;
         assert!(
-            matches!(err, StoreError::Secrets(SecretsError::WrongKey)),
+            matches!(
+                err,
+                StoreError::Secrets(SecretsError::KeyMismatch {
+                    source_name: KeySource::Generated
+                })
+            ),
             "{err:?}"
         );
+        let s = &h.store;
+        let p = s.create_project(new_project("p")).await?;
+        s.create_configuration(new_configuration("c", p.id)).await?;
+        let env_key = MasterKey::from_base64(
+            &SecretString::from("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+            KeySource::Environment,
+        )?;
+        let err = h.reopen(env_key).await.err().ok_or_else(none)?;
         assert_eq!(
             err.to_string(),
-            "the master key does not match the one these secrets were encrypted with: restore CLS_MASTER_KEY or the key file"
+            "the master key in CLS_MASTER_KEY is not the one this state's secrets were sealed with, so cls cannot read them: set CLS_MASTER_KEY to the key this state was sealed with (or unset it, if the key file master.key in the data directory holds that key)"
         );
-        let err = other.configuration(c.id).await.err().ok_or_else(none)?;
-        assert!(matches!(err, StoreError::Secrets(SecretsError::WrongKey)));
-        // Rows without secrets still read.
-        let sched = s
-            .create_schedule(NewSchedule {
-                configuration_id: c.id,
-                cadence: Cadence::Every(Every::Week),
-                mode: SyncMode::Full,
-            })
-            .await?;
-        assert_eq!(other.schedule(sched.id).await?.id, sched.id);
+        // The right key still opens it and reads the secrets.
+        let again = h.reopen(h.key.clone()).await?;
+        assert_eq!(
+            again.project(p.id).await?.database_url.expose(),
+            db_url().expose()
+        );
+        Ok(())
+    }
+
+    /// A state from before the key check: the key is proven on a sealed secret, and only
+    /// then is the check written.
+    pub async fn states_without_a_key_check_are_checked_on_a_secret(h: &Harness) -> TestResult {
+        let s = &h.store;
+        let p = s.create_project(new_project("p")).await?;
+        h.execute("DELETE FROM state_meta").await;
+        let err = h
+            .reopen(MasterKey::generate())
+            .await
+            .err()
+            .ok_or_else(none)?;
+        assert!(
+            matches!(err, StoreError::Secrets(SecretsError::KeyMismatch { .. })),
+            "{err:?}"
+        );
+        assert_eq!(h.key_check().await, None, "a wrong key wrote a key check");
+        let again = h.reopen(h.key.clone()).await?;
+        assert!(
+            h.key_check().await.is_some(),
+            "the right key wrote no key check"
+        );
+        assert_eq!(again.project(p.id).await?.name, "p");
+        // From now on the check decides, even with no secret left.
+        again.delete_project(p.id).await?;
+        assert!(h.reopen(MasterKey::generate()).await.is_err());
+        Ok(())
+    }
+
+    /// No key (no CLS_MASTER_KEY, no key file): a key file is made for a state that holds
+    /// nothing sealed, and never for one that does — the error names the file expected.
+    pub async fn a_missing_key_file_is_made_only_for_a_new_state(h: &Harness) -> TestResult {
+        let dir = tempfile::tempdir().map_err(|e| StoreError::Invalid {
+            field: "test",
+            reason: e.to_string(),
+        })?;
+        let path = dir.path().join("master.key");
+        let missing = || KeyLookup::Missing { path: path.clone() };
+        // The state knows its key already (the harness's): no file is made.
+        let err = h.reopen(missing()).await.err().ok_or_else(none)?;
+        assert!(
+            matches!(err, StoreError::Secrets(SecretsError::KeyMissing { .. })),
+            "{err:?}"
+        );
+        let message = err.to_string();
+        assert!(
+            message.contains(&path.display().to_string())
+                && message.contains("is already sealed under a master key")
+                && message.contains("restore"),
+            "{message}"
+        );
+        assert!(
+            !path.exists(),
+            "a key file was made for a state sealed under another key"
+        );
+
+        // A state with nothing sealed yet (standing in for a new one): the file is made,
+        // private, and the state is sealed under it from then on.
+        h.execute("DELETE FROM state_meta").await;
+        let fresh = h.reopen(missing()).await?;
+        assert!(path.exists(), "no key file was made for a new state");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).map(|m| m.permissions().mode() & 0o777);
+            assert!(matches!(mode, Ok(0o600)), "{mode:?}");
+        }
+        let p = fresh.create_project(new_project("p")).await?;
+        let key = MasterKey::from_key_file(&path)?;
+        assert_eq!(h.reopen(key).await?.project(p.id).await?.name, "p");
+        assert!(
+            h.reopen(h.key.clone()).await.is_err(),
+            "the old key still opens the state"
+        );
+
+        // The key file deleted: refused, and not made again.
+        std::fs::remove_file(&path).map_err(|e| StoreError::Invalid {
+            field: "test",
+            reason: e.to_string(),
+        })?;
+        let err = h.reopen(missing()).await.err().ok_or_else(none)?;
+        assert!(
+            matches!(err, StoreError::Secrets(SecretsError::KeyMissing { .. })),
+            "{err:?}"
+        );
+        assert!(!path.exists(), "a new key file replaced the deleted one");
+        Ok(())
+    }
+
+    /// Two nodes on a new state, each without a key, start at once: one key wins, the other
+    /// node fails clearly and keeps no key file of its own.
+    pub async fn two_nodes_making_their_own_keys(h: &Harness) -> TestResult {
+        h.execute("DELETE FROM state_meta").await;
+        let dirs = [tempfile::tempdir(), tempfile::tempdir()];
+        let [Ok(a), Ok(b)] = dirs else {
+            return Err(StoreError::Invalid {
+                field: "test",
+                reason: "no temp dir".into(),
+            });
+        };
+        let (path_a, path_b) = (a.path().join("master.key"), b.path().join("master.key"));
+        let (first, second) = tokio::join!(
+            h.reopen(KeyLookup::Missing {
+                path: path_a.clone()
+            }),
+            h.reopen(KeyLookup::Missing {
+                path: path_b.clone()
+            }),
+        );
+        let (winner, loser, lost_path) = match (first, second) {
+            (Ok(w), Err(l)) => (w, l, &path_b),
+            (Err(l), Ok(w)) => (w, l, &path_a),
+            (Ok(_), Ok(_)) => panic!("both nodes started, each with its own key"),
+            (Err(a), Err(b)) => panic!("neither node started: {a}; {b}"),
+        };
+        assert!(
+            matches!(loser, StoreError::Secrets(SecretsError::KeyMissing { .. })),
+            "{loser:?}"
+        );
+        assert!(loser.to_string().contains("another node"), "{loser}");
+        assert!(
+            !lost_path.exists(),
+            "the losing node kept its unused key file"
+        );
+        winner.create_project(new_project("p")).await?;
         Ok(())
     }
 
     pub async fn reopening_keeps_state(h: &Harness) -> TestResult {
-        let key = MasterKey::generate();
+        let key = h.key.clone();
         let first = h.reopen(key.clone()).await?;
         let p = first.create_project(new_project("kept")).await?;
         // Opening again runs the migrations again: nothing changes, nothing is lost.
@@ -1141,7 +1306,7 @@ mod scenarios {
             grafana.id
         );
         // Another node (no cache) agrees.
-        let fresh = h.reopen(MasterKey::generate()).await?;
+        let fresh = h.reopen(h.key.clone()).await?;
         assert!(fresh.authenticate_api_token(&token).await.is_err());
         assert_eq!(
             fresh
@@ -1780,7 +1945,7 @@ mod scenarios {
     /// Master key rotation: every secret re-sealed in one go; the new key reads them all,
     /// the old one fails clearly; a store whose key does not open them changes nothing.
     pub async fn master_key_rotation(h: &Harness) -> TestResult {
-        let old = MasterKey::generate();
+        let old = h.key.clone();
         let s = h.reopen(old.clone()).await?;
         let p = s.create_project(new_project("p")).await?;
         let q = s.create_project(new_project("q")).await?;
@@ -1794,10 +1959,40 @@ mod scenarios {
             .create_configuration(new_configuration("plain", q.id))
             .await?;
 
-        // A node with the wrong key cannot rotate, and changes nothing.
-        let stranger = h.reopen(MasterKey::generate()).await?;
-        let refused = stranger
-            .rotate_master_key(MasterKey::generate())
+        // A node with the wrong key cannot even open the state.
+        let stranger = h
+            .reopen(MasterKey::generate())
+            .await
+            .err()
+            .ok_or_else(none)?;
+        assert!(
+            matches!(
+                stranger,
+                StoreError::Secrets(SecretsError::KeyMismatch { .. })
+            ),
+            "{stranger:?}"
+        );
+
+        // A rotation that fails part way (one secret sealed under some other key) changes
+        // nothing, the key check included: the old key still opens the state, the new not.
+        let check = h.key_check().await;
+        let foreign = MasterKey::generate().seal(&SecretString::from("postgres://x@y/z"))?;
+        let q_sealed = h
+            .text(&format!(
+                "SELECT database_url_sealed FROM projects WHERE id = {}",
+                q.id.0
+            ))
+            .await
+            .ok_or_else(none)?;
+        h.execute(&format!(
+            "UPDATE projects SET database_url_sealed = '{}' WHERE id = {}",
+            foreign.as_str(),
+            q.id.0
+        ))
+        .await;
+        let failed = MasterKey::generate();
+        let refused = s
+            .rotate_master_key(failed.clone())
             .await
             .err()
             .ok_or_else(none)?;
@@ -1805,6 +2000,21 @@ mod scenarios {
             matches!(refused, StoreError::Secrets(SecretsError::WrongKey)),
             "{refused:?}"
         );
+        assert_eq!(
+            h.key_check().await,
+            check,
+            "a failed rotation changed the key check"
+        );
+        assert!(
+            h.reopen(failed).await.is_err(),
+            "a failed rotation's key opens the state"
+        );
+        h.reopen(old.clone()).await?;
+        h.execute(&format!(
+            "UPDATE projects SET database_url_sealed = '{q_sealed}' WHERE id = {}",
+            q.id.0
+        ))
+        .await;
         assert_eq!(
             s.project(p.id).await?.database_url.expose(),
             db_url().expose()
@@ -1839,18 +2049,15 @@ mod scenarios {
             STRIPE_KEY
         );
 
-        let with_old = h.reopen(old).await?;
-        for err in [
-            with_old.project(p.id).await.err(),
-            with_old.configuration(plain.id).await.err(),
-        ] {
-            let err = err.ok_or_else(none)?;
-            assert!(
-                matches!(err, StoreError::Secrets(SecretsError::WrongKey)),
-                "{err:?}"
-            );
-            assert!(err.to_string().contains("restore CLS_MASTER_KEY"), "{err}");
-        }
+        // The key check moved with the secrets: the old key is refused at open.
+        let with_old = h.reopen(old).await.err().ok_or_else(none)?;
+        assert!(
+            matches!(
+                with_old,
+                StoreError::Secrets(SecretsError::KeyMismatch { .. })
+            ),
+            "{with_old:?}"
+        );
         Ok(())
     }
 
@@ -1903,7 +2110,10 @@ conformance!(
     schedules,
     sync_runs,
     secrets_never_stored_in_plaintext,
-    wrong_master_key_is_reported,
+    wrong_master_key_is_refused_at_open,
+    states_without_a_key_check_are_checked_on_a_secret,
+    a_missing_key_file_is_made_only_for_a_new_state,
+    two_nodes_making_their_own_keys,
     reopening_keeps_state,
     run_queue,
     schedule_due_slots,

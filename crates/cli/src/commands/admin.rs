@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use cls_control::secrets::KEY_FILE_NAME;
-use cls_control::{ApiTokenId, KeySource, MasterKey, PageRequest};
+use cls_control::{ApiTokenId, KeyLookup, KeySource, MasterKey, PageRequest};
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{Outcome, StateArgs};
@@ -137,15 +137,14 @@ pub async fn rotate(args: RotateArgs) -> anyhow::Result<Outcome> {
     let from_env = std::env::var(cls_control::MASTER_KEY_ENV)
         .ok()
         .filter(|v| !v.trim().is_empty());
-    let default_file = data_dir.join(KEY_FILE_NAME);
-    if from_env.is_none() && !default_file.exists() {
-        anyhow::bail!(
+    let old = match MasterKey::find_from(from_env.map(SecretString::from), data_dir)? {
+        KeyLookup::Found(key) => key,
+        KeyLookup::Missing { path } => anyhow::bail!(
             "no master key to rotate: {} is not set and there is no key file {}; check --data-dir",
             cls_control::MASTER_KEY_ENV,
-            default_file.display()
-        );
-    }
-    let old = MasterKey::load_from(from_env.map(SecretString::from), data_dir)?;
+            path.display()
+        ),
+    };
     let store = cls_control::open(&args.state.url()?, old.clone()).await?;
 
     // Where the new key goes, and which file it replaces once the state uses it.

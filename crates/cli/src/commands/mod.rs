@@ -158,7 +158,9 @@ impl StateArgs {
         })
     }
 
-    /// Opens the state with the product's master key (`CLS_MASTER_KEY`, else the key file).
+    /// Opens the state with the product's master key (`CLS_MASTER_KEY`, else the key file),
+    /// refusing a key that is not the state's, and a missing one when the state holds
+    /// sealed secrets.
     pub async fn open(&self) -> anyhow::Result<Arc<dyn Store>> {
         Ok(self.open_with_source().await?.0)
     }
@@ -172,8 +174,9 @@ impl StateArgs {
                 self.data_dir.display()
             )
         })?;
-        let key = MasterKey::load(&self.data_dir)?;
-        let source = key.source().clone();
+        // Found, not made: the store makes a key file only for a state with nothing sealed.
+        let key = MasterKey::find(&self.data_dir)?;
+        let source = key.source();
         Ok((cls_control::open(&self.url()?, key).await?, source))
     }
 }

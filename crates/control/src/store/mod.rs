@@ -8,6 +8,8 @@
 //! Rules the store enforces, whatever the caller:
 //! - secrets (database URLs, Stripe keys) are sealed with the [`MasterKey`] before they are
 //!   written and opened when read; the state database never holds them in plain text;
+//! - a store opens only with the master key the state's secrets were sealed with, and makes
+//!   a new key file only for a state that holds nothing sealed ([`key_check`]);
 //! - deleting a project deletes its configurations (and their schedules and runs);
 //! - a configuration's provider, project and data types never change after creation
 //!   ([`ConfigurationPatch`] cannot express it);
@@ -22,6 +24,7 @@
 //! - a running run names the Stripe account it syncs, so the runs of one account on every
 //!   node can divide its rate budget ([`Store::share_account`]).
 
+mod key_check;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -44,7 +47,7 @@ use crate::model::{
     ProjectId, ProjectPatch, RotationReport, RunError, RunId, RunStatus, RunUpdate, Schedule,
     ScheduleId, SchedulePatch, Session, SessionId, SyncRun, TypeStats, User, UserId,
 };
-use crate::secrets::{MasterKey, SecretsError};
+use crate::secrets::{KeyLookup, MasterKey, SecretsError};
 
 pub use postgres::{PostgresStore, CONTROL_SCHEMA};
 pub use sqlite::SqliteStore;
@@ -442,8 +445,9 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Re-seals every secret (database URLs, Stripe keys, webhook secrets) under `new` in
     /// one transaction — all or nothing — after which this store uses `new`. Every secret
-    /// must open with the current key first. Other nodes still hold the old key: stop them
-    /// while rotating and start them with the new one.
+    /// must open with the current key first. The state's key check is replaced in the same
+    /// transaction, so from then on the state opens only with `new`. Other nodes still hold
+    /// the old key: stop them while rotating and start them with the new one.
     async fn rotate_master_key(&self, new: MasterKey) -> Result<RotationReport, StoreError>;
 }
 
@@ -488,9 +492,12 @@ impl QueuedRun {
     }
 }
 
-/// Opens the state store at `url` (creating a SQLite file and its directory when missing)
-/// and brings its schema up to date.
-pub async fn open(url: &StateUrl, key: MasterKey) -> Result<Arc<dyn Store>, StoreError> {
+/// Opens the state store at `url` (creating a SQLite file and its directory when missing),
+/// brings its schema up to date and checks the master key against the state: a
+/// [`MasterKey`] (or [`KeyLookup::Found`]) must be the state's; with
+/// [`KeyLookup::Missing`], a new key file is made only when the state holds nothing sealed
+/// ([`SecretsError::KeyMismatch`], [`SecretsError::KeyMissing`] otherwise).
+pub async fn open(url: &StateUrl, key: impl Into<KeyLookup>) -> Result<Arc<dyn Store>, StoreError> {
     match url.kind() {
         DatabaseKind::Sqlite => Ok(Arc::new(SqliteStore::open(url, key).await?)),
         DatabaseKind::Postgres => Ok(Arc::new(PostgresStore::open(url, key).await?)),

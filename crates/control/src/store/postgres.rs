@@ -19,6 +19,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::types::Json;
 use sqlx::{Connection, Executor, PgConnection, PgPool};
 
+use super::key_check::{self, KeyCheckRows, KEY_CHECK_NAME};
 use super::rows::{
     cadence_columns, key_kind_text, key_mode_text, kind_text, reseal, seal_key, seal_secret,
     seal_url, ApiTokenRow, ConfigurationRow, ConfigurationSecretsRow, ProjectRow, RunRow,
@@ -35,7 +36,7 @@ use crate::model::{
     ProjectId, ProjectPatch, RotationReport, RunId, RunStatus, RunUpdate, Schedule, ScheduleId,
     SchedulePatch, Session, SessionId, SyncRun, TypeStats, User, UserId, DEFAULT_SCHEMA,
 };
-use crate::secrets::MasterKey;
+use crate::secrets::{KeyLookup, MasterKey, Sealed};
 use crate::tokens::{self, refused, CredentialRows, StoredApiToken, TokenCache};
 
 /// The PostgreSQL schema holding the control plane's tables.
@@ -83,7 +84,10 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects, creates [`CONTROL_SCHEMA`] if needed and applies the migrations.
     #[tracing::instrument(name = "store.open", skip_all, fields(url = %url))]
-    pub async fn open(url: &StateUrl, key: MasterKey) -> Result<PostgresStore, StoreError> {
+    pub async fn open(
+        url: &StateUrl,
+        key: impl Into<KeyLookup>,
+    ) -> Result<PostgresStore, StoreError> {
         let connect_error = |source| StoreError::Connect {
             url: url.to_string(),
             source,
@@ -111,6 +115,7 @@ impl PostgresStore {
             .await
             .map_err(connect_error)?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        let key = key_check::settle(&pool, key.into()).await?;
         Ok(PostgresStore {
             pool,
             key: Arc::new(RwLock::new(key)),
@@ -1117,7 +1122,7 @@ impl Store for PostgresStore {
         let mut report = RotationReport::default();
         let mut tx = self.pool.begin().await?;
         // No other node may write a secret (sealed under the old key) while this runs.
-        sqlx::query("LOCK TABLE projects, configurations IN SHARE ROW EXCLUSIVE MODE")
+        sqlx::query("LOCK TABLE projects, configurations, state_meta IN SHARE ROW EXCLUSIVE MODE")
             .execute(&mut *tx)
             .await?;
         let projects: Vec<(i64, String)> =
@@ -1154,6 +1159,15 @@ impl Store for PostgresStore {
             .await?;
             report.configurations += 1;
         }
+        // The state's key check moves to the new key with its secrets, or not at all.
+        sqlx::query(
+            "INSERT INTO state_meta (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(KEY_CHECK_NAME)
+        .bind(new.key_check()?.as_str())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         *self.key.write().unwrap_or_else(|p| p.into_inner()) = new;
         Ok(report)
@@ -1201,5 +1215,38 @@ impl CredentialRows for PostgresStore {
         .fetch_optional(&self.pool)
         .await?
         .map(UserRow::into_user_and_hash))
+    }
+}
+
+#[async_trait]
+impl KeyCheckRows for PgPool {
+    async fn key_check(&self) -> Result<Option<Sealed>, StoreError> {
+        let value: Option<String> =
+            sqlx::query_scalar("SELECT value FROM state_meta WHERE name = $1")
+                .bind(KEY_CHECK_NAME)
+                .fetch_optional(self)
+                .await?;
+        Ok(value.map(Sealed::from_stored))
+    }
+
+    async fn some_sealed_secret(&self) -> Result<Option<Sealed>, StoreError> {
+        let value: Option<String> = sqlx::query_scalar(
+            "SELECT sealed FROM (SELECT database_url_sealed AS sealed FROM projects \
+             UNION ALL SELECT stripe_key_sealed FROM configurations) AS secrets LIMIT 1",
+        )
+        .fetch_optional(self)
+        .await?;
+        Ok(value.map(Sealed::from_stored))
+    }
+
+    async fn add_key_check(&self, check: &Sealed) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO state_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(KEY_CHECK_NAME)
+        .bind(check.as_str())
+        .execute(self)
+        .await?;
+        Ok(())
     }
 }

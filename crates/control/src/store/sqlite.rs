@@ -17,6 +17,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::types::Json;
 use sqlx::SqlitePool;
 
+use super::key_check::{self, KeyCheckRows, KEY_CHECK_NAME};
 use super::rows::{
     cadence_columns, key_kind_text, key_mode_text, kind_text, reseal, seal_key, seal_secret,
     seal_url, ApiTokenRow, ConfigurationRow, ConfigurationSecretsRow, ProjectRow, RunRow,
@@ -33,7 +34,7 @@ use crate::model::{
     ProjectId, ProjectPatch, RotationReport, RunId, RunStatus, RunUpdate, Schedule, ScheduleId,
     SchedulePatch, Session, SessionId, SyncRun, TypeStats, User, UserId, DEFAULT_SCHEMA,
 };
-use crate::secrets::MasterKey;
+use crate::secrets::{KeyLookup, MasterKey, Sealed};
 use crate::tokens::{self, refused, CredentialRows, StoredApiToken, TokenCache};
 
 const PROJECT_SELECT: &str = "SELECT id, name, kind, database_url_sealed, schema_name, active, \
@@ -75,7 +76,10 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (or creates) the file and applies the migrations.
     #[tracing::instrument(name = "store.open", skip_all, fields(url = %url))]
-    pub async fn open(url: &StateUrl, key: MasterKey) -> Result<SqliteStore, StoreError> {
+    pub async fn open(
+        url: &StateUrl,
+        key: impl Into<KeyLookup>,
+    ) -> Result<SqliteStore, StoreError> {
         let path = url
             .sqlite_path()
             .ok_or_else(|| StoreError::InvalidStateUrl {
@@ -102,6 +106,7 @@ impl SqliteStore {
                 source,
             })?;
         sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        let key = key_check::settle(&pool, key.into()).await?;
         Ok(SqliteStore {
             pool,
             key: Arc::new(RwLock::new(key)),
@@ -1109,6 +1114,15 @@ impl Store for SqliteStore {
             .await?;
             report.configurations += 1;
         }
+        // The state's key check moves to the new key with its secrets, or not at all.
+        sqlx::query(
+            "INSERT INTO state_meta (name, value) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+        )
+        .bind(KEY_CHECK_NAME)
+        .bind(new.key_check()?.as_str())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         *self.key.write().unwrap_or_else(|p| p.into_inner()) = new;
         Ok(report)
@@ -1156,5 +1170,38 @@ impl CredentialRows for SqliteStore {
         .fetch_optional(&self.pool)
         .await?
         .map(UserRow::into_user_and_hash))
+    }
+}
+
+#[async_trait]
+impl KeyCheckRows for SqlitePool {
+    async fn key_check(&self) -> Result<Option<Sealed>, StoreError> {
+        let value: Option<String> =
+            sqlx::query_scalar("SELECT value FROM state_meta WHERE name = $1")
+                .bind(KEY_CHECK_NAME)
+                .fetch_optional(self)
+                .await?;
+        Ok(value.map(Sealed::from_stored))
+    }
+
+    async fn some_sealed_secret(&self) -> Result<Option<Sealed>, StoreError> {
+        let value: Option<String> = sqlx::query_scalar(
+            "SELECT sealed FROM (SELECT database_url_sealed AS sealed FROM projects \
+             UNION ALL SELECT stripe_key_sealed FROM configurations) AS secrets LIMIT 1",
+        )
+        .fetch_optional(self)
+        .await?;
+        Ok(value.map(Sealed::from_stored))
+    }
+
+    async fn add_key_check(&self, check: &Sealed) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO state_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(KEY_CHECK_NAME)
+        .bind(check.as_str())
+        .execute(self)
+        .await?;
+        Ok(())
     }
 }

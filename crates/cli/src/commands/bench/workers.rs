@@ -141,7 +141,7 @@ impl Setup {
         ));
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("cannot create {}", data_dir.display()))?;
-        let key = MasterKey::load(&data_dir)?;
+        let key = MasterKey::find(&data_dir)?;
         let store = cls_control::open(&StateUrl::parse(&state.url)?, key).await?;
         let mut emulators = Vec::new();
         for a in 0..args.worker_accounts {
