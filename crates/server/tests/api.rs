@@ -972,8 +972,8 @@ async fn clients_are_rate_limited_with_headers() -> TestResult {
             .and_then(|v| v.to_str().ok()),
         Some("2")
     );
-    // A client guessing tokens is refused once its address's allowance is spent, and stays
-    // refused (without its guesses being checked) until the wait is over.
+    // A client guessing tokens is refused once its address's allowance is spent, until it
+    // refills.
     for expected in [StatusCode::UNAUTHORIZED, StatusCode::UNAUTHORIZED] {
         let a = app
             .send(Method::GET, "/api/projects", None, Some("cls_guess_guess"))
@@ -993,6 +993,42 @@ async fn clients_are_rate_limited_with_headers() -> TestResult {
         let r = app.http.get(format!("{}/healthz", app.base)).send().await?;
         assert_eq!(r.status(), StatusCode::OK);
     }
+    Ok(())
+}
+
+/// Clients behind one address (a reverse proxy): bad tokens spend that address's allowance
+/// only; a valid key from the same address is counted against the key and still served.
+#[tokio::test]
+async fn bad_tokens_from_an_address_do_not_refuse_a_valid_key_from_it() -> TestResult {
+    let app = spawn_app(Some(3)).await;
+    let guess = format!("cls_00000000_{}", "a".repeat(40));
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let a = app
+            .send(Method::GET, "/api/projects", None, Some(&guess))
+            .await?;
+        statuses.push(a.status.as_u16());
+    }
+    assert_eq!(statuses, [401, 401, 401, 429, 429]);
+    let ok = app.get("/api/projects").await?;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert_eq!(
+        ok.headers
+            .get("ratelimit-remaining")
+            .and_then(|v| v.to_str().ok()),
+        Some("2"),
+        "a valid key has its own allowance"
+    );
+    // The guesser is still refused.
+    let again = app
+        .send(Method::GET, "/api/projects", None, Some(&guess))
+        .await?;
+    assert_eq!(
+        again.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        again.body
+    );
     Ok(())
 }
 

@@ -2,7 +2,10 @@
 //! checked by [`cls_control::Store::authenticate_api_token`]) and per-client rate limiting.
 //!
 //! Rate limits are kept per client: per API key when the request authenticated, else per
-//! peer IP address (so a client guessing tokens is limited too). Every answer carries
+//! peer IP address (so a client guessing tokens is limited too). Authentication comes
+//! first, so requests with a valid key never spend (or wait out) their address's
+//! allowance: behind a reverse proxy every client shares one address, and one client's bad
+//! tokens must not lock the others out. Every answer carries
 //! `RateLimit-Limit` (requests per window), `RateLimit-Remaining` and `RateLimit-Reset`
 //! (seconds until the full allowance is back), and `RateLimit-Policy`; a `429` adds
 //! `Retry-After` (seconds). The peer address comes from axum's `ConnectInfo`, which
@@ -13,11 +16,10 @@
 //! It also counts every API request: `cls_api_requests_total{method, route, status}` and
 //! `cls_api_request_duration_seconds{route}`.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
@@ -79,8 +81,6 @@ pub(crate) struct Guard {
     limiter: KeyedLimiter,
     /// The configured limit, for `RateLimit-Policy`.
     limit: RateLimit,
-    /// Unauthenticated peers refused for too many requests, and until when.
-    refused: Mutex<HashMap<ClientKey, Instant>>,
     /// Requests counted so far (paces the forgetting of idle clients).
     counted: AtomicU64,
 }
@@ -93,37 +93,8 @@ impl Guard {
             store,
             limiter: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
             limit,
-            refused: Mutex::new(HashMap::new()),
             counted: AtomicU64::new(0),
         }
-    }
-
-    /// A refusal when `peer` is still waiting out an earlier `429`.
-    fn still_refused(&self, peer: &ClientKey) -> Option<Decision> {
-        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        let until = *refused.get(peer)?;
-        if until <= now {
-            refused.remove(peer);
-            return None;
-        }
-        let wait = ceil_secs(until - now).max(1);
-        Some(Decision {
-            limit: self.limit.per_minute.get(),
-            remaining: 0,
-            reset: wait,
-            retry_after: Some(wait),
-        })
-    }
-
-    /// Remembers that `peer` must wait `wait` before its tokens are checked again.
-    fn refuse_until(&self, peer: ClientKey, wait: Duration) {
-        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        if refused.len() > FORGET_IDLE_ABOVE {
-            refused.retain(|_, until| *until > now);
-        }
-        refused.insert(peer, now + wait);
     }
 }
 
@@ -212,9 +183,12 @@ async fn authenticate(store: &dyn Store, headers: &HeaderMap) -> Result<ApiToken
 /// The middleware: authenticate, count, answer `429`/`401` or pass the request on (with the
 /// [`ApiToken`] in its extensions), and put the rate-limit headers on the answer.
 ///
-/// A peer refused for making too many unauthenticated requests is refused again, without
-/// checking its token, until its wait is over: token checks are deliberately slow (argon2),
-/// and a client guessing tokens must not be able to spend the server's CPU on them.
+/// A request with a valid key counts against that key only. One that fails authentication
+/// counts against its peer address, and once that allowance is spent is answered `429`
+/// instead of `401` until it refills. Its token is still checked first: a valid key from
+/// the same address (clients behind one proxy) must not be refused for another client's
+/// bad tokens. A token whose prefix names no key costs one indexed lookup; only a known
+/// prefix with a wrong secret costs an argon2 verification.
 pub(crate) async fn guard(
     State(guard): State<Arc<Guard>>,
     mut req: Request,
@@ -231,32 +205,18 @@ pub(crate) async fn guard(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(ClientKey::Unknown, |c| ClientKey::Ip(c.0.ip()));
-    let (decision, response) = match guard.still_refused(&peer) {
-        Some(decision) => {
-            let response = rate_limited(&decision);
-            (decision, response)
-        }
-        None => {
-            let auth = authenticate(guard.store.as_ref(), req.headers()).await;
-            let key = match &auth {
-                Ok(token) => ClientKey::Token(token.id.0),
-                Err(_) => peer,
-            };
-            let decision = guard.count(&key);
-            let response = match (decision.retry_after, auth) {
-                (Some(wait), auth) => {
-                    if auth.is_err() {
-                        guard.refuse_until(peer, Duration::from_secs(wait));
-                    }
-                    rate_limited(&decision)
-                }
-                (None, Err(e)) => e.into_response(),
-                (None, Ok(token)) => {
-                    req.extensions_mut().insert(token);
-                    next.run(req).await
-                }
-            };
-            (decision, response)
+    let auth = authenticate(guard.store.as_ref(), req.headers()).await;
+    let key = match &auth {
+        Ok(token) => ClientKey::Token(token.id.0),
+        Err(_) => peer,
+    };
+    let decision = guard.count(&key);
+    let response = match (decision.retry_after, auth) {
+        (Some(_), _) => rate_limited(&decision),
+        (None, Err(e)) => e.into_response(),
+        (None, Ok(token)) => {
+            req.extensions_mut().insert(token);
+            next.run(req).await
         }
     };
     finish(&guard, response, &decision, method, route, started)
