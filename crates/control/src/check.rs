@@ -9,6 +9,9 @@
 //!   pass, the schedules the *system* paused (a revoked key, a lost permission, an
 //!   unreachable database) switched on again ([`resume_system_paused`]). A schedule a person
 //!   paused has no reason and stays paused.
+//! - A project's test ([`test_project`]): the database half only; when it passes, the
+//!   schedules of the project's configurations the system paused because the database was
+//!   unreachable are switched on again — and no others, since the key was not tested.
 //!
 //! Each half gives up after a [`TimeLimits`] bound, so a black-holed host cannot hold a page
 //! or a request open; a timeout is its own error variant, with what to check.
@@ -22,7 +25,7 @@ use cls_stripe::{ApiKey, ClientConfig, StripeClient, StripeError};
 use url::Url;
 
 use crate::model::{
-    Configuration, ConfigurationId, PageRequest, Project, ScheduleId, SchedulePatch,
+    Configuration, ConfigurationId, PageRequest, Project, ProjectId, ScheduleId, SchedulePatch,
 };
 use crate::store::{Store, StoreError};
 
@@ -186,11 +189,31 @@ pub async fn check_database(
     }
 }
 
+/// How the runner's pause reasons for an unreachable database begin (its words, in
+/// `runner.rs`: "the database <masked URL> is unreachable: …"); the reasons for a key begin
+/// with "Stripe" or "the Stripe key". A project's test lifts only these.
+const DATABASE_PAUSE_START: &str = "the database ";
+
+/// Whether a system pause's `reason` was the database being unreachable.
+fn paused_for_database(reason: &str) -> bool {
+    reason.starts_with(DATABASE_PAUSE_START)
+}
+
 /// Switches on again `configuration`'s schedules the system paused (those with a reason; a
 /// person's pause has none and stays), every page of them; the ids switched on.
 pub async fn resume_system_paused(
     store: &dyn Store,
     configuration: ConfigurationId,
+) -> Result<Vec<ScheduleId>, StoreError> {
+    resume_paused(store, configuration, |_| true).await
+}
+
+/// Switches on again `configuration`'s schedules the system paused for a reason `lifts`
+/// accepts, every page of them; the ids switched on.
+async fn resume_paused(
+    store: &dyn Store,
+    configuration: ConfigurationId,
+    lifts: fn(&str) -> bool,
 ) -> Result<Vec<ScheduleId>, StoreError> {
     let mut resumed = Vec::new();
     let mut page = PageRequest {
@@ -201,7 +224,7 @@ pub async fn resume_system_paused(
         let got = store.list_schedules(Some(configuration), page).await?;
         let n = got.items.len() as u64;
         for s in got.items {
-            if !s.active && s.paused_reason.is_some() {
+            if !s.active && s.paused_reason.as_deref().is_some_and(lifts) {
                 let patch = SchedulePatch {
                     active: Some(true),
                     ..SchedulePatch::default()
@@ -216,6 +239,73 @@ pub async fn resume_system_paused(
             return Ok(resumed);
         }
     }
+}
+
+/// Switches on again the schedules of `project`'s configurations that the system paused
+/// because the database was unreachable, every page of them; the ids switched on.
+async fn resume_database_paused(
+    store: &dyn Store,
+    project: ProjectId,
+) -> Result<Vec<ScheduleId>, StoreError> {
+    let mut resumed = Vec::new();
+    let mut page = PageRequest {
+        offset: 0,
+        limit: 500,
+    };
+    loop {
+        let got = store.list_configurations(Some(project), page).await?;
+        let n = got.items.len() as u64;
+        for c in got.items {
+            resumed.extend(resume_paused(store, c.id, paused_for_database).await?);
+        }
+        page.offset += n;
+        if n == 0 || page.offset >= got.total {
+            return Ok(resumed);
+        }
+    }
+}
+
+/// What Test Connection found for a project.
+#[derive(Debug)]
+pub struct ProjectTest {
+    /// The project tested.
+    pub project: Project,
+    /// Its database.
+    pub database: Result<DatabaseCheck, DatabaseCheckError>,
+    /// The schedules the system had paused for an unreachable database that this passing
+    /// test switched on again (empty when it did not pass).
+    pub resumed: Vec<ScheduleId>,
+}
+
+impl ProjectTest {
+    /// Whether the database is reachable and cls may create its tables.
+    pub fn passed(&self) -> bool {
+        matches!(&self.database, Ok(d) if d.passed())
+    }
+}
+
+/// Test Connection for a project: its database ([`check_database`], without data types);
+/// when it passes, the schedules of the project's configurations the system paused because
+/// the database was unreachable are switched on again (a pause for the key stays: only a
+/// configuration's test checks the key). An unknown project is [`StoreError::NotFound`]; a
+/// failing check is not an error.
+pub async fn test_project(
+    store: &dyn Store,
+    id: ProjectId,
+    limits: TimeLimits,
+) -> Result<ProjectTest, StoreError> {
+    let project = store.project(id).await?;
+    let database =
+        check_database(&project.database_url, &project.schema, &[], limits.database).await;
+    let mut test = ProjectTest {
+        project,
+        database,
+        resumed: Vec::new(),
+    };
+    if test.passed() {
+        test.resumed = resume_database_paused(store, test.project.id).await?;
+    }
+    Ok(test)
 }
 
 /// What Test Connection found for a configuration.
@@ -289,4 +379,23 @@ pub async fn test_configuration(
         test.resumed = resume_system_paused(store, test.configuration.id).await?;
     }
     Ok(test)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::paused_for_database;
+
+    #[test]
+    fn only_database_pauses_are_database_pauses() {
+        assert!(paused_for_database(
+            "the database postgres://u:***@db/app is unreachable: check that it is running and reachable, then Test Connection to resume"
+        ));
+        for other in [
+            "Stripe rejected the key rk_test_…abcd (revoked, expired or rolled): paste a current key, then Test Connection to resume",
+            "the Stripe key rk_test_…abcd lacks rak_charge_read: grant them to the restricted key (or paste a new key), then Test Connection to resume",
+            "",
+        ] {
+            assert!(!paused_for_database(other), "{other}");
+        }
+    }
 }

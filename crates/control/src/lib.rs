@@ -3,7 +3,7 @@
 //!
 //! - [`check`]: Test Connection — a key's account and per-data-type access, a database's
 //!   readiness, each within a time bound, and the resuming of the schedules the system
-//!   paused once a configuration's test passes.
+//!   paused once a configuration's (or, for database pauses, a project's) test passes.
 //! - [`model`]: the product's concepts as types — [`Project`] (a destination database),
 //!   [`Configuration`] (a Stripe key feeding a project), [`Schedule`] (when a configuration
 //!   syncs by itself) and [`SyncRun`] (one execution; the sync history is the list of runs).
@@ -31,7 +31,8 @@ pub mod tokens;
 
 pub use check::{
     check_configuration_key, check_database, check_key, resume_system_paused, test_configuration,
-    ConnectionTest, DatabaseCheck, DatabaseCheckError, StripeCheckError, TimeLimits,
+    test_project, ConnectionTest, DatabaseCheck, DatabaseCheckError, ProjectTest, StripeCheckError,
+    TimeLimits,
 };
 pub use model::{
     AccountShare, ApiToken, ApiTokenId, Cadence, Configuration, ConfigurationId,

@@ -1032,6 +1032,110 @@ async fn bad_tokens_from_an_address_do_not_refuse_a_valid_key_from_it() -> TestR
     Ok(())
 }
 
+/// The runner pauses a schedule because the project's database is unreachable ("…then Test
+/// Connection to resume"); once the URL is fixed, the project's passing Test Connection
+/// switches it on again. A pause for the key and a person's pause stay; a failing test
+/// resumes nothing.
+#[tokio::test]
+async fn a_passing_project_test_resumes_schedules_paused_for_its_database() -> TestResult {
+    let emu = spawn_emulator(5, 3).await;
+    let app = spawn_app(None).await;
+    let created = app
+        .post(
+            "/api/projects",
+            json!({"name": "Warehouse", "database_url": format!("postgres://cls:{DB_PASSWORD}@127.0.0.1:1/nowhere")}),
+        )
+        .await?;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let project = created.id();
+    let conf = app
+        .configuration(project, FULL_KEY, &emu.base_url, &["customers"])
+        .await?
+        .id();
+    let other = app
+        .configuration(project, FULL_KEY, &emu.base_url, &["customers"])
+        .await?
+        .id();
+    let mut schedules = Vec::new();
+    for c in [conf, conf, other] {
+        let s = app
+            .post(
+                &format!("/api/configurations/{c}/schedules"),
+                json!({"cadence": "daily"}),
+            )
+            .await?;
+        assert_eq!(s.status, StatusCode::CREATED, "{}", s.body);
+        schedules.push(s.id());
+    }
+    let [by_database, by_person, by_key] = schedules[..] else {
+        return Err("three schedules".into());
+    };
+    let off = app
+        .patch(
+            &format!("/api/schedules/{by_person}"),
+            json!({"active": false}),
+        )
+        .await?;
+    assert_eq!(off.status, StatusCode::OK, "{}", off.body);
+    app.store
+        .pause_schedule(
+            ScheduleId(by_key),
+            "Stripe rejected the key rk_test_…ator (revoked, expired or rolled): paste a current key, then Test Connection to resume",
+        )
+        .await?;
+
+    // A run against the unreachable database: the runner pauses the schedule.
+    let sync = app
+        .post(&format!("/api/configurations/{conf}/sync"), json!({}))
+        .await?;
+    assert_eq!(sync.status, StatusCode::ACCEPTED, "{}", sync.body);
+    let step = app.runner.step().await?;
+    assert_eq!(step.executed.map(|e| e.paused.len()), Some(1));
+    let paused = app.get(&format!("/api/schedules/{by_database}")).await?;
+    assert_eq!(paused.data()["active"], json!(false), "{}", paused.body);
+    let reason = paused.data()["paused_reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("unreachable"), "{reason}");
+
+    let path = format!("/api/projects/{project}/test-connection");
+    let failed = app.post(&path, json!({})).await?;
+    assert_eq!(failed.status, StatusCode::OK, "{}", failed.body);
+    assert_eq!(failed.data()["ok"], json!(false), "{}", failed.body);
+    assert_eq!(failed.data()["resumed_schedules"], json!([]));
+    let still = app.get(&format!("/api/schedules/{by_database}")).await?;
+    assert_eq!(still.data()["active"], json!(false));
+
+    // The URL fixed: the test passes and lifts the database's pause only.
+    let dest = format!("sqlite://{}", app.dir.path().join("dest.db").display());
+    let fixed = app
+        .patch(
+            &format!("/api/projects/{project}"),
+            json!({"database_url": dest}),
+        )
+        .await?;
+    assert_eq!(fixed.status, StatusCode::OK, "{}", fixed.body);
+    let passed = app.post(&path, json!({})).await?;
+    assert_eq!(passed.data()["ok"], json!(true), "{}", passed.body);
+    assert_eq!(passed.data()["resumed_schedules"], json!([by_database]));
+    assert!(
+        passed.data()["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("1 schedule(s)")),
+        "{}",
+        passed.body
+    );
+    let resumed = app.get(&format!("/api/schedules/{by_database}")).await?;
+    assert_eq!(resumed.data()["active"], json!(true), "{}", resumed.body);
+    assert_eq!(resumed.data()["paused_reason"], Value::Null);
+    for (id, reason) in [(by_person, Value::Null), (by_key, json!("Stripe rejected the key rk_test_…ator (revoked, expired or rolled): paste a current key, then Test Connection to resume"))] {
+        let s = app.get(&format!("/api/schedules/{id}")).await?;
+        assert_eq!(s.data()["active"], json!(false), "{}", s.body);
+        assert_eq!(s.data()["paused_reason"], reason, "{}", s.body);
+    }
+    assert_no_secret_seen(&app);
+    emu.shutdown().await;
+    Ok(())
+}
+
 #[tokio::test]
 async fn health_readiness_and_metrics_need_no_token() -> TestResult {
     let app = spawn_app(None).await;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use chrono::{DateTime, Utc};
 use cls_control::{
-    check_database, DatabaseCheck, DatabaseCheckError, NewProject, Project, ProjectId,
-    ProjectPatch, TimeLimits,
+    test_project, DatabaseCheck, DatabaseCheckError, NewProject, Project, ProjectId, ProjectPatch,
+    TimeLimits,
 };
 use cls_destination::{DatabaseInfo, DatabaseKind, DatabaseUrl};
 use serde::{Deserialize, Serialize};
@@ -124,6 +124,19 @@ pub struct DatabaseCheckView {
     /// When the database is reachable but cls may not create its tables (configuration
     /// test only): the exact SQL to run by hand as a user who may.
     pub create_tables_sql: Option<String>,
+}
+
+/// What Test Connection found for a project: its database, and the schedules it switched
+/// on again.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ProjectCheckView {
+    /// The database check.
+    #[serde(flatten)]
+    pub check: DatabaseCheckView,
+    /// Schedules of this project's configurations the system had paused because the
+    /// database was unreachable, that this passing test switched on again. Pauses for the
+    /// Stripe key stay: a configuration's Test Connection lifts those.
+    pub resumed_schedules: Vec<i64>,
 }
 
 /// Facts about a reachable database.
@@ -306,27 +319,35 @@ pub async fn delete(State(state): State<Arc<AppState>>, Path(id): Path<String>) 
 }
 
 /// Test Connection for a project: connects to its database and checks that cls may create
-/// its tables. The answer is `200` either way; `data.ok` and `data.message` tell.
+/// its tables. The answer is `200` either way; `data.ok` and `data.message` tell. A passing
+/// test switches on again the schedules of the project's configurations the system had
+/// paused because the database was unreachable.
 #[utoipa::path(post, path = "/api/projects/{id}/test-connection", operation_id = "test_project_connection", tag = "projects",
     params(("id" = i64, Path, description = "Project id")),
     responses(
-        (status = 200, description = "What the check found", body = Envelope<DatabaseCheckView>),
+        (status = 200, description = "What the check found", body = Envelope<ProjectCheckView>),
         (status = 404, description = "No such project", body = ErrorEnvelope),
     ))]
 pub async fn test_connection(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let project = state.store.project(project_id(&id)?).await?;
-    let checked = check_database(
-        &project.database_url,
-        &project.schema,
-        &[],
-        TimeLimits::default().database,
+    let test = test_project(
+        state.store.as_ref(),
+        project_id(&id)?,
+        TimeLimits::default(),
     )
-    .await;
-    Ok(Envelope::ok(DatabaseCheckView::new(
-        &project.database_url,
-        &checked,
-    )))
+    .await?;
+    let mut check = DatabaseCheckView::new(&test.project.database_url, &test.database);
+    if !test.resumed.is_empty() {
+        check.message = format!(
+            "{}; {} schedule(s) the system had paused because the database was unreachable are running again",
+            check.message,
+            test.resumed.len()
+        );
+    }
+    Ok(Envelope::ok(ProjectCheckView {
+        check,
+        resumed_schedules: test.resumed.iter().map(|s| s.0).collect(),
+    }))
 }
