@@ -166,26 +166,52 @@ pub struct PatchConfiguration {
     /// Stripe Connect: also sync the connected accounts the key reaches (on or off).
     #[serde(default)]
     pub include_connected_accounts: Option<bool>,
-    /// Fixed after creation: refused.
+    /// The project it writes into: fixed after creation, so read-only here (giving it, with
+    /// any value, is a `400`).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = i64, read_only)]
     pub project_id: Option<Option<serde_json::Value>>,
-    /// Fixed after creation: refused.
+    /// The data types synced: fixed after creation, so read-only here (giving it, with any
+    /// value, is a `400`).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = fixed_list_of_names)]
     pub data_types: Option<Option<serde_json::Value>>,
-    /// Fixed after creation: refused.
+    /// Always `stripe`: fixed after creation, so read-only here (giving it, with any value,
+    /// is a `400`).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = String, read_only)]
     pub provider: Option<Option<serde_json::Value>>,
-    /// Fixed after creation: refused.
+    /// The Stripe-compatible API base: fixed after creation, so read-only here (giving it,
+    /// with any value, is a `400`).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = String, read_only)]
     pub stripe_api_base: Option<Option<serde_json::Value>>,
-    /// Fixed after creation: refused.
+    /// The destination tables: fixed after creation, so read-only here (giving it, with any
+    /// value, is a `400`).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = fixed_list_of_names)]
     pub tables: Option<Option<serde_json::Value>>,
+}
+
+/// The schema of a list of names that is fixed after creation: read-only. (utoipa puts
+/// `read_only` on a list's items, not on the list, and its array schema has no such field:
+/// `allOf` carries it instead.)
+fn fixed_list_of_names() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{
+        AllOfBuilder, ArrayBuilder, ObjectBuilder, Schema, SchemaType, Type,
+    };
+    let list = AllOfBuilder::new()
+        .item(ArrayBuilder::new().items(ObjectBuilder::new().schema_type(Type::String)))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(SchemaType::AnyValue)
+                .read_only(Some(true)),
+        )
+        .description(Some(
+            "Fixed after creation, so read-only here (giving it, with any value, is a `400`).",
+        ))
+        .build();
+    Schema::AllOf(list)
 }
 
 /// Tells "given as `null`" (`Some(None)`) from "absent" (`None`, through `default`).

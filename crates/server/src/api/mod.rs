@@ -29,8 +29,10 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
+use utoipa::openapi::header::{Header, HeaderBuilder};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 pub use envelope::{ApiError, Envelope, ErrorCode, ErrorEnvelope, ListEnvelope, Pagination};
@@ -56,7 +58,7 @@ use crate::state::AppState;
         schedules::delete,
         api_keys::create, api_keys::list, api_keys::revoke,
     ),
-    modifiers(&BearerAuth, &PathIds),
+    modifiers(&BearerAuth, &PathIds, &RateLimitHeaders),
     security(("bearer" = [])),
     tags(
         (name = "projects", description = "Destination databases"),
@@ -166,6 +168,85 @@ impl Modify for PathIds {
     }
 }
 
+/// Declares the headers [`guard`] puts on every answer of every route — `RateLimit-Limit`,
+/// `RateLimit-Remaining`, `RateLimit-Reset` and `RateLimit-Policy` — and the `Retry-After`
+/// of a `429`. Runs after [`BearerAuth`], so the `401` and `429` it adds carry them too.
+struct RateLimitHeaders;
+
+impl RateLimitHeaders {
+    /// The rate-limit headers of every answer: (name, description, whole number?).
+    const EVERY_ANSWER: [(&'static str, &'static str, bool); 4] = [
+        (
+            "RateLimit-Limit",
+            "Requests this client (its API key; its address when unauthenticated) may make per window",
+            true,
+        ),
+        (
+            "RateLimit-Remaining",
+            "Requests this client may still make right now",
+            true,
+        ),
+        (
+            "RateLimit-Reset",
+            "Seconds until the client's full allowance is back (when refused: until one request is)",
+            true,
+        ),
+        (
+            "RateLimit-Policy",
+            "The limit and its window in seconds, e.g. `600;w=60`",
+            false,
+        ),
+    ];
+
+    fn header(description: &str, whole: bool) -> Header {
+        let schema = if whole {
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(0))
+        } else {
+            ObjectBuilder::new().schema_type(Type::String)
+        };
+        HeaderBuilder::new()
+            .schema(schema)
+            .description(Some(description))
+            .build()
+    }
+}
+
+impl Modify for RateLimitHeaders {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                for (status, response) in op.responses.responses.iter_mut() {
+                    let RefOr::T(response) = response else {
+                        continue;
+                    };
+                    for (name, description, whole) in Self::EVERY_ANSWER {
+                        response
+                            .headers
+                            .insert(name.to_string(), Self::header(description, whole));
+                    }
+                    if status == "429" {
+                        response.headers.insert(
+                            "Retry-After".to_string(),
+                            Self::header("Seconds to wait before the next request", true),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// `GET /api/openapi.json`.
 async fn openapi_json() -> Response {
     Json(ApiDoc::openapi()).into_response()
@@ -234,6 +315,36 @@ mod tests {
 
     use super::*;
 
+    /// PATCH fields that are fixed after creation are refused whatever their value: the
+    /// document types them as what they are and marks them read-only (not as objects a
+    /// client might send).
+    #[test]
+    fn fields_fixed_after_creation_are_read_only_in_the_patch_body() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+        let props = &doc["components"]["schemas"]["PatchConfiguration"]["properties"];
+        for (field, kind) in [
+            ("project_id", "integer"),
+            ("provider", "string"),
+            ("stripe_api_base", "string"),
+            ("data_types", "array"),
+            ("tables", "array"),
+        ] {
+            let p = &props[field];
+            let parts: Vec<&serde_json::Value> = match p["allOf"].as_array() {
+                Some(all) => all.iter().collect(),
+                None => vec![p],
+            };
+            assert!(
+                parts.iter().any(|s| s["readOnly"] == serde_json::json!(true)),
+                "{field}: {p}"
+            );
+            assert!(
+                parts.iter().any(|s| s["type"] == serde_json::json!(kind)),
+                "{field}: {p}"
+            );
+        }
+    }
+
     #[test]
     fn the_document_names_each_operation_once_and_secures_it() {
         let doc = ApiDoc::openapi();
@@ -249,6 +360,27 @@ mod tests {
                 assert!(ids.insert(id.clone()), "operationId `{id}` is used twice");
                 assert!(op.responses.responses.contains_key("401"), "{id}");
                 assert!(op.responses.responses.contains_key("429"), "{id}");
+                for (status, response) in &op.responses.responses {
+                    let RefOr::T(response) = response else {
+                        panic!("{id} {status}: a response by reference");
+                    };
+                    for header in [
+                        "RateLimit-Limit",
+                        "RateLimit-Remaining",
+                        "RateLimit-Reset",
+                        "RateLimit-Policy",
+                    ] {
+                        assert!(
+                            response.headers.contains_key(header),
+                            "{id} {status} {header}"
+                        );
+                    }
+                    assert_eq!(
+                        response.headers.contains_key("Retry-After"),
+                        status == "429",
+                        "{id} {status}"
+                    );
+                }
                 let path_id = op
                     .parameters
                     .iter()
