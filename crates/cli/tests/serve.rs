@@ -203,6 +203,8 @@ async fn serve_api_flow_syncs_exactly_and_keeps_secrets() {
         )
         .await;
     assert_eq!(status, 200, "{tested}");
+    // Test Connection answers 200 whether or not it passed: the body tells.
+    assert_eq!(data(&tested)["ok"], json!(true), "{tested}");
 
     let types = [
         "customers",
@@ -240,6 +242,8 @@ async fn serve_api_flow_syncs_exactly_and_keeps_secrets() {
         )
         .await;
     assert_eq!(status, 200, "{check}");
+    assert_eq!(data(&check)["ok"], json!(true), "{check}");
+    assert_eq!(data(&check)["database"]["ok"], json!(true), "{check}");
 
     let (status, queued) = api
         .call(
