@@ -145,8 +145,9 @@ fn key_mismatch_message(source: &KeySource) -> String {
 /// state already holds sealed secrets). `From<MasterKey>` makes a known key one.
 #[derive(Debug, Clone)]
 pub enum KeyLookup {
-    /// From `CLS_MASTER_KEY`, an existing key file, or the caller.
-    Found(MasterKey),
+    /// From `CLS_MASTER_KEY`, an existing key file, or the caller (boxed: the cipher's key
+    /// schedule is large, and a lookup is mostly moved around before it is used).
+    Found(Box<MasterKey>),
     /// Neither `CLS_MASTER_KEY` nor the key file: the key file to create at `path` if the
     /// state holds nothing sealed yet.
     Missing {
@@ -157,7 +158,7 @@ pub enum KeyLookup {
 
 impl From<MasterKey> for KeyLookup {
     fn from(key: MasterKey) -> KeyLookup {
-        KeyLookup::Found(key)
+        KeyLookup::Found(Box::new(key))
     }
 }
 
@@ -247,13 +248,13 @@ impl MasterKey {
         data_dir: &Path,
     ) -> Result<KeyLookup, SecretsError> {
         if let Some(text) = env {
-            return MasterKey::from_base64(&text, KeySource::Environment).map(KeyLookup::Found);
+            return MasterKey::from_base64(&text, KeySource::Environment).map(KeyLookup::from);
         }
         let path = data_dir.join(KEY_FILE_NAME);
         match read_key_file(&path) {
             Ok(text) => {
                 warn_if_readable_by_others(&path);
-                MasterKey::from_base64(&text, KeySource::File(path)).map(KeyLookup::Found)
+                MasterKey::from_base64(&text, KeySource::File(path)).map(KeyLookup::from)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(KeyLookup::Missing { path }),
             Err(source) => Err(SecretsError::KeyFile {

@@ -138,7 +138,7 @@ pub async fn rotate(args: RotateArgs) -> anyhow::Result<Outcome> {
         .ok()
         .filter(|v| !v.trim().is_empty());
     let old = match MasterKey::find_from(from_env.map(SecretString::from), data_dir)? {
-        KeyLookup::Found(key) => key,
+        KeyLookup::Found(key) => *key,
         KeyLookup::Missing { path } => anyhow::bail!(
             "no master key to rotate: {} is not set and there is no key file {}; check --data-dir",
             cls_control::MASTER_KEY_ENV,

@@ -44,7 +44,7 @@ pub(crate) async fn settle(
     let path = match lookup {
         KeyLookup::Found(key) => {
             verify(rows, &key).await?;
-            return Ok(key);
+            return Ok(*key);
         }
         KeyLookup::Missing { path } => path,
     };
