@@ -335,7 +335,9 @@ mod tests {
                 None => vec![p],
             };
             assert!(
-                parts.iter().any(|s| s["readOnly"] == serde_json::json!(true)),
+                parts
+                    .iter()
+                    .any(|s| s["readOnly"] == serde_json::json!(true)),
                 "{field}: {p}"
             );
             assert!(
