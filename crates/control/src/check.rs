@@ -4,7 +4,9 @@
 //! - The Stripe half ([`check_key`]): whose account the key opens, its kind and mode, and
 //!   per chosen data type whether it is readable or which `rak_…` permission it lacks.
 //! - The database half ([`check_database`]): reachable, and may cls create its schema and
-//!   tables; when it may not, the exact `CREATE TABLE` SQL to run by hand.
+//!   tables — or, when it may not, do the tables of the data types exist already (made by
+//!   hand) and may it read and write them; when neither, the exact `CREATE TABLE` SQL to run
+//!   by hand.
 //! - A configuration's whole test ([`test_configuration`]): both halves and, when both
 //!   pass, the schedules the *system* paused (a revoked key, a lost permission, an
 //!   unreachable database) switched on again ([`resume_system_paused`]). A schedule a person
@@ -78,22 +80,28 @@ pub enum DatabaseCheckError {
 pub struct DatabaseCheck {
     /// What the database said about itself and the user.
     pub info: DatabaseInfo,
-    /// When the user may not create tables and data types were given: the SQL that creates
-    /// their tables, to run by hand as a user who may.
+    /// When the user may not create tables, data types were given and their tables are not
+    /// all there to write: the SQL that creates them, to run by hand as a user who may.
     pub create_tables_sql: Option<String>,
 }
 
 impl DatabaseCheck {
-    /// Whether the sync can write here: cls may create its schema and tables.
+    /// Whether the sync can write here: cls may create its schema and tables, or every table
+    /// it needs exists and it may read and write them ([`DatabaseInfo::tables_ready`]).
     pub fn passed(&self) -> bool {
-        self.info.can_create
+        self.info.can_create || self.info.tables_ready
     }
 
     /// The outcome in one sentence, with what to do when it did not pass.
     pub fn message(&self) -> String {
-        if self.passed() {
+        if self.info.can_create {
             format!(
                 "the database is reachable and cls can create schema \"{}\" and its tables",
+                self.info.schema
+            )
+        } else if self.info.tables_ready {
+            format!(
+                "the database is reachable; this user cannot create tables, but every table needed already exists in schema \"{}\" and it may read and write them",
                 self.info.schema
             )
         } else {
@@ -165,8 +173,9 @@ pub async fn check_configuration_key(
 }
 
 /// The database half: connects to `url` (tables in `schema`) and asks what the sync needs.
-/// With the data types of a configuration, a database where cls may not create tables comes
-/// with the SQL to create them by hand; with none (a project's own test), without.
+/// With data types, a database where cls may not create tables passes when their tables
+/// are all there and writable (made by hand), and otherwise comes with the SQL to create
+/// them by hand; with none, only the CREATE privilege counts.
 pub async fn check_database(
     url: &DatabaseUrl,
     schema: &str,
@@ -175,9 +184,12 @@ pub async fn check_database(
 ) -> Result<DatabaseCheck, DatabaseCheckError> {
     let attempt = async {
         let dest = cls_destination::connect(url, schema).await?;
-        let info = dest.check().await?;
-        let create_tables_sql =
-            (!info.can_create && !types.is_empty()).then(|| dest.create_tables_sql(types));
+        let mut info = dest.check().await?;
+        if !info.can_create && !types.is_empty() {
+            info.tables_ready = dest.tables_ready(types).await?;
+        }
+        let create_tables_sql = (!info.can_create && !info.tables_ready && !types.is_empty())
+            .then(|| dest.create_tables_sql(types));
         Ok::<_, DestinationError>(DatabaseCheck {
             info,
             create_tables_sql,
@@ -265,6 +277,32 @@ async fn resume_database_paused(
     }
 }
 
+/// The data types `project`'s configurations sync, each once, in catalog order: the
+/// tables its database must hold.
+async fn project_types(
+    store: &dyn Store,
+    project: ProjectId,
+) -> Result<Vec<&'static DataType>, StoreError> {
+    let mut names = std::collections::BTreeSet::new();
+    let mut page = PageRequest {
+        offset: 0,
+        limit: 500,
+    };
+    loop {
+        let got = store.list_configurations(Some(project), page).await?;
+        let n = got.items.len() as u64;
+        names.extend(got.items.into_iter().flat_map(|c| c.data_types));
+        page.offset += n;
+        if n == 0 || page.offset >= got.total {
+            break;
+        }
+    }
+    Ok(cls_catalog::CATALOG
+        .iter()
+        .filter(|t| names.contains(t.name))
+        .collect())
+}
+
 /// What Test Connection found for a project.
 #[derive(Debug)]
 pub struct ProjectTest {
@@ -278,14 +316,15 @@ pub struct ProjectTest {
 }
 
 impl ProjectTest {
-    /// Whether the database is reachable and cls may create its tables.
+    /// Whether the database is reachable and cls may create its tables (or they are there
+    /// to write).
     pub fn passed(&self) -> bool {
         matches!(&self.database, Ok(d) if d.passed())
     }
 }
 
-/// Test Connection for a project: its database ([`check_database`], without data types);
-/// when it passes, the schedules of the project's configurations the system paused because
+/// Test Connection for a project: its database ([`check_database`], with the data types of
+/// its configurations, so tables made by hand count); when it passes, the schedules of the project's configurations the system paused because
 /// the database was unreachable are switched on again (a pause for the key stays: only a
 /// configuration's test checks the key). An unknown project is [`StoreError::NotFound`]; a
 /// failing check is not an error.
@@ -295,8 +334,14 @@ pub async fn test_project(
     limits: TimeLimits,
 ) -> Result<ProjectTest, StoreError> {
     let project = store.project(id).await?;
-    let database =
-        check_database(&project.database_url, &project.schema, &[], limits.database).await;
+    let types = project_types(store, id).await?;
+    let database = check_database(
+        &project.database_url,
+        &project.schema,
+        &types,
+        limits.database,
+    )
+    .await;
     let mut test = ProjectTest {
         project,
         database,
@@ -330,7 +375,8 @@ impl ConnectionTest {
         matches!(&self.stripe, Ok(s) if s.all_readable())
     }
 
-    /// Whether the database is reachable and cls may create its tables.
+    /// Whether the database is reachable and cls may create its tables (or they are there
+    /// to write).
     pub fn database_passed(&self) -> bool {
         matches!(&self.database, Ok(d) if d.passed())
     }

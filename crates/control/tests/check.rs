@@ -13,7 +13,9 @@ use cls_control::{
 use cls_destination::DatabaseUrl;
 use cls_emulator::RunningEmulator;
 use cls_stripe::ApiKey;
+use cls_testkit::db::{admin_connection, TestDb};
 use cls_testkit::emulator::spawn_emulator;
+use sqlx::{Connection, Executor};
 
 const FULL_KEY: &str = "rk_test_cls_emulator";
 const LIMITED_KEY: &str = "rk_test_cls_limited";
@@ -247,4 +249,101 @@ async fn an_unknown_configuration_is_not_found() {
     .await;
     assert!(matches!(got, Err(cls_control::StoreError::NotFound { .. })));
     w.emulator.shutdown().await;
+}
+
+/// A PostgreSQL role that may not create tables: Test Connection fails with the SQL to run;
+/// once an admin runs it and grants reading and writing, it passes and lifts the pause an
+/// unreachable database left (a sync needs nothing more: the destination's own tests write
+/// through such grants); without one grant it fails again.
+#[tokio::test]
+async fn postgres_tables_made_by_hand_pass_without_create() {
+    let db = TestDb::new().await;
+    let role = format!("cls_role_{}", db.name.trim_start_matches("cls_test_"));
+    let mut admin = admin_connection().await;
+    must(
+        admin
+            .execute(format!("CREATE ROLE \"{role}\" LOGIN PASSWORD 'check_role_pw'").as_str())
+            .await,
+    );
+    let (db_url, role_name) = (db.url.clone(), role.clone());
+    let outcome = tokio::spawn(async move {
+        let role = role_name;
+        let w = World::new().await;
+        let mut role_url = must(url::Url::parse(&db_url));
+        let _ = role_url.set_username(&role);
+        let _ = role_url.set_password(Some("check_role_pw"));
+        let c = w
+            .configuration(must(DatabaseUrl::parse(role_url.as_str())), FULL_KEY)
+            .await;
+        let s = w.schedules(&c, 1).await;
+        must(
+            w.store
+                .pause_schedule(
+                    s[0].id,
+                    "the database postgres://… is unreachable: check that it is running and reachable, then Test Connection to resume",
+                )
+                .await,
+        );
+        let test = |w: &World| {
+            let store = w.store.clone();
+            async move { must(test_configuration(store.as_ref(), c.id, None, TimeLimits::default()).await) }
+        };
+
+        let before = test(&w).await;
+        assert!(before.stripe_passed() && !before.database_passed(), "{before:?}");
+        let Ok(checked) = &before.database else {
+            panic!("{before:?}")
+        };
+        assert!(!checked.info.can_create && !checked.info.tables_ready);
+        let Some(sql) = checked.create_tables_sql.clone() else {
+            panic!("no SQL to run by hand: {checked:?}")
+        };
+        assert!(before.resumed.is_empty());
+
+        // An admin runs the SQL offered and grants reading and writing.
+        let mut owner = must(sqlx::PgConnection::connect(&db_url).await);
+        must(owner.execute(sqlx::raw_sql(&sql)).await);
+        must(
+            owner
+                .execute(
+                    format!(
+                        "GRANT USAGE ON SCHEMA stripe TO \"{role}\"; \
+                         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA stripe TO \"{role}\""
+                    )
+                    .as_str(),
+                )
+                .await,
+        );
+        let after = test(&w).await;
+        assert!(after.passed(), "{after:?}");
+        let Ok(checked) = &after.database else {
+            panic!("{after:?}")
+        };
+        assert!(!checked.info.can_create && checked.info.tables_ready, "{checked:?}");
+        assert_eq!(checked.create_tables_sql, None);
+        assert!(checked.message().contains("already exists"), "{}", checked.message());
+        assert_eq!(after.resumed, vec![s[0].id]);
+
+        // One table the role may not write: not ready.
+        let charges = cls_catalog::find("charges").map(|t| t.table()).unwrap_or_default();
+        must(
+            owner
+                .execute(format!("REVOKE INSERT ON stripe.\"{charges}\" FROM \"{role}\"").as_str())
+                .await,
+        );
+        let revoked = test(&w).await;
+        assert!(!revoked.database_passed(), "{revoked:?}");
+        let _ = owner.close().await;
+        w.emulator.shutdown().await;
+    })
+    .await;
+    // Clean up whatever happened: the database first (it holds the grants), then the role.
+    db.drop_now().await;
+    let _ = admin
+        .execute(format!("DROP ROLE IF EXISTS \"{role}\"").as_str())
+        .await;
+    let _ = admin.close().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
 }

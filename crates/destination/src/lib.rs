@@ -212,6 +212,11 @@ pub struct DatabaseInfo {
     pub tls: bool,
     /// Whether the user may create the schema (when missing) and tables in it.
     pub can_create: bool,
+    /// Whether every table of the data types asked about exists and this user may read and
+    /// write it ([`Destination::tables_ready`]): a sync works without `can_create`. `check`
+    /// asks about no data type, so it leaves this false; Test Connection asks when the user
+    /// may not create.
+    pub tables_ready: bool,
     /// The schema tables go to (`main` for SQLite, which has no schemas).
     pub schema: String,
 }
@@ -248,6 +253,13 @@ pub trait Destination: Send + Sync {
     /// Reachable, version, TLS in use, and whether the schema and tables can be created
     /// (tried inside a transaction that is rolled back).
     async fn check(&self) -> Result<DatabaseInfo, DestinationError>;
+
+    /// Whether a sync of `types` can run here without creating anything: every table
+    /// `prepare` needs for them (the internal tables included) exists as it would make it
+    /// (keyed by `(account_id, id)`, every catalog column), and this user may read and write
+    /// each. True for tables made by hand from [`Destination::create_tables_sql`] by a user
+    /// who may create them, with reading and writing granted to this one.
+    async fn tables_ready(&self, types: &[&'static DataType]) -> Result<bool, DestinationError>;
 
     /// Creates the schema, the tables of `types` and the internal tables when missing, and
     /// adds catalog columns missing from existing tables. Never drops or retypes anything.

@@ -439,6 +439,71 @@ impl PgDestination {
 
     /// Whether the user may create the schema (when missing) and a table in it; tried in a
     /// transaction that is rolled back.
+    /// [`Destination::tables_ready`], read in `conn`: what `prepare` would find missing (it
+    /// would have to create or alter something) or what a write would be refused.
+    async fn tables_ready_in(
+        &self,
+        conn: &mut PgConnection,
+        types: &[&'static DataType],
+    ) -> Result<bool, DestinationError> {
+        let read = |what: &str| Action::Read(what.into());
+        if !schema_exists(conn, &self.schema)
+            .await
+            .map_err(|e| self.fail(read("pg_namespace"), e))?
+        {
+            return Ok(false);
+        }
+        // Writes stage rows in a temporary table, and every name needs USAGE on the schema.
+        let (usage, temp): (bool, bool) = sqlx::query_as(
+            "SELECT has_schema_privilege($1, 'USAGE'), \
+             has_database_privilege(current_database(), 'TEMPORARY')",
+        )
+        .persistent(false)
+        .bind(&self.schema)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| self.fail(read("pg_namespace"), e))?;
+        if !usage || !temp {
+            return Ok(false);
+        }
+        let columns = existing_columns(conn, &self.schema)
+            .await
+            .map_err(|e| self.fail(read("pg_attribute"), e))?;
+        let keys = primary_keys(conn, &self.schema)
+            .await
+            .map_err(|e| self.fail(read("pg_constraint"), e))?;
+        let has_column =
+            |t: &str, c: &str| columns.iter().any(|(table, col)| table == t && col == c);
+        let mut tables = vec![CHECKPOINTS_TABLE, STATE_TABLE];
+        for t in types {
+            let table = t.table();
+            let complete = t.columns.iter().all(|c| has_column(table, c.name));
+            if !complete || rekey_sql(&self.schema, table, &keys).is_some() {
+                return Ok(false);
+            }
+            tables.push(table);
+        }
+        for table in tables {
+            if !columns.iter().any(|(t, _)| t == table) {
+                return Ok(false);
+            }
+            // has_table_privilege with a list is true when *any* is held: one at a time.
+            for privilege in ["SELECT", "INSERT", "UPDATE", "DELETE"] {
+                let granted: bool = sqlx::query_scalar("SELECT has_table_privilege($1, $2)")
+                    .persistent(false)
+                    .bind(self.qualified(table))
+                    .bind(privilege)
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(|e| self.fail(read(table), e))?;
+                if !granted {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
+    }
+
     async fn try_create(&self) -> Result<bool, DestinationError> {
         let mut tx = self.begin(Action::Connect).await?;
         let exists = schema_exists(&mut tx, &self.schema)
@@ -665,8 +730,17 @@ impl Destination for PgDestination {
             server_version,
             tls,
             can_create,
+            tables_ready: false,
             schema: self.schema.clone(),
         })
+    }
+
+    #[tracing::instrument(skip_all, fields(target = %self.target, schema = %self.schema))]
+    async fn tables_ready(&self, types: &[&'static DataType]) -> Result<bool, DestinationError> {
+        let mut tx = self.begin(Action::Connect).await?;
+        let ready = self.tables_ready_in(&mut tx, types).await;
+        let _ = tx.rollback().await;
+        ready
     }
 
     #[tracing::instrument(skip_all, fields(target = %self.target, schema = %self.schema))]

@@ -448,6 +448,12 @@ impl Destination for SqliteDestination {
         create_tables_sql(types)
     }
 
+    /// SQLite has no grants: a file where a table cannot be created is read-only, so no
+    /// table in it can be written either.
+    async fn tables_ready(&self, _types: &[&'static DataType]) -> Result<bool, DestinationError> {
+        Ok(false)
+    }
+
     async fn check(&self) -> Result<DatabaseInfo, DestinationError> {
         let server_version: String = sqlx::query_scalar("SELECT sqlite_version()")
             .fetch_one(&self.pool)
@@ -458,6 +464,7 @@ impl Destination for SqliteDestination {
             server_version,
             tls: false,
             can_create: self.try_create().await?,
+            tables_ready: false,
             schema: "main".into(),
         })
     }

@@ -147,6 +147,8 @@ async fn a_user_without_create_privilege_gets_the_grant_to_run() {
 
         let info = dest.check().await.expect("check");
         assert!(!info.can_create, "the role may not create schemas");
+        assert!(!info.tables_ready, "check asks about no data type");
+        assert!(!dest.tables_ready(&[customers()]).await.expect("asked"));
 
         // No CREATE on the database: creating the schema fails with the GRANT to run.
         let err = dest.prepare(&[customers()]).await.expect_err("no CREATE");
@@ -194,6 +196,10 @@ async fn a_user_without_create_privilege_gets_the_grant_to_run() {
             )
             .await
             .expect("grant dml");
+        assert!(
+            dest.tables_ready(&[customers()]).await.expect("asked"),
+            "hand-made tables with DML grants are ready"
+        );
         dest.prepare(&[customers()])
             .await
             .expect("prepare needs nothing more");
@@ -212,6 +218,31 @@ async fn a_user_without_create_privilege_gets_the_grant_to_run() {
             .await
             .expect("write with DML grants only");
         assert_eq!(stats.inserted, 1);
+
+        // Not ready: a table of another data type missing, a grant missing, a column missing.
+        let charges = cls_catalog::find("charges").expect("charges");
+        assert!(!dest
+            .tables_ready(&[customers(), charges])
+            .await
+            .expect("asked"));
+        owner
+            .execute(format!("REVOKE UPDATE ON stripe.customers FROM \"{role}\"").as_str())
+            .await
+            .expect("revoke");
+        assert!(!dest.tables_ready(&[customers()]).await.expect("asked"));
+        owner
+            .execute(format!("GRANT UPDATE ON stripe.customers TO \"{role}\"").as_str())
+            .await
+            .expect("grant");
+        assert!(dest.tables_ready(&[customers()]).await.expect("asked"));
+        owner
+            .execute("ALTER TABLE stripe.customers DROP COLUMN email")
+            .await
+            .expect("drop column");
+        assert!(
+            !dest.tables_ready(&[customers()]).await.expect("asked"),
+            "a column prepare would add needs ALTER, which the role may not"
+        );
         let _ = owner.close().await;
     };
     // Clean up whatever happened: the database first (it holds the grants), then the role.

@@ -113,7 +113,8 @@ pub struct PatchProject {
 /// What the database side of Test Connection found.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DatabaseCheckView {
-    /// Reachable and cls may create its schema and tables.
+    /// Reachable, and cls may create its schema and tables, or they exist already (made by
+    /// hand) and it may read and write them.
     pub ok: bool,
     /// The database URL tested, masked.
     pub database_url: String,
@@ -121,8 +122,9 @@ pub struct DatabaseCheckView {
     pub database: Option<DatabaseInfoView>,
     /// The outcome in words: what failed and how to fix it, or that all is well.
     pub message: String,
-    /// When the database is reachable but cls may not create its tables (configuration
-    /// test only): the exact SQL to run by hand as a user who may.
+    /// When the database is reachable but cls may not create its tables and they are not
+    /// all there: the exact SQL to run by hand as a user who may (for the configuration's
+    /// data types; a project's test: those of its configurations).
     pub create_tables_sql: Option<String>,
 }
 
@@ -150,6 +152,9 @@ pub struct DatabaseInfoView {
     pub tls: bool,
     /// Whether cls may create the schema (when missing) and its tables.
     pub can_create: bool,
+    /// When it may not: whether every table the data types need exists and cls may read
+    /// and write it (tables made by hand), which is enough to sync.
+    pub tables_ready: bool,
     /// The schema tables go to (`main` for SQLite).
     pub schema: String,
 }
@@ -161,6 +166,7 @@ impl From<DatabaseInfo> for DatabaseInfoView {
             server_version: i.server_version,
             tls: i.tls,
             can_create: i.can_create,
+            tables_ready: i.tables_ready,
             schema: i.schema,
         }
     }
