@@ -324,9 +324,9 @@ impl ProjectTest {
 }
 
 /// Test Connection for a project: its database ([`check_database`], with the data types of
-/// its configurations, so tables made by hand count); when it passes, the schedules of the project's configurations the system paused because
-/// the database was unreachable are switched on again (a pause for the key stays: only a
-/// configuration's test checks the key). An unknown project is [`StoreError::NotFound`]; a
+/// its configurations, so tables made by hand count); when it passes, the schedules of the
+/// project's configurations the system paused because of the database are switched on again
+/// (a pause for the key stays: only a configuration's test checks the key). An unknown project is [`StoreError::NotFound`]; a
 /// failing check is not an error.
 pub async fn test_project(
     store: &dyn Store,
