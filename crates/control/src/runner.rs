@@ -41,8 +41,9 @@
 //! ([`Store::share_account`]); the store answers how many live runs (running, heartbeat
 //! within the lease) have registered the same account, and the run's client divides its
 //! global and per-endpoint rates by that number ([`cls_stripe::StripeClient::set_rate_share`]).
-//! Each run records the share it applied, and asks again every quarter heartbeat (at most
-//! every second), so the share follows runs starting, ending, dying and being taken over.
+//! Each run records the share it applied, and asks again several times a second (a
+//! twentieth of the heartbeat interval, at most 250 ms), so the share follows runs starting,
+//! ending, dying and being taken over.
 //! A run that finds a peer of its account still running at a larger share (one that has not
 //! yet seen the newcomer) holds its first request back until every peer has applied the new
 //! count — at most a heartbeat interval and a tick, after which a silent peer is taken for
@@ -596,9 +597,9 @@ impl Runner {
         let every = self.config.heartbeat_every;
         // How often the run's share of its account's budget is asked again, and, while the
         // engine waits to start, until when it waits for the account's other runs.
-        let share_every = (every / 4).clamp(
-            std::time::Duration::from_millis(100),
-            std::time::Duration::from_secs(1),
+        let share_every = (every / 20).clamp(
+            std::time::Duration::from_millis(50),
+            std::time::Duration::from_millis(250),
         );
         let mut share_tick =
             tokio::time::interval_at(tokio::time::Instant::now() + share_every, share_every);
