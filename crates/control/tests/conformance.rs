@@ -771,8 +771,25 @@ mod scenarios {
         );
 
         // Sync Now during a's run: queued behind it, and it does not start while a runs.
-        let a2 = s.queue_run(manual(a.id)).await?;
+        let incremental = NewRun {
+            mode: SyncMode::Incremental,
+            ..manual(a.id)
+        };
+        let a2 = s.queue_run(incremental.clone()).await?;
         assert!(matches!(a2, QueuedRun::Queued { behind: Some(r), .. } if r == claimed.id));
+        assert_eq!(a2.run().mode, SyncMode::Incremental);
+        // A full sync asked for while an incremental one waits: the waiting run becomes full
+        // (it covers both); asked incremental again, it stays full.
+        let widened = s.queue_run(manual(a.id)).await?;
+        assert!(matches!(&widened, QueuedRun::AlreadyQueued(r) if r.id == a2.run().id));
+        assert_eq!(widened.run().mode, SyncMode::Full);
+        assert!(
+            widened.message().contains("(full)"),
+            "{}",
+            widened.message()
+        );
+        let kept = s.queue_run(incremental).await?;
+        assert_eq!(kept.run().mode, SyncMode::Full);
         let next = s
             .claim_next_run(Utc::now(), WORKER, LEASE)
             .await?

@@ -28,13 +28,13 @@ use super::rows::{
 use super::{
     canceled_before_start, check_name, check_schema, found, lease_lost, lease_seconds,
     limit_offset, released_heartbeat, sharing, status_counts, unique_or, Entity, QueuedRun,
-    StateUrl, Store, StoreError,
+    StateUrl, Store, StoreError, WIDEN_TO_FULL,
 };
 use crate::model::{
     AccountShare, ApiToken, ApiTokenId, Configuration, ConfigurationId, ConfigurationPatch,
     Heartbeat, NewConfiguration, NewProject, NewRun, NewSchedule, Page, PageRequest, Project,
     ProjectId, ProjectPatch, RotationReport, RunId, RunStatus, RunUpdate, Schedule, ScheduleId,
-    SchedulePatch, Session, SessionId, SyncRun, TypeStats, User, UserId, DEFAULT_SCHEMA,
+    SchedulePatch, Session, SessionId, SyncMode, SyncRun, TypeStats, User, UserId, DEFAULT_SCHEMA,
 };
 use crate::secrets::{KeyLookup, MasterKey, Sealed};
 use crate::tokens::{self, refused, CredentialRows, StoredApiToken, TokenCache};
@@ -650,6 +650,13 @@ impl Store for PostgresStore {
         .await?;
         if let Some((queued, _)) = pending.iter().find(|(_, s)| s == "queued") {
             let queued = RunId(*queued);
+            if new.mode == SyncMode::Full {
+                // A full run covers an incremental one: the waiting run does what was asked.
+                sqlx::query(WIDEN_TO_FULL)
+                    .bind(queued.0)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             tx.commit().await?;
             return Ok(QueuedRun::AlreadyQueued(self.run(queued).await?));
         }
