@@ -364,8 +364,9 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// is within the lease its worker holds it under (`lease` when none is recorded), on any
     /// node. Records that count as the share the run applies (the runner divides the
     /// account's rate budget by it at once), and says whether every other live run of the
-    /// account has applied at least that share ([`AccountShare::settled`]). The runner asks
-    /// again every moment while the run lives, so shares follow runs starting, ending, dying
+    /// account has applied at least that share ([`AccountShare::settled`]). Only reads
+    /// unless the share changed. The runner asks again several times a second while the run
+    /// lives, so shares follow runs starting, ending, dying
     /// and being taken over, and a run starting beside others waits until they are settled.
     /// [`StoreError::LeaseLost`] when the run is no longer this worker's.
     async fn share_account(

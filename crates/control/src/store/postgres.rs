@@ -843,6 +843,20 @@ impl Store for PostgresStore {
         now: DateTime<Utc>,
         lease: chrono::Duration,
     ) -> Result<AccountShare, StoreError> {
+        // Asked several times a second by every running run: only reads, unless the share
+        // changed.
+        let own: Option<(Option<String>, String, Option<String>, Option<i64>)> = sqlx::query_as(
+            "SELECT worker_id, status, budget_account, budget_share FROM sync_runs WHERE id = $1",
+        )
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((holder, status, registered, applied)) = own else {
+            return Err(lease_lost(false, id));
+        };
+        if holder.as_deref() != Some(worker) || status != RunStatus::Running.as_str() {
+            return Err(lease_lost(true, id));
+        }
         // Live: within the lease its own worker holds it under. This run counts whether or
         // not it registered the account before.
         let live: i64 = sqlx::query_scalar(
@@ -857,18 +871,26 @@ impl Store for PostgresStore {
         .fetch_one(&self.pool)
         .await?;
         let runs = sharing(live);
-        let registered = sqlx::query(
-            "UPDATE sync_runs SET budget_account = $3, budget_share = $4 \
-             WHERE id = $1 AND worker_id = $2 AND status = 'running'",
-        )
-        .bind(id.0)
-        .bind(worker)
-        .bind(account)
-        .bind(i64::from(runs))
-        .execute(&self.pool)
-        .await?;
-        if registered.rows_affected() == 0 {
-            return Err(lease_lost(self.exists("sync_runs", id.0).await?, id));
+        if registered.as_deref() != Some(account) || applied != Some(i64::from(runs)) {
+            let changed = sqlx::query(
+                "UPDATE sync_runs SET budget_account = $3, budget_share = $4 \
+                 WHERE id = $1 AND worker_id = $2 AND status = 'running'",
+            )
+            .bind(id.0)
+            .bind(worker)
+            .bind(account)
+            .bind(i64::from(runs))
+            .execute(&self.pool)
+            .await?;
+            if changed.rows_affected() == 0 {
+                return Err(lease_lost(self.exists("sync_runs", id.0).await?, id));
+            }
+        }
+        if runs == 1 {
+            return Ok(AccountShare {
+                runs,
+                settled: true,
+            });
         }
         // Live peers still running at a larger rate than the account can afford now.
         let behind: i64 = sqlx::query_scalar(
