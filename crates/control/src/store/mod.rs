@@ -366,8 +366,8 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// account's rate budget by it at once), and says whether every other live run of the
     /// account has applied at least that share ([`AccountShare::settled`]). Only reads
     /// unless the share changed. The runner asks again several times a second while the run
-    /// lives, so shares follow runs starting, ending, dying
-    /// and being taken over, and a run starting beside others waits until they are settled.
+    /// lives, so shares follow runs starting, ending, dying and being taken over, and a run
+    /// starting beside others waits until they are settled.
     /// [`StoreError::LeaseLost`] when the run is no longer this worker's.
     async fn share_account(
         &self,
