@@ -2164,6 +2164,55 @@ async fn postgres_nodes_starting_together() {
     db.drop_now().await;
 }
 
+/// Sync Now (full) while another node is claiming the incremental run waiting for the same
+/// configuration: the claim holds the run's row and waits for the configuration's, so queueing
+/// must not wait for the run's row while holding the configuration's (a deadlock). It answers
+/// at once with the waiting run as it is.
+#[tokio::test]
+async fn postgres_sync_now_does_not_wait_for_a_run_being_claimed() {
+    let db = TestDb::new().await;
+    let url = must(StateUrl::parse(&db.url));
+    let store = must(PostgresStore::open(&url, MasterKey::generate()).await);
+    let p = must(store.create_project(new_project("p")).await);
+    let c = must(
+        store
+            .create_configuration(new_configuration("c", p.id))
+            .await,
+    );
+    let run = NewRun {
+        configuration_id: c.id,
+        trigger: Trigger::Manual,
+        mode: SyncMode::Incremental,
+    };
+    let waiting = must(store.queue_run(run.clone()).await).run().clone();
+    // Another node's claim, between locking the run and locking the configuration.
+    let mut claimer = must(store.pool().begin().await);
+    must(
+        sqlx::query("SELECT id FROM sync_runs WHERE id = $1 FOR UPDATE")
+            .bind(waiting.id.0)
+            .execute(&mut *claimer)
+            .await,
+    );
+    let full = NewRun {
+        mode: SyncMode::Full,
+        ..run
+    };
+    let answered =
+        tokio::time::timeout(std::time::Duration::from_secs(5), store.queue_run(full)).await;
+    let queued = must(answered.map_err(|_| "Sync Now waited for the run being claimed"));
+    let queued = must(queued);
+    assert_eq!(queued.run().id, waiting.id);
+    assert_eq!(queued.run().mode, SyncMode::Incremental);
+    assert!(
+        queued.message().contains("(incremental)"),
+        "{}",
+        queued.message()
+    );
+    must(claimer.rollback().await);
+    store.pool().close().await;
+    db.drop_now().await;
+}
+
 /// Several nodes claiming at once from one PostgreSQL state: every run is claimed at most
 /// once, and never two runs of one configuration (`FOR UPDATE SKIP LOCKED` plus the
 /// configuration's row lock).

@@ -596,10 +596,6 @@ fn sharing(count: i64) -> u32 {
     u32::try_from(count).unwrap_or(u32::MAX).max(1)
 }
 
-/// Makes a queued incremental run full (Sync Now asked for a full run while it waited).
-const WIDEN_TO_FULL: &str =
-    "UPDATE sync_runs SET mode = 'full' WHERE id = $1 AND status = 'queued' AND mode = 'incremental'";
-
 /// The error recorded on a queued run canceled before a worker took it.
 fn canceled_before_start() -> Vec<RunError> {
     vec![RunError {

@@ -28,7 +28,7 @@ use super::rows::{
 use super::{
     canceled_before_start, check_name, check_schema, found, lease_lost, lease_seconds,
     limit_offset, released_heartbeat, sharing, status_counts, unique_or, Entity, QueuedRun,
-    StateUrl, Store, StoreError, WIDEN_TO_FULL,
+    StateUrl, Store, StoreError,
 };
 use crate::model::{
     AccountShare, ApiToken, ApiTokenId, Configuration, ConfigurationId, ConfigurationPatch,
@@ -652,10 +652,17 @@ impl Store for PostgresStore {
             let queued = RunId(*queued);
             if new.mode == SyncMode::Full {
                 // A full run covers an incremental one: the waiting run does what was asked.
-                sqlx::query(WIDEN_TO_FULL)
-                    .bind(queued.0)
-                    .execute(&mut *tx)
-                    .await?;
+                // SKIP LOCKED: a node claiming that run right now holds its row and waits for
+                // the configuration's, which this transaction holds — waiting here would
+                // deadlock; the run then starts as it was, and the answer names its mode.
+                sqlx::query(
+                    "UPDATE sync_runs SET mode = 'full' WHERE id = (SELECT id FROM sync_runs \
+                     WHERE id = $1 AND status = 'queued' AND mode = 'incremental' \
+                     FOR UPDATE SKIP LOCKED)",
+                )
+                .bind(queued.0)
+                .execute(&mut *tx)
+                .await?;
             }
             tx.commit().await?;
             return Ok(QueuedRun::AlreadyQueued(self.run(queued).await?));

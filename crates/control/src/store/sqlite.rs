@@ -26,7 +26,7 @@ use super::rows::{
 use super::{
     canceled_before_start, check_name, check_schema, found, lease_lost, lease_seconds,
     limit_offset, released_heartbeat, sharing, status_counts, unique_or, Entity, QueuedRun,
-    StateUrl, Store, StoreError, WIDEN_TO_FULL,
+    StateUrl, Store, StoreError,
 };
 use crate::model::{
     AccountShare, ApiToken, ApiTokenId, Configuration, ConfigurationId, ConfigurationPatch,
@@ -659,12 +659,20 @@ impl Store for SqliteStore {
                     if new.mode == SyncMode::Full {
                         // A full run covers an incremental one: the waiting run does what
                         // was asked.
-                        sqlx::query(WIDEN_TO_FULL)
-                            .bind(id)
-                            .execute(&self.pool)
-                            .await?;
+                        sqlx::query(
+                            "UPDATE sync_runs SET mode = 'full' \
+                             WHERE id = $1 AND status = 'queued' AND mode = 'incremental'",
+                        )
+                        .bind(id)
+                        .execute(&self.pool)
+                        .await?;
                     }
-                    Ok(QueuedRun::AlreadyQueued(self.run(RunId(id)).await?))
+                    let waiting = self.run(RunId(id)).await?;
+                    if waiting.status != RunStatus::Queued {
+                        // It started in between: queue behind it.
+                        return self.queue_run(new).await;
+                    }
+                    Ok(QueuedRun::AlreadyQueued(waiting))
                 }
                 // The waiting run started in between: queue behind it.
                 None => self.queue_run(new).await,
