@@ -2,10 +2,16 @@
 //! checked by [`cls_control::Store::authenticate_api_token`]) and per-client rate limiting.
 //!
 //! Rate limits are kept per client: per API key when the request authenticated, else per
-//! peer IP address (so a client guessing tokens is limited too). Authentication comes
-//! first, so requests with a valid key never spend (or wait out) their address's
-//! allowance: behind a reverse proxy every client shares one address, and one client's bad
-//! tokens must not lock the others out. Every answer carries
+//! peer IP address (so a client guessing tokens is limited too). A token this guard has
+//! seen authenticate (in the last [`KNOWN_FOR`]) is checked first and counted against its
+//! key only, so it never spends (or waits out) its address's allowance: behind a reverse
+//! proxy every client shares one address, and one client's bad tokens must not lock the
+//! others out. Any other token spends one of its address's requests *before* it is checked,
+//! so an address that spent its allowance is answered `429` without a check: a guesser
+//! holding a real key's prefix (each wrong secret costs an argon2 verification, tens of
+//! milliseconds and ~19 MiB) gets no more verifications than its allowance. A new client
+//! behind an address being flooded is served once a request of its gets one of the
+//! address's refills. Every answer carries
 //! `RateLimit-Limit` (requests per window), `RateLimit-Remaining` and `RateLimit-Reset`
 //! (seconds until the full allowance is back), and `RateLimit-Policy`; a `429` adds
 //! `Retry-After` (seconds). The peer address comes from axum's `ConnectInfo`, which
@@ -16,10 +22,12 @@
 //! It also counts every API request: `cls_api_requests_total{method, route, status}` and
 //! `cls_api_request_duration_seconds{route}`.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, MatchedPath, Request, State};
@@ -73,6 +81,10 @@ type KeyedLimiter = RateLimiter<
 /// Keyed clients beyond which idle ones are forgotten.
 const FORGET_IDLE_ABOVE: usize = 10_000;
 
+/// How long a token that authenticated stays known to the guard (it is still checked on
+/// every request, revocation included; knowing it only spares its address's allowance).
+const KNOWN_FOR: Duration = Duration::from_secs(600);
+
 /// The state of the guard: the store (to authenticate) and the limiter.
 pub(crate) struct Guard {
     /// Where tokens are checked.
@@ -83,6 +95,10 @@ pub(crate) struct Guard {
     limit: RateLimit,
     /// Requests counted so far (paces the forgetting of idle clients).
     counted: AtomicU64,
+    /// Tokens that authenticated recently, by a keyed hash of their text, and when.
+    known: Mutex<HashMap<u64, Instant>>,
+    /// The key of that hash (random per process).
+    hasher: RandomState,
 }
 
 impl Guard {
@@ -94,7 +110,26 @@ impl Guard {
             limiter: RateLimiter::keyed(quota).with_middleware::<StateInformationMiddleware>(),
             limit,
             counted: AtomicU64::new(0),
+            known: Mutex::new(HashMap::new()),
+            hasher: RandomState::new(),
         }
+    }
+
+    /// Whether `token` authenticated here within [`KNOWN_FOR`].
+    fn is_known(&self, token: &str) -> bool {
+        let mark = self.hasher.hash_one(token);
+        let known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        known.get(&mark).is_some_and(|at| at.elapsed() < KNOWN_FOR)
+    }
+
+    /// Remembers that `token` authenticated.
+    fn remember(&self, token: &str) {
+        let mark = self.hasher.hash_one(token);
+        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        if known.len() >= FORGET_IDLE_ABOVE {
+            known.retain(|_, at| at.elapsed() < KNOWN_FOR);
+        }
+        known.insert(mark, Instant::now());
     }
 }
 
@@ -183,12 +218,9 @@ async fn authenticate(store: &dyn Store, headers: &HeaderMap) -> Result<ApiToken
 /// The middleware: authenticate, count, answer `429`/`401` or pass the request on (with the
 /// [`ApiToken`] in its extensions), and put the rate-limit headers on the answer.
 ///
-/// A request with a valid key counts against that key only. One that fails authentication
-/// counts against its peer address, and once that allowance is spent is answered `429`
-/// instead of `401` until it refills. Its token is still checked first: a valid key from
-/// the same address (clients behind one proxy) must not be refused for another client's
-/// bad tokens. A token whose prefix names no key costs one indexed lookup; only a known
-/// prefix with a wrong secret costs an argon2 verification.
+/// A token seen to authenticate is checked and counted against its key only. Any other
+/// request spends one of its peer address's requests first, and once that allowance is
+/// spent is answered `429` unchecked until it refills (module doc).
 pub(crate) async fn guard(
     State(guard): State<Arc<Guard>>,
     mut req: Request,
@@ -205,12 +237,26 @@ pub(crate) async fn guard(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(ClientKey::Unknown, |c| ClientKey::Ip(c.0.ip()));
+    let token = bearer(req.headers()).ok();
+    let known = token.is_some_and(|t| guard.is_known(t));
+    // An unknown token spends one of its address's requests before it is checked.
+    let spent = (!known).then(|| guard.count(&peer));
+    if let Some(refused) = spent.as_ref().filter(|d| d.retry_after.is_some()) {
+        let response = rate_limited(refused);
+        return finish(&guard, response, refused, method, route, started);
+    }
     let auth = authenticate(guard.store.as_ref(), req.headers()).await;
-    let key = match &auth {
-        Ok(token) => ClientKey::Token(token.id.0),
-        Err(_) => peer,
+    let decision = match (&auth, spent) {
+        (Ok(found), _) => {
+            if let Some(t) = token {
+                guard.remember(t);
+            }
+            guard.count(&ClientKey::Token(found.id.0))
+        }
+        (Err(_), Some(spent)) => spent,
+        // A known token that no longer authenticates (revoked meanwhile).
+        (Err(_), None) => guard.count(&peer),
     };
-    let decision = guard.count(&key);
     let response = match (decision.retry_after, auth) {
         (Some(_), _) => rate_limited(&decision),
         (None, Err(e)) => e.into_response(),
