@@ -307,11 +307,26 @@ impl Runner {
     /// runner's clock the offset ([`Clock::set_offset`]; an [`AlignedClock`] applies it).
     /// Warns when this machine's clock is more than 2 s off: leases and schedules follow the
     /// database's clock, but the machine's own logs and Stripe requests do not.
+    ///
+    /// Three readings, keeping the one with the shortest round trip (a reading that waited
+    /// for a pooled connection carries half that wait as error); each bounded by 5 s.
     pub async fn align_clock(&self) -> Result<chrono::Duration, StoreError> {
-        let sent = Utc::now();
-        let started = std::time::Instant::now();
-        let theirs = self.store.database_time().await?;
-        let offset = clock_offset(sent, started.elapsed(), theirs);
+        let mut best: Option<(std::time::Duration, chrono::Duration)> = None;
+        for _ in 0..3 {
+            let sent = Utc::now();
+            let started = std::time::Instant::now();
+            let reading = self.store.database_time();
+            let Ok(theirs) = tokio::time::timeout(std::time::Duration::from_secs(5), reading).await
+            else {
+                continue;
+            };
+            let trip = started.elapsed();
+            let offset = clock_offset(sent, trip, theirs?);
+            if best.is_none_or(|(shortest, _)| trip < shortest) {
+                best = Some((trip, offset));
+            }
+        }
+        let (_, offset) = best.ok_or(StoreError::Database(sqlx::Error::PoolTimedOut))?;
         if offset.num_milliseconds().abs() > 2_000 {
             tracing::warn!(
                 offset_ms = offset.num_milliseconds(),
@@ -539,9 +554,9 @@ impl Runner {
 
     /// Registers the run's Stripe account and gives its client its share of the account's
     /// rate budget (module doc); `None` when the store did not answer in time.
-    /// `Err(LeaseLost)` when the run is no longer this worker's. Bounded by one heartbeat
-    /// interval, so a slow or locked state database never holds up the heartbeats (the share
-    /// stays as it was until the next try).
+    /// `Err(LeaseLost)` when the run is no longer this worker's. Bounded by a quarter
+    /// heartbeat interval, so a slow or locked state database never holds up the heartbeats
+    /// for long (the share stays as it was until the next try).
     async fn share_budget(
         &self,
         run: &SyncRun,
@@ -554,8 +569,9 @@ impl Runner {
             self.clock.now(),
             self.config.lease,
         );
-        let Ok(answered) = tokio::time::timeout(self.config.heartbeat_every, asked).await else {
-            tracing::warn!(run_id = %run.id, "the state database did not say in time how many runs share the account; keeping the current share");
+        let Ok(answered) = tokio::time::timeout(self.config.heartbeat_every / 4, asked).await
+        else {
+            tracing::debug!(run_id = %run.id, "the state database did not say in time how many runs share the account; keeping the current share");
             return Ok(None);
         };
         let share = answered?;
@@ -619,6 +635,9 @@ impl Runner {
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let stop = loop {
             tokio::select! {
+                // In this order when several are ready: the run's end, its account, a release,
+                // a heartbeat (which carries cancels and proves the lease), then shares.
+                biased;
                 ended = &mut done => {
                     return Supervised::Ended(ended.ok().flatten().unwrap_or_else(|| Ended::failed(
                         "the sync stopped unexpectedly (its task panicked): sync again, and report this if it persists".to_string(),
@@ -629,12 +648,13 @@ impl Runner {
                     // No account (its request failed): the engine reports the failure.
                     if let Ok(Resolved { budget: resolved, go }) = resolved {
                         match self.share_budget(run, &resolved).await {
-                            Ok(Some(share)) if !share.settled => {
+                            Ok(Some(share)) if share.settled => {
+                                let _ = go.send(());
+                            }
+                            // Peers to wait for, or no answer yet: the ticks ask again.
+                            Ok(_) => {
                                 tracing::debug!(run_id = %run.id, account = %resolved.account, "waiting for the account's other runs to take their share before the first request");
                                 waiting = Some((go, tokio::time::Instant::now() + every + share_every));
-                            }
-                            Ok(_) => {
-                                let _ = go.send(());
                             }
                             Err(StoreError::LeaseLost { .. } | StoreError::NotFound { .. }) => {
                                 break Stop::LeaseLost
@@ -645,28 +665,6 @@ impl Runner {
                             }
                         }
                         budget = Some(resolved);
-                    }
-                }
-                _ = share_tick.tick(), if budget.is_some() => {
-                    let Some(current) = &budget else { continue };
-                    let share = match self.share_budget(run, current).await {
-                        Ok(share) => share,
-                        Err(StoreError::LeaseLost { .. } | StoreError::NotFound { .. }) => {
-                            break Stop::LeaseLost
-                        }
-                        Err(e) => {
-                            tracing::debug!(run_id = %run.id, error = %e, "could not share the account's rate budget; keeping the current share");
-                            None
-                        }
-                    };
-                    let settled = share.is_some_and(|s| s.settled);
-                    if waiting.as_ref().is_some_and(|(_, until)| settled || tokio::time::Instant::now() >= *until) {
-                        if !settled {
-                            tracing::info!(run_id = %run.id, "a run of the same account did not take its share in time (its worker may have died); starting anyway");
-                        }
-                        if let Some((go, _)) = waiting.take() {
-                            let _ = go.send(());
-                        }
                     }
                 }
                 () = released(&mut release) => break Stop::Release,
@@ -698,6 +696,28 @@ impl Runner {
                                 tracing::warn!(run_id = %run.id, "no heartbeat got through for a whole lease: another worker may have taken the run over; stopping it");
                                 break Stop::LeaseLost;
                             }
+                        }
+                    }
+                }
+                _ = share_tick.tick(), if budget.is_some() => {
+                    let Some(current) = &budget else { continue };
+                    let share = match self.share_budget(run, current).await {
+                        Ok(share) => share,
+                        Err(StoreError::LeaseLost { .. } | StoreError::NotFound { .. }) => {
+                            break Stop::LeaseLost
+                        }
+                        Err(e) => {
+                            tracing::debug!(run_id = %run.id, error = %e, "could not share the account's rate budget; keeping the current share");
+                            None
+                        }
+                    };
+                    let settled = share.is_some_and(|s| s.settled);
+                    if waiting.as_ref().is_some_and(|(_, until)| settled || tokio::time::Instant::now() >= *until) {
+                        if !settled {
+                            tracing::info!(run_id = %run.id, "a run of the same account did not take its share in time (its worker may have died); starting anyway");
+                        }
+                        if let Some((go, _)) = waiting.take() {
+                            let _ = go.send(());
                         }
                     }
                 }

@@ -65,8 +65,13 @@ pub async fn run_service(runner: Runner, config: ServiceConfig, shutdown: watch:
     let (release, released) = watch::channel(false);
     let mut tasks = JoinSet::new();
     // Before anything reads the clock to judge a lease or a schedule.
-    if let Err(e) = runner.align_clock().await {
-        tracing::warn!(error = %e, "could not read the state database's clock; using this machine's until the next try");
+    tokio::select! {
+        aligned = runner.align_clock() => {
+            if let Err(e) = aligned {
+                tracing::warn!(error = %e, "could not read the state database's clock; using this machine's until the next try");
+            }
+        }
+        () = wait_for(shutdown.clone()) => return,
     }
     tasks.spawn(clock_loop(runner.clone(), config.clone(), shutdown.clone()));
     tasks.spawn(scheduler_loop(

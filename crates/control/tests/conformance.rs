@@ -1905,6 +1905,49 @@ mod scenarios {
         Ok(())
     }
 
+    /// A state from before `20261127000001_budget_share.sql` holding two running runs of one
+    /// configuration (edited by hand) still migrates: the newest keeps running, the other is
+    /// recorded failed with the reason.
+    pub async fn two_running_runs_of_one_configuration_migrate(h: &Harness) -> TestResult {
+        let s = &h.store;
+        let p = s.create_project(new_project("p")).await?;
+        let c = s.create_configuration(new_configuration("c", p.id)).await?;
+        let manual = NewRun {
+            configuration_id: c.id,
+            trigger: Trigger::Manual,
+            mode: SyncMode::Full,
+        };
+        let first = s.queue_run(manual.clone()).await?.run().clone();
+        s.claim_next_run(Utc::now(), WORKER, LEASE)
+            .await?
+            .ok_or_else(none)?;
+        let second = s.queue_run(manual).await?.run().clone();
+        for sql in [
+            "DROP INDEX sync_runs_one_running_per_configuration".to_string(),
+            "ALTER TABLE sync_runs DROP COLUMN budget_share".to_string(),
+            "DELETE FROM _sqlx_migrations WHERE version = 20261127000001".to_string(),
+            format!(
+                "UPDATE sync_runs SET status = 'running', started_at = heartbeat_at WHERE id = {}",
+                second.id.0
+            ),
+        ] {
+            h.execute(&sql).await;
+        }
+        let again = h.reopen(h.key.clone()).await?;
+        assert_eq!(again.run(second.id).await?.status, RunStatus::Running);
+        let stopped = again.run(first.id).await?;
+        assert_eq!(stopped.status, RunStatus::Failed);
+        assert!(stopped.ended_at.is_some());
+        assert!(
+            stopped.errors[0]
+                .message
+                .contains("running at the same time"),
+            "{:?}",
+            stopped.errors
+        );
+        Ok(())
+    }
+
     /// Webhook secrets: set at creation, replaced, cleared; sealed like the Stripe key.
     pub async fn webhook_secrets(h: &Harness) -> TestResult {
         let s = &h.store;
@@ -2120,6 +2163,7 @@ macro_rules! conformance {
 
 conformance!(
     project_round_trip,
+    two_running_runs_of_one_configuration_migrate,
     invalid_input_is_refused,
     configuration_round_trip_and_fixed_fields,
     project_delete_cascades,
