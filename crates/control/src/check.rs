@@ -254,27 +254,16 @@ async fn resume_paused(
 }
 
 /// Switches on again the schedules of `project`'s configurations that the system paused
-/// because the database was unreachable, every page of them; the ids switched on.
+/// because of the database; the ids switched on.
 async fn resume_database_paused(
     store: &dyn Store,
     project: ProjectId,
 ) -> Result<Vec<ScheduleId>, StoreError> {
     let mut resumed = Vec::new();
-    let mut page = PageRequest {
-        offset: 0,
-        limit: 500,
-    };
-    loop {
-        let got = store.list_configurations(Some(project), page).await?;
-        let n = got.items.len() as u64;
-        for c in got.items {
-            resumed.extend(resume_paused(store, c.id, paused_for_database).await?);
-        }
-        page.offset += n;
-        if n == 0 || page.offset >= got.total {
-            return Ok(resumed);
-        }
+    for c in project_configurations(store, project).await? {
+        resumed.extend(resume_paused(store, c.id, paused_for_database).await?);
     }
+    Ok(resumed)
 }
 
 /// The data types `project`'s configurations sync, each once, in catalog order: the
@@ -283,7 +272,23 @@ async fn project_types(
     store: &dyn Store,
     project: ProjectId,
 ) -> Result<Vec<&'static DataType>, StoreError> {
-    let mut names = std::collections::BTreeSet::new();
+    let names: std::collections::BTreeSet<String> = project_configurations(store, project)
+        .await?
+        .into_iter()
+        .flat_map(|c| c.data_types)
+        .collect();
+    Ok(cls_catalog::CATALOG
+        .iter()
+        .filter(|t| names.contains(t.name))
+        .collect())
+}
+
+/// Every configuration of `project`, paging through the store.
+async fn project_configurations(
+    store: &dyn Store,
+    project: ProjectId,
+) -> Result<Vec<Configuration>, StoreError> {
+    let mut all = Vec::new();
     let mut page = PageRequest {
         offset: 0,
         limit: 500,
@@ -291,16 +296,12 @@ async fn project_types(
     loop {
         let got = store.list_configurations(Some(project), page).await?;
         let n = got.items.len() as u64;
-        names.extend(got.items.into_iter().flat_map(|c| c.data_types));
+        all.extend(got.items);
         page.offset += n;
         if n == 0 || page.offset >= got.total {
-            break;
+            return Ok(all);
         }
     }
-    Ok(cls_catalog::CATALOG
-        .iter()
-        .filter(|t| names.contains(t.name))
-        .collect())
 }
 
 /// What Test Connection found for a project.

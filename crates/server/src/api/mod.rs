@@ -87,28 +87,17 @@ impl Modify for BearerAuth {
                 )
                 .build()
         };
-        for item in openapi.paths.paths.values_mut() {
-            for op in [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.patch,
-                &mut item.delete,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                op.responses.responses.insert(
-                    "401".to_string(),
-                    error("No API key, or an unknown or revoked one (`WWW-Authenticate: Bearer`)")
-                        .into(),
-                );
-                op.responses.responses.insert(
-                    "429".to_string(),
-                    error("Too many requests from this client; retry after `Retry-After` seconds")
-                        .into(),
-                );
-            }
+        for op in operations_mut(openapi) {
+            op.responses.responses.insert(
+                "401".to_string(),
+                error("No API key, or an unknown or revoked one (`WWW-Authenticate: Bearer`)")
+                    .into(),
+            );
+            op.responses.responses.insert(
+                "429".to_string(),
+                error("Too many requests from this client; retry after `Retry-After` seconds")
+                    .into(),
+            );
         }
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
@@ -132,37 +121,26 @@ struct PathIds;
 
 impl Modify for PathIds {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for item in openapi.paths.paths.values_mut() {
-            for op in [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.patch,
-                &mut item.delete,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                let has_path_id = op
-                    .parameters
-                    .iter()
-                    .flatten()
-                    .any(|p| p.parameter_in == utoipa::openapi::path::ParameterIn::Path);
-                if has_path_id && !op.responses.responses.contains_key("400") {
-                    op.responses.responses.insert(
-                        "400".to_string(),
-                        ResponseBuilder::new()
-                            .description("The path's `id` is not an id: a whole number, as the list routes show them")
-                            .content(
-                                "application/json",
-                                ContentBuilder::new()
-                                    .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
-                                    .build(),
-                            )
-                            .build()
-                            .into(),
-                    );
-                }
+        for op in operations_mut(openapi) {
+            let has_path_id = op
+                .parameters
+                .iter()
+                .flatten()
+                .any(|p| p.parameter_in == utoipa::openapi::path::ParameterIn::Path);
+            if has_path_id && !op.responses.responses.contains_key("400") {
+                op.responses.responses.insert(
+                    "400".to_string(),
+                    ResponseBuilder::new()
+                        .description("The path's `id` is not an id: a whole number, as the list routes show them")
+                        .content(
+                            "application/json",
+                            ContentBuilder::new()
+                                .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
+                                .build(),
+                        )
+                        .build()
+                        .into(),
+                );
             }
         }
     }
@@ -215,32 +193,21 @@ impl RateLimitHeaders {
 
 impl Modify for RateLimitHeaders {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for item in openapi.paths.paths.values_mut() {
-            for op in [
-                &mut item.get,
-                &mut item.post,
-                &mut item.put,
-                &mut item.patch,
-                &mut item.delete,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                for (status, response) in op.responses.responses.iter_mut() {
-                    let RefOr::T(response) = response else {
-                        continue;
-                    };
-                    for (name, description, whole) in Self::EVERY_ANSWER {
-                        response
-                            .headers
-                            .insert(name.to_string(), Self::header(description, whole));
-                    }
-                    if status == "429" {
-                        response.headers.insert(
-                            "Retry-After".to_string(),
-                            Self::header("Seconds to wait before the next request", true),
-                        );
-                    }
+        for op in operations_mut(openapi) {
+            for (status, response) in op.responses.responses.iter_mut() {
+                let RefOr::T(response) = response else {
+                    continue;
+                };
+                for (name, description, whole) in Self::EVERY_ANSWER {
+                    response
+                        .headers
+                        .insert(name.to_string(), Self::header(description, whole));
+                }
+                if status == "429" {
+                    response.headers.insert(
+                        "Retry-After".to_string(),
+                        Self::header("Seconds to wait before the next request", true),
+                    );
                 }
             }
         }
@@ -307,6 +274,23 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         })
         .layer(middleware::from_fn_with_state(guard, guard::guard))
         .with_state(state)
+}
+
+/// Every operation of the document, whatever its method.
+fn operations_mut(
+    openapi: &mut utoipa::openapi::OpenApi,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    openapi.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+    })
 }
 
 #[cfg(test)]
