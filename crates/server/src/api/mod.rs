@@ -76,27 +76,20 @@ struct BearerAuth;
 
 impl Modify for BearerAuth {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let error = |description: &str| {
-            ResponseBuilder::new()
-                .description(description)
-                .content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
-                        .build(),
-                )
-                .build()
-        };
         for op in operations_mut(openapi) {
             op.responses.responses.insert(
                 "401".to_string(),
-                error("No API key, or an unknown or revoked one (`WWW-Authenticate: Bearer`)")
-                    .into(),
+                error_response(
+                    "No API key, or an unknown or revoked one (`WWW-Authenticate: Bearer`)",
+                )
+                .into(),
             );
             op.responses.responses.insert(
                 "429".to_string(),
-                error("Too many requests from this client; retry after `Retry-After` seconds")
-                    .into(),
+                error_response(
+                    "Too many requests from this client; retry after `Retry-After` seconds",
+                )
+                .into(),
             );
         }
         let components = openapi.components.get_or_insert_with(Default::default);
@@ -130,16 +123,10 @@ impl Modify for PathIds {
             if has_path_id && !op.responses.responses.contains_key("400") {
                 op.responses.responses.insert(
                     "400".to_string(),
-                    ResponseBuilder::new()
-                        .description("The path's `id` is not an id: a whole number, as the list routes show them")
-                        .content(
-                            "application/json",
-                            ContentBuilder::new()
-                                .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
-                                .build(),
-                        )
-                        .build()
-                        .into(),
+                    error_response(
+                        "The path's `id` is not an id: a whole number, as the list routes show them",
+                    )
+                    .into(),
                 );
             }
         }
@@ -274,6 +261,19 @@ pub(crate) fn router(state: Arc<AppState>) -> Router {
         })
         .layer(middleware::from_fn_with_state(guard, guard::guard))
         .with_state(state)
+}
+
+/// An answer in the error envelope, as the modifiers document it on every route.
+fn error_response(description: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
+                .build(),
+        )
+        .build()
 }
 
 /// Every operation of the document, whatever its method.
