@@ -176,6 +176,14 @@ impl World {
         )
     }
 
+    /// Moves the clock an hour on and steps the runner: the run that came due, executed.
+    async fn run_due_after_an_hour(&self) -> cls_control::ExecutedRun {
+        self.clock.advance(Duration::hours(1));
+        let out = must(self.runner.step().await);
+        out.executed
+            .unwrap_or_else(|| panic!("the due run did not run"))
+    }
+
     async fn runs(&self, c: &Configuration) -> Vec<cls_control::SyncRun> {
         must(self.store.list_runs(c.id, PageRequest::default()).await).items
     }
@@ -405,11 +413,7 @@ async fn rejected_key_fails_the_run_and_pauses_the_schedule() {
         .await;
     let s = w.hourly(&c).await;
 
-    w.clock.advance(Duration::hours(1));
-    let out = must(w.runner.step().await);
-    let executed = out
-        .executed
-        .unwrap_or_else(|| panic!("the due run did not run"));
+    let executed = w.run_due_after_an_hour().await;
     assert_eq!(executed.run.status, RunStatus::Failed);
     assert!(!executed.run.errors.is_empty());
     assert_eq!(executed.paused.len(), 1);
@@ -454,11 +458,7 @@ async fn lost_permissions_pause_only_when_nothing_can_sync() {
         .configuration("rk_test_cls_limited", &["charges", "invoices"])
         .await;
     let s = w.hourly(&denied).await;
-    w.clock.advance(Duration::hours(1));
-    let out = must(w.runner.step().await);
-    let executed = out
-        .executed
-        .unwrap_or_else(|| panic!("the due run did not run"));
+    let executed = w.run_due_after_an_hour().await;
     assert_eq!(executed.run.status, RunStatus::Failed, "{:?}", executed.run);
     assert_eq!(executed.run.errors.len(), 2);
     let reason = must(w.store.schedule(s.id).await)
@@ -476,11 +476,7 @@ async fn lost_permissions_pause_only_when_nothing_can_sync() {
         )
         .await;
     let s2 = w.hourly(&partial).await;
-    w.clock.advance(Duration::hours(1));
-    let out = must(w.runner.step().await);
-    let executed = out
-        .executed
-        .unwrap_or_else(|| panic!("the due run did not run"));
+    let executed = w.run_due_after_an_hour().await;
     assert_eq!(executed.run.status, RunStatus::Partial);
     assert_eq!(executed.run.errors.len(), 1);
     assert_eq!(executed.run.errors[0].data_type.as_deref(), Some("charges"));
@@ -510,11 +506,7 @@ async fn a_database_that_cannot_take_the_run_pauses_the_schedule() {
             .configuration_on(url, "rk_test_cls_emulator", &["customers"])
             .await;
         let s = w.hourly(&c).await;
-        w.clock.advance(Duration::hours(1));
-        let out = must(w.runner.step().await);
-        let executed = out
-            .executed
-            .unwrap_or_else(|| panic!("the due run did not run"));
+        let executed = w.run_due_after_an_hour().await;
         assert_eq!(executed.run.status, RunStatus::Failed, "{url}");
         assert_eq!(executed.paused.len(), 1, "{url}");
         let reason = must(w.store.schedule(s.id).await)
