@@ -205,9 +205,12 @@ fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     Ok(token)
 }
 
-/// The API key a request carries, checked against the store.
-async fn authenticate(store: &dyn Store, headers: &HeaderMap) -> Result<ApiToken, ApiError> {
-    let token = bearer(headers)?;
+/// The API key a request carries ([`bearer`]), checked against the store.
+async fn authenticate(
+    store: &dyn Store,
+    presented: Result<&str, ApiError>,
+) -> Result<ApiToken, ApiError> {
+    let token = presented?;
     match store.authenticate_api_token(token).await {
         Ok(t) => Ok(t),
         Err(StoreError::Unauthorized { reason }) => Err(ApiError::unauthorized(reason, true)),
@@ -237,7 +240,8 @@ pub(crate) async fn guard(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(ClientKey::Unknown, |c| ClientKey::Ip(c.0.ip()));
-    let token = bearer(req.headers()).ok();
+    let presented = bearer(req.headers());
+    let token = presented.as_ref().ok().copied();
     let known = token.is_some_and(|t| guard.is_known(t));
     // An unknown token spends one of its address's requests before it is checked.
     let spent = (!known).then(|| guard.count(&peer));
@@ -245,7 +249,7 @@ pub(crate) async fn guard(
         let response = rate_limited(refused);
         return finish(&guard, response, refused, method, route, started);
     }
-    let auth = authenticate(guard.store.as_ref(), req.headers()).await;
+    let auth = authenticate(guard.store.as_ref(), presented).await;
     let decision = match (&auth, spent) {
         (Ok(found), _) => {
             if let Some(t) = token {
