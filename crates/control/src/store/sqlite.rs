@@ -810,33 +810,29 @@ impl Store for SqliteStore {
         now: DateTime<Utc>,
         lease: chrono::Duration,
     ) -> Result<AccountShare, StoreError> {
-        // Asked several times a second by every running run: only reads, unless the share
-        // changed.
-        let own: Option<(Option<String>, String, Option<String>, Option<i64>)> = sqlx::query_as(
-            "SELECT worker_id, status, budget_account, budget_share FROM sync_runs WHERE id = $1",
-        )
-        .bind(id.0)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some((holder, status, registered, applied)) = own else {
+        // Asked several times a second by every running run: one read, and a write only when
+        // the share changed. Live: within the lease its own worker holds it under; this run
+        // counts whether or not it registered the account before.
+        let own: Option<(Option<String>, String, Option<String>, Option<i64>, i64)> =
+            sqlx::query_as(
+                "SELECT r.worker_id, r.status, r.budget_account, r.budget_share, \
+                 (SELECT COUNT(*) FROM sync_runs x WHERE x.status = 'running' AND (x.id = $2 \
+                 OR (x.budget_account = $1 AND julianday(COALESCE(x.heartbeat_at, x.started_at, x.created_at)) \
+                 + COALESCE(x.lease_seconds, $4) / 86400.0 >= julianday($3)))) \
+                 FROM sync_runs r WHERE r.id = $2",
+            )
+            .bind(account)
+            .bind(id.0)
+            .bind(now)
+            .bind(lease_seconds(lease))
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some((holder, status, registered, applied, live)) = own else {
             return Err(lease_lost(false, id));
         };
         if holder.as_deref() != Some(worker) || status != RunStatus::Running.as_str() {
             return Err(lease_lost(true, id));
         }
-        // Live: within the lease its own worker holds it under. This run counts whether or
-        // not it registered the account before.
-        let live: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM sync_runs WHERE status = 'running' AND (id = $2 OR \
-             (budget_account = $1 AND julianday(COALESCE(heartbeat_at, started_at, created_at)) \
-             + COALESCE(lease_seconds, $4) / 86400.0 >= julianday($3)))",
-        )
-        .bind(account)
-        .bind(id.0)
-        .bind(now)
-        .bind(lease_seconds(lease))
-        .fetch_one(&self.pool)
-        .await?;
         let runs = sharing(live);
         if registered.as_deref() != Some(account) || applied != Some(i64::from(runs)) {
             let changed = sqlx::query(
